@@ -1,0 +1,811 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {IACTPKernel} from "./interfaces/IACTPKernel.sol";
+import {IEscrowVault} from "./interfaces/IEscrowVault.sol";
+import {IEscrowKernel} from "./interfaces/IEscrowKernel.sol";
+import {Packed} from "./libraries/Packed.sol";
+
+/// @title EscrowKernel
+/// @notice ACTP escrow kernel: holds a requester's payment in escrow until the provider's delivered work is
+/// settled, refunded, or split by a resolver. Wire-compatible with ACTP v3 clients and its own escrow vault.
+/// @dev It must never strand funds: every funded, non-terminal transaction always has a party who can move it
+/// to a terminal state, whatever the clock says, and pause never blocks refunds, settlement or resolution.
+///
+/// Every external function checks in one order, so clients can predict which error wins: arguments, the
+/// transaction's existence, its state, the caller, pause, then time and proof. Then it writes state, emits,
+/// and moves tokens last.
+contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+    using Packed for uint256;
+
+    /// @notice Smallest transaction amount in token base units (0.05 of a 6-decimal token).
+    uint256 public constant MIN_AMOUNT = 50_000;
+    /// @notice Largest transaction amount in token base units (1e9 of a 6-decimal token).
+    uint256 public constant MAX_AMOUNT = 1e15;
+    /// @notice How far ahead of creation a deadline may lie.
+    uint256 public constant MAX_DEADLINE_AHEAD = 365 days;
+    /// @notice Shortest dispute window.
+    uint256 public constant MIN_DISPUTE_WINDOW = 1 hours;
+    /// @notice Longest dispute window.
+    uint256 public constant MAX_DISPUTE_WINDOW = 30 days;
+    /// @notice Highest platform fee rate, in basis points.
+    uint16 public constant MAX_PLATFORM_FEE_BPS = 500;
+    /// @notice Delay between scheduling and applying a fee change.
+    uint256 public constant FEE_CHANGE_DELAY = 2 days;
+    /// @notice Delay between approving a mediator and its first resolution.
+    uint256 public constant MEDIATOR_DELAY = 2 days;
+
+    uint256 private constant BPS = 10_000;
+    uint256 private constant FEE_SHIFT = 160;
+    uint256 private constant PAUSED = 1 << 176;
+
+    /// @dev One transaction: three slots, see `Packed` for the two packed words.
+    struct Record {
+        uint256 status;
+        uint256 terms;
+        bytes32 serviceHash;
+    }
+
+    /// @dev Rarely used fields, each written only when its feature is used.
+    struct Extras {
+        bytes32 metadata;
+        bytes32 attestationUID;
+        bytes32 escrowId;
+        address disputeInitiator;
+        uint256 agentId;
+        uint256 requesterAgentId;
+        uint256 released;
+    }
+
+    IERC20 private immutable _TOKEN;
+
+    mapping(bytes32 transactionId => Record) private _records;
+    mapping(bytes32 transactionId => Extras) private _extras;
+    mapping(bytes32 escrowId => bytes32 transactionId) private _escrowAliases;
+    mapping(address requester => uint256) private _nonces;
+    mapping(address mediator => uint256 activeFrom) private _mediators;
+
+    /// @dev fee recipient (bits 0..159) | accrued fees (bits 160..255). Settlement reads and writes it once.
+    uint256 private _feeAccount;
+    /// @dev pauser (bits 0..159) | platform fee bps (160..175) | paused (176). Creation reads it once.
+    uint256 private _config;
+    /// @dev scheduled fee bps (0..15) | executeAfter (16..).
+    uint256 private _pendingFee;
+    address private _admin;
+    address private _pendingAdmin;
+
+    modifier onlyAdmin() {
+        if (msg.sender != _admin) revert NotAdmin(msg.sender);
+        _;
+    }
+
+    /// @param token_ The escrow token (a standard ERC-20 without transfer fees; USDC).
+    /// @param admin_ The admin: governance and dispute resolution.
+    /// @param feeRecipient_ Receives collected platform fees.
+    /// @param feeBps_ The initial platform fee rate in basis points (at most 500).
+    constructor(IERC20 token_, address admin_, address feeRecipient_, uint16 feeBps_) {
+        if (address(token_) == address(0) || admin_ == address(0) || feeRecipient_ == address(0)) {
+            revert ZeroAddress();
+        }
+        if (feeBps_ > MAX_PLATFORM_FEE_BPS) revert FeeAboveCap(feeBps_, MAX_PLATFORM_FEE_BPS);
+        _TOKEN = token_;
+        _admin = admin_;
+        _feeAccount = uint256(uint160(feeRecipient_));
+        _config = uint256(uint160(admin_)) | (uint256(feeBps_) << FEE_SHIFT);
+        emit AdminTransferred(address(0), admin_);
+    }
+
+    // ================================================================================================
+    // Creation and funding
+    // ================================================================================================
+
+    /// @inheritdoc IACTPKernel
+    function createTransaction(
+        address provider,
+        address requester,
+        uint256 amount,
+        uint256 deadline,
+        uint256 disputeWindow,
+        bytes32 serviceHash,
+        uint256 agentId,
+        uint256 requesterAgentId
+    ) external returns (bytes32 transactionId) {
+        if (requester != msg.sender) revert RequesterMismatch(requester, msg.sender);
+        transactionId = _create(provider, amount, deadline, disputeWindow, serviceHash, State.INITIATED);
+        _storeAgentIds(transactionId, agentId, requesterAgentId);
+        emit TransactionCreated(
+            transactionId, msg.sender, provider, amount, serviceHash, deadline, block.timestamp, agentId
+        );
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function createAndFund(
+        address provider,
+        uint256 amount,
+        uint256 deadline,
+        uint256 disputeWindow,
+        bytes32 serviceHash,
+        uint256 agentId,
+        uint256 requesterAgentId
+    ) external nonReentrant returns (bytes32 transactionId) {
+        transactionId = _create(provider, amount, deadline, disputeWindow, serviceHash, State.COMMITTED);
+        _storeAgentIds(transactionId, agentId, requesterAgentId);
+        emit TransactionCreated(
+            transactionId, msg.sender, provider, amount, serviceHash, deadline, block.timestamp, agentId
+        );
+        emit StateTransitioned(transactionId, State.INITIATED, State.COMMITTED, msg.sender, block.timestamp);
+        emit EscrowLinked(transactionId, address(this), transactionId, amount, block.timestamp);
+        _pull(msg.sender, amount);
+    }
+
+    /// @inheritdoc IACTPKernel
+    function linkEscrow(bytes32 transactionId, address escrowContract, bytes32 escrowId)
+        external
+        nonReentrant
+    {
+        if (escrowContract != address(this)) revert UnsupportedEscrowContract(escrowContract);
+        Record storage record = _records[transactionId];
+        uint256 s = _load(record, transactionId);
+        State from = s.state();
+        if (from != State.INITIATED && from != State.QUOTED) {
+            revert InvalidTransition(transactionId, from, State.COMMITTED);
+        }
+        uint256 t = record.terms;
+        if (msg.sender != t.requester()) revert Unauthorized(msg.sender, t.requester());
+        if (_config & PAUSED != 0) revert KernelIsPaused();
+        if (block.timestamp > s.deadline()) revert DeadlinePassed(s.deadline());
+        if (escrowId != transactionId) _linkAlias(transactionId, escrowId);
+
+        uint256 amount = t.amount();
+        record.status = s.moved(State.COMMITTED, block.timestamp, s.window(), Packed.ESCROWED);
+        emit EscrowLinked(transactionId, address(this), escrowId, amount, block.timestamp);
+        emit StateTransitioned(transactionId, from, State.COMMITTED, msg.sender, block.timestamp);
+        _pull(msg.sender, amount);
+    }
+
+    /// @inheritdoc IACTPKernel
+    function acceptQuote(bytes32 transactionId, uint256 newAmount) external {
+        if (newAmount < MIN_AMOUNT || newAmount > MAX_AMOUNT) {
+            revert AmountOutOfRange(newAmount, MIN_AMOUNT, MAX_AMOUNT);
+        }
+        Record storage record = _records[transactionId];
+        uint256 s = _load(record, transactionId);
+        if (s.state() != State.QUOTED) revert InvalidState(transactionId, s.state());
+        uint256 t = record.terms;
+        if (msg.sender != t.requester()) revert Unauthorized(msg.sender, t.requester());
+        if (block.timestamp > s.deadline()) revert DeadlinePassed(s.deadline());
+
+        record.terms = t.withAmount(newAmount);
+        record.status = s.moved(State.QUOTED, block.timestamp, s.window(), 0);
+        emit QuoteAccepted(transactionId, t.amount(), newAmount, block.timestamp);
+    }
+
+    // ================================================================================================
+    // Transitions
+    // ================================================================================================
+
+    /// @inheritdoc IACTPKernel
+    function transitionState(bytes32 transactionId, State newState, bytes calldata proof) external {
+        Record storage record = _records[transactionId];
+        uint256 s = _load(record, transactionId);
+        State from = s.state();
+
+        if (newState == State.IN_PROGRESS) {
+            if (from != State.COMMITTED) revert InvalidTransition(transactionId, from, newState);
+            _requireProvider(s);
+            _requireBeforeDeadline(s);
+            if (proof.length != 0) revert InvalidProofLength(proof.length);
+            record.status = s.moved(State.IN_PROGRESS, block.timestamp, s.window(), 0);
+            emit StateTransitioned(transactionId, from, State.IN_PROGRESS, msg.sender, block.timestamp);
+        } else if (newState == State.DELIVERED) {
+            if (from != State.IN_PROGRESS) revert InvalidTransition(transactionId, from, newState);
+            _deliver(record, transactionId, s, proof);
+        } else if (newState == State.SETTLED) {
+            if (from == State.DELIVERED) {
+                if (proof.length != 0) revert InvalidProofLength(proof.length);
+                _settle(record, transactionId, s);
+            } else if (from == State.DISPUTED) {
+                _resolve(record, transactionId, s, State.SETTLED, proof);
+            } else {
+                revert InvalidTransition(transactionId, from, newState);
+            }
+        } else if (newState == State.CANCELLED) {
+            if (from == State.DISPUTED) {
+                _resolve(record, transactionId, s, State.CANCELLED, proof);
+            } else {
+                if (proof.length != 0) revert InvalidProofLength(proof.length);
+                _cancel(record, transactionId, s, from);
+            }
+        } else if (newState == State.DISPUTED) {
+            if (from != State.DELIVERED) revert InvalidTransition(transactionId, from, newState);
+            _dispute(record, transactionId, s);
+        } else if (newState == State.QUOTED) {
+            if (from != State.INITIATED) revert InvalidTransition(transactionId, from, newState);
+            _quote(record, transactionId, s, proof);
+        } else {
+            // INITIATED is only entered at creation, COMMITTED only through funding.
+            revert InvalidTransition(transactionId, from, newState);
+        }
+    }
+
+    /// @inheritdoc IACTPKernel
+    function releaseEscrow(bytes32 transactionId) external {
+        Record storage record = _records[transactionId];
+        uint256 s = _load(record, transactionId);
+        if (s.state() != State.DELIVERED) revert InvalidTransition(transactionId, s.state(), State.SETTLED);
+        _settle(record, transactionId, s);
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function settleBatch(bytes32[] calldata transactionIds) external nonReentrant returns (uint256 settled) {
+        uint256 feeAccount = _feeAccount;
+        address recipient = address(uint160(feeAccount));
+        uint256 fees;
+        address payee;
+        uint256 owed;
+        for (uint256 i; i < transactionIds.length; ++i) {
+            bytes32 id = transactionIds[i];
+            Record storage record = _records[id];
+            uint256 s = record.status;
+            // A missing id reads as zero, i.e. INITIATED, and is skipped with the rest.
+            if (s.state() != State.DELIVERED) continue;
+            uint256 t = record.terms;
+            uint256 windowEnd = s.updated() + s.window();
+            if (msg.sender != t.requester() && block.timestamp <= windowEnd) continue;
+
+            (uint256 gross, uint256 paidBefore) = _remaining(id, s, t);
+            record.status = s.moved(State.SETTLED, block.timestamp, windowEnd - t.createdAt(), 0);
+            emit StateTransitioned(id, State.DELIVERED, State.SETTLED, msg.sender, block.timestamp);
+            uint256 fee = _feeOn(paidBefore, gross, t.feeBps());
+            if (fee != 0) {
+                fees += fee;
+                emit PlatformFeeAccrued(id, recipient, fee, block.timestamp);
+            }
+            address provider = s.provider();
+            uint256 net = gross - fee;
+            if (net != 0) emit EscrowReleased(id, provider, net, block.timestamp);
+            if (provider != payee) {
+                if (owed != 0) _TOKEN.safeTransfer(payee, owed);
+                (payee, owed) = (provider, net);
+            } else {
+                owed += net;
+            }
+            unchecked {
+                ++settled; // bounded by the array length
+            }
+        }
+        if (fees != 0) _feeAccount = feeAccount + (fees << FEE_SHIFT);
+        if (owed != 0) _TOKEN.safeTransfer(payee, owed);
+    }
+
+    /// @inheritdoc IACTPKernel
+    function releaseMilestone(bytes32 transactionId, uint256 amount) external nonReentrant {
+        Record storage record = _records[transactionId];
+        uint256 s = _load(record, transactionId);
+        if (s.state() != State.IN_PROGRESS) revert InvalidState(transactionId, s.state());
+        uint256 t = record.terms;
+        if (msg.sender != t.requester()) revert Unauthorized(msg.sender, t.requester());
+        (uint256 left, uint256 paidBefore) = _remaining(transactionId, s, t);
+        if (amount == 0 || amount > left) revert InvalidMilestone(amount, left);
+
+        _extras[transactionId].released = paidBefore + amount;
+        record.status = s.moved(State.IN_PROGRESS, block.timestamp, s.window(), Packed.MILESTONES);
+        emit EscrowMilestoneReleased(transactionId, amount, block.timestamp);
+        _payProvider(transactionId, s.provider(), amount, paidBefore, t.feeBps());
+    }
+
+    /// @inheritdoc IACTPKernel
+    function anchorAttestation(bytes32 transactionId, bytes32 attestationUID) external {
+        if (attestationUID == bytes32(0)) revert ZeroAttestation();
+        Record storage record = _records[transactionId];
+        uint256 s = _load(record, transactionId);
+        if (s.state() != State.SETTLED) revert InvalidState(transactionId, s.state());
+        if (msg.sender != s.provider() && msg.sender != record.terms.requester()) revert NotParty(msg.sender);
+        _extras[transactionId].attestationUID = attestationUID;
+        emit AttestationAnchored(transactionId, attestationUID, msg.sender, block.timestamp);
+    }
+
+    // ================================================================================================
+    // Fees and governance
+    // ================================================================================================
+
+    /// @inheritdoc IEscrowKernel
+    function collectFees() external nonReentrant {
+        uint256 account = _feeAccount;
+        uint256 amount = account >> FEE_SHIFT;
+        if (amount == 0) revert NoFeesAccrued();
+        address recipient = address(uint160(account));
+        _feeAccount = uint256(uint160(recipient));
+        emit FeesCollected(recipient, amount);
+        _TOKEN.safeTransfer(recipient, amount);
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function setFeeRecipient(address recipient) external onlyAdmin {
+        if (recipient == address(0)) revert ZeroAddress();
+        uint256 account = _feeAccount;
+        _feeAccount = (account & ~Packed.ADDRESS_MASK) | uint256(uint160(recipient));
+        emit FeeRecipientUpdated(address(uint160(account)), recipient);
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function scheduleFeeChange(uint16 feeBps) external onlyAdmin {
+        if (feeBps > MAX_PLATFORM_FEE_BPS) revert FeeAboveCap(feeBps, MAX_PLATFORM_FEE_BPS);
+        uint256 executeAfter = block.timestamp + FEE_CHANGE_DELAY;
+        _pendingFee = uint256(feeBps) | (executeAfter << 16);
+        emit PlatformFeeChangeScheduled(feeBps, executeAfter);
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function cancelFeeChange() external onlyAdmin {
+        uint256 pending = _pendingFee;
+        if (pending == 0) revert NoPendingFeeChange();
+        delete _pendingFee;
+        emit PlatformFeeChangeCancelled(uint16(pending));
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function executeFeeChange() external {
+        uint256 pending = _pendingFee;
+        if (pending == 0) revert NoPendingFeeChange();
+        uint256 executeAfter = pending >> 16;
+        if (block.timestamp < executeAfter) revert FeeChangeNotReady(executeAfter);
+        uint256 config = _config;
+        uint16 oldFee = uint16(config >> FEE_SHIFT);
+        uint16 newFee = uint16(pending);
+        _config = (config & ~(uint256(0xffff) << FEE_SHIFT)) | (uint256(newFee) << FEE_SHIFT);
+        delete _pendingFee;
+        emit PlatformFeeUpdated(oldFee, newFee);
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function setMediator(address mediator, bool approved) external onlyAdmin {
+        if (mediator == address(0)) revert ZeroAddress();
+        uint256 activeFrom = _mediators[mediator];
+        if (approved) {
+            // Re-approving keeps the original start: the delay cannot be reset or skipped.
+            if (activeFrom == 0) activeFrom = block.timestamp + MEDIATOR_DELAY;
+        } else {
+            activeFrom = 0;
+        }
+        _mediators[mediator] = activeFrom;
+        emit MediatorUpdated(mediator, activeFrom);
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function setPauser(address newPauser) external onlyAdmin {
+        if (newPauser == address(0)) revert ZeroAddress();
+        uint256 config = _config;
+        _config = (config & ~Packed.ADDRESS_MASK) | uint256(uint160(newPauser));
+        emit PauserUpdated(address(uint160(config)), newPauser);
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function pause() external {
+        uint256 config = _requirePauser();
+        _config = config | PAUSED;
+        emit KernelPaused(msg.sender, block.timestamp);
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function unpause() external {
+        uint256 config = _requirePauser();
+        _config = config & ~PAUSED;
+        emit KernelUnpaused(msg.sender, block.timestamp);
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function transferAdmin(address newAdmin) external onlyAdmin {
+        if (newAdmin == address(0)) revert ZeroAddress();
+        _pendingAdmin = newAdmin;
+        emit AdminTransferStarted(msg.sender, newAdmin);
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function acceptAdmin() external {
+        if (msg.sender != _pendingAdmin) revert NotPendingAdmin(msg.sender);
+        address oldAdmin = _admin;
+        _admin = msg.sender;
+        delete _pendingAdmin;
+        emit AdminTransferred(oldAdmin, msg.sender);
+    }
+
+    // ================================================================================================
+    // Views
+    // ================================================================================================
+
+    /// @inheritdoc IACTPKernel
+    function getTransaction(bytes32 transactionId) external view returns (TransactionView memory v) {
+        Record storage record = _records[transactionId];
+        uint256 s = _load(record, transactionId);
+        uint256 t = record.terms;
+        Extras storage extras = _extras[transactionId];
+        v.transactionId = transactionId;
+        v.requester = t.requester();
+        v.provider = s.provider();
+        v.state = s.state();
+        v.amount = t.amount();
+        v.createdAt = t.createdAt();
+        v.updatedAt = s.updated();
+        v.deadline = s.deadline();
+        v.serviceHash = record.serviceHash;
+        if (s.has(Packed.ESCROWED)) {
+            v.escrowContract = address(this);
+            bytes32 alias_ = extras.escrowId;
+            v.escrowId = alias_ == bytes32(0) ? transactionId : alias_;
+        }
+        v.attestationUID = extras.attestationUID;
+        // Before delivery: the window in seconds. From delivery on: the unix time the window ends.
+        v.disputeWindow = s.has(Packed.DELIVERED) ? _windowEnd(s, t) : s.window();
+        v.metadata = extras.metadata;
+        v.platformFeeBpsLocked = uint16(t.feeBps());
+        v.agentId = extras.agentId;
+        v.requesterAgentId = extras.requesterAgentId;
+        v.disputeInitiator = extras.disputeInitiator;
+    }
+
+    /// @inheritdoc IACTPKernel
+    function requesterNonces(address requester) external view returns (uint256) {
+        return _nonces[requester];
+    }
+
+    /// @inheritdoc IACTPKernel
+    function platformFeeBps() external view returns (uint16) {
+        return uint16(_config >> FEE_SHIFT);
+    }
+
+    /// @inheritdoc IACTPKernel
+    function requesterPenaltyBps() external pure returns (uint16) {
+        return 0;
+    }
+
+    /// @inheritdoc IACTPKernel
+    function paused() external view returns (bool) {
+        return _config & PAUSED != 0;
+    }
+
+    /// @inheritdoc IEscrowVault
+    function remaining(bytes32 escrowId) external view returns (uint256 left) {
+        (bytes32 id, uint256 s, uint256 t) = _escrow(escrowId);
+        if (_isLive(s)) (left,) = _remaining(id, s, t);
+    }
+
+    /// @inheritdoc IEscrowVault
+    function token() external view returns (address) {
+        return address(_TOKEN);
+    }
+
+    /// @inheritdoc IEscrowVault
+    function kernel() external view returns (address) {
+        return address(this);
+    }
+
+    /// @inheritdoc IEscrowVault
+    function verifyEscrow(bytes32 escrowId, address requester, address provider, uint256 amount)
+        external
+        view
+        returns (bool isActive, uint256 escrowAmount)
+    {
+        (bytes32 id, uint256 s, uint256 t) = _escrow(escrowId);
+        if (!_isLive(s)) return (false, 0);
+        (escrowAmount,) = _remaining(id, s, t);
+        isActive = t.requester() == requester && s.provider() == provider && escrowAmount >= amount;
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function escrows(bytes32 escrowId)
+        external
+        view
+        returns (address requester, address provider, uint256 amount, uint256 releasedAmount, bool active)
+    {
+        (bytes32 id, uint256 s, uint256 t) = _escrow(escrowId);
+        if (!s.has(Packed.ESCROWED)) return (address(0), address(0), 0, 0, false);
+        (, releasedAmount) = _remaining(id, s, t);
+        return (t.requester(), s.provider(), t.amount(), releasedAmount, _isLive(s));
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function isResolver(address account) public view returns (bool) {
+        if (account == _admin) return true;
+        uint256 activeFrom = _mediators[account];
+        return activeFrom != 0 && block.timestamp >= activeFrom;
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function mediatorActiveFrom(address mediator) external view returns (uint256) {
+        return _mediators[mediator];
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function accruedFees() external view returns (uint256) {
+        return _feeAccount >> FEE_SHIFT;
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function feeRecipient() external view returns (address) {
+        return address(uint160(_feeAccount));
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function pendingFeeChange() external view returns (uint16 feeBps, uint256 executeAfter) {
+        uint256 pending = _pendingFee;
+        return (uint16(pending), pending >> 16);
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function admin() external view returns (address) {
+        return _admin;
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function pendingAdmin() external view returns (address) {
+        return _pendingAdmin;
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function pauser() external view returns (address) {
+        return address(uint160(_config));
+    }
+
+    // ================================================================================================
+    // Internals: lifecycle
+    // ================================================================================================
+
+    /// @dev Validates and stores a new transaction whose requester is the caller; returns its id.
+    function _create(
+        address provider,
+        uint256 amount,
+        uint256 deadline,
+        uint256 disputeWindow,
+        bytes32 serviceHash,
+        State initial
+    ) private returns (bytes32 transactionId) {
+        if (provider == address(0)) revert ZeroAddress();
+        if (provider == msg.sender) revert SelfDealing(provider);
+        if (amount < MIN_AMOUNT || amount > MAX_AMOUNT) revert AmountOutOfRange(amount, MIN_AMOUNT, MAX_AMOUNT);
+        uint256 latest = block.timestamp + MAX_DEADLINE_AHEAD;
+        if (latest > type(uint32).max) latest = type(uint32).max;
+        if (deadline <= block.timestamp || deadline > latest) {
+            revert DeadlineOutOfRange(deadline, block.timestamp, latest);
+        }
+        if (disputeWindow < MIN_DISPUTE_WINDOW || disputeWindow > MAX_DISPUTE_WINDOW) {
+            revert DisputeWindowOutOfRange(disputeWindow, MIN_DISPUTE_WINDOW, MAX_DISPUTE_WINDOW);
+        }
+        uint256 config = _config;
+        if (config & PAUSED != 0) revert KernelIsPaused();
+
+        uint256 nonce = _nonces[msg.sender];
+        transactionId = keccak256(abi.encodePacked(msg.sender, provider, amount, serviceHash, nonce));
+        unchecked {
+            _nonces[msg.sender] = nonce + 1; // one per transaction: 2^256 transactions cannot be created
+        }
+        Record storage record = _records[transactionId];
+        if (record.status != 0) revert TransactionExists(transactionId);
+        uint256 flags = initial == State.COMMITTED ? Packed.ESCROWED : 0;
+        record.status = Packed.status(provider, initial, flags, block.timestamp, deadline, disputeWindow);
+        record.terms = Packed.terms(msg.sender, amount, uint16(config >> FEE_SHIFT), block.timestamp);
+        if (serviceHash != bytes32(0)) record.serviceHash = serviceHash;
+    }
+
+    function _storeAgentIds(bytes32 transactionId, uint256 agentId, uint256 requesterAgentId) private {
+        if (agentId != 0) _extras[transactionId].agentId = agentId;
+        if (requesterAgentId != 0) _extras[transactionId].requesterAgentId = requesterAgentId;
+    }
+
+    /// @dev Records `escrowId` as another name for `transactionId` (older clients link with their own id).
+    function _linkAlias(bytes32 transactionId, bytes32 escrowId) private {
+        if (escrowId == bytes32(0) || _escrowAliases[escrowId] != bytes32(0) || _records[escrowId].status != 0) {
+            revert EscrowIdUnavailable(escrowId);
+        }
+        _escrowAliases[escrowId] = transactionId;
+        _extras[transactionId].escrowId = escrowId;
+    }
+
+    function _quote(Record storage record, bytes32 transactionId, uint256 s, bytes calldata proof) private {
+        _requireProvider(s);
+        _requireBeforeDeadline(s);
+        if (proof.length != 0) {
+            if (proof.length != 32) revert InvalidProofLength(proof.length);
+            bytes32 quoteHash = bytes32(proof);
+            if (quoteHash == bytes32(0)) revert ZeroQuoteHash();
+            _extras[transactionId].metadata = quoteHash;
+        }
+        record.status = s.moved(State.QUOTED, block.timestamp, s.window(), 0);
+        emit StateTransitioned(transactionId, State.INITIATED, State.QUOTED, msg.sender, block.timestamp);
+    }
+
+    /// @dev IN_PROGRESS -> DELIVERED. The provider may lengthen the requester's window, never shorten it.
+    function _deliver(Record storage record, bytes32 transactionId, uint256 s, bytes calldata proof) private {
+        _requireProvider(s);
+        _requireBeforeDeadline(s);
+        uint256 window = s.window();
+        bytes32 proofHash;
+        uint256 chosen;
+        if (proof.length == 32) {
+            chosen = uint256(bytes32(proof));
+        } else if (proof.length == 64) {
+            chosen = uint256(bytes32(proof[:32]));
+            proofHash = bytes32(proof[32:]);
+        } else if (proof.length != 0) {
+            revert InvalidProofLength(proof.length);
+        }
+        if (chosen != 0) {
+            if (chosen < window || chosen > MAX_DISPUTE_WINDOW) {
+                revert DisputeWindowOutOfRange(chosen, window, MAX_DISPUTE_WINDOW);
+            }
+            window = chosen;
+        }
+        record.status = s.moved(State.DELIVERED, block.timestamp, window, Packed.DELIVERED);
+        emit StateTransitioned(transactionId, State.IN_PROGRESS, State.DELIVERED, msg.sender, block.timestamp);
+        if (proof.length == 64) emit DeliveryProofRecorded(transactionId, proofHash, block.timestamp + window);
+    }
+
+    /// @dev DELIVERED -> SETTLED: the requester at any time, anyone once the dispute window is over.
+    /// Neither the deadline nor pause applies: delivered work can always be paid.
+    function _settle(Record storage record, bytes32 transactionId, uint256 s) private nonReentrant {
+        uint256 t = record.terms;
+        uint256 windowEnd = s.updated() + s.window();
+        if (msg.sender != t.requester() && block.timestamp <= windowEnd) revert DisputeWindowOpen(windowEnd);
+        (uint256 gross, uint256 paidBefore) = _remaining(transactionId, s, t);
+        record.status = s.moved(State.SETTLED, block.timestamp, windowEnd - t.createdAt(), 0);
+        emit StateTransitioned(transactionId, State.DELIVERED, State.SETTLED, msg.sender, block.timestamp);
+        _payProvider(transactionId, s.provider(), gross, paidBefore, t.feeBps());
+    }
+
+    /// @dev DELIVERED -> DISPUTED by either party while the window is open. Any proof bytes (a reason or
+    /// evidence, as v3 clients send) are accepted and not stored.
+    function _dispute(Record storage record, bytes32 transactionId, uint256 s) private {
+        uint256 t = record.terms;
+        if (msg.sender != s.provider() && msg.sender != t.requester()) revert NotParty(msg.sender);
+        uint256 windowEnd = s.updated() + s.window();
+        if (block.timestamp > windowEnd) revert DisputeWindowClosed(windowEnd);
+        record.status = s.moved(State.DISPUTED, block.timestamp, windowEnd - t.createdAt(), 0);
+        _extras[transactionId].disputeInitiator = msg.sender;
+        emit StateTransitioned(transactionId, State.DELIVERED, State.DISPUTED, msg.sender, block.timestamp);
+        emit DisputeOpened(transactionId, msg.sender, 0, block.timestamp);
+    }
+
+    /// @dev DISPUTED -> SETTLED or CANCELLED by a resolver, splitting exactly what remains. No time limit.
+    function _resolve(Record storage record, bytes32 transactionId, uint256 s, State to, bytes calldata proof)
+        private
+        nonReentrant
+    {
+        if (!isResolver(msg.sender)) revert NotResolver(msg.sender);
+        if (proof.length != 64 && proof.length != 96) revert InvalidProofLength(proof.length);
+        uint256 toRequester = uint256(bytes32(proof[:32]));
+        uint256 toProvider = uint256(bytes32(proof[32:64]));
+        uint256 t = record.terms;
+        (uint256 left, uint256 paidBefore) = _remaining(transactionId, s, t);
+        if (toRequester > left || toProvider != left - toRequester) {
+            revert ResolutionMismatch(toRequester, toProvider, left);
+        }
+        record.status = s.moved(to, block.timestamp, s.window(), 0);
+        emit StateTransitioned(transactionId, State.DISPUTED, to, msg.sender, block.timestamp);
+        emit DisputeResolved(transactionId, msg.sender, toRequester, toProvider);
+        if (toProvider != 0) _payProvider(transactionId, s.provider(), toProvider, paidBefore, t.feeBps());
+        if (toRequester != 0) _refund(transactionId, t.requester(), toRequester);
+    }
+
+    /// @dev -> CANCELLED outside a dispute. Unfunded: the requester. Funded (COMMITTED or IN_PROGRESS): the
+    /// provider at any time, the requester once the deadline has passed; full refund, no penalty.
+    function _cancel(Record storage record, bytes32 transactionId, uint256 s, State from) private nonReentrant {
+        uint256 t = record.terms;
+        address requester = t.requester();
+        if (from == State.INITIATED || from == State.QUOTED) {
+            if (msg.sender != requester) revert Unauthorized(msg.sender, requester);
+            record.status = s.moved(State.CANCELLED, block.timestamp, s.window(), 0);
+            emit StateTransitioned(transactionId, from, State.CANCELLED, msg.sender, block.timestamp);
+            return;
+        }
+        if (from != State.COMMITTED && from != State.IN_PROGRESS) {
+            revert InvalidTransition(transactionId, from, State.CANCELLED);
+        }
+        if (msg.sender != s.provider()) {
+            if (msg.sender != requester) revert NotParty(msg.sender);
+            if (block.timestamp <= s.deadline()) revert DeadlineNotPassed(s.deadline());
+        }
+        (uint256 left,) = _remaining(transactionId, s, t);
+        record.status = s.moved(State.CANCELLED, block.timestamp, s.window(), 0);
+        emit StateTransitioned(transactionId, from, State.CANCELLED, msg.sender, block.timestamp);
+        if (left != 0) _refund(transactionId, requester, left);
+    }
+
+    // ================================================================================================
+    // Internals: money
+    // ================================================================================================
+
+    /// @dev Pays `gross` to the provider less the platform fee. The fee is charged on the provider's running
+    /// total, so splitting a payout into milestones never changes the total fee.
+    function _payProvider(bytes32 transactionId, address provider, uint256 gross, uint256 paidBefore, uint256 feeBps)
+        private
+    {
+        uint256 fee = _feeOn(paidBefore, gross, feeBps);
+        uint256 net = gross - fee;
+        if (fee != 0) {
+            uint256 account = _feeAccount;
+            // Accrued fees fit in 96 bits: they never exceed the token supply held by the kernel.
+            _feeAccount = account + (fee << FEE_SHIFT);
+            emit PlatformFeeAccrued(transactionId, address(uint160(account)), fee, block.timestamp);
+        }
+        if (net != 0) {
+            emit EscrowReleased(transactionId, provider, net, block.timestamp);
+            _TOKEN.safeTransfer(provider, net);
+        }
+    }
+
+    function _refund(bytes32 transactionId, address requester, uint256 amount) private {
+        emit EscrowRefunded(transactionId, requester, amount, block.timestamp);
+        _TOKEN.safeTransfer(requester, amount);
+    }
+
+    /// @dev Pulls exactly `amount` from `from`; a token that delivers a different amount is refused.
+    function _pull(address from, uint256 amount) private {
+        uint256 before = _TOKEN.balanceOf(address(this));
+        _TOKEN.safeTransferFrom(from, address(this), amount);
+        uint256 afterwards = _TOKEN.balanceOf(address(this));
+        if (afterwards != before + amount) {
+            revert TransferAmountMismatch(amount, afterwards > before ? afterwards - before : 0);
+        }
+    }
+
+    // ================================================================================================
+    // Internals: reads and checks
+    // ================================================================================================
+
+    function _load(Record storage record, bytes32 transactionId) private view returns (uint256 s) {
+        s = record.status;
+        if (s == 0) revert TransactionNotFound(transactionId);
+    }
+
+    /// @dev What a transaction's escrow still holds, and what milestones have paid before.
+    function _remaining(bytes32 transactionId, uint256 s, uint256 t)
+        private
+        view
+        returns (uint256 left, uint256 paidBefore)
+    {
+        if (s.has(Packed.MILESTONES)) paidBefore = _extras[transactionId].released;
+        left = t.amount() - paidBefore;
+    }
+
+    /// @dev Resolves an escrow id (a transaction id or a linked alias) to its record.
+    function _escrow(bytes32 escrowId) private view returns (bytes32 id, uint256 s, uint256 t) {
+        id = escrowId;
+        s = _records[id].status;
+        if (s == 0) {
+            id = _escrowAliases[escrowId];
+            s = _records[id].status;
+        }
+        t = _records[id].terms;
+    }
+
+    /// @dev Funded and not terminal.
+    function _isLive(uint256 s) private pure returns (bool) {
+        State st = s.state();
+        return s.has(Packed.ESCROWED) && st != State.SETTLED && st != State.CANCELLED;
+    }
+
+    function _windowEnd(uint256 s, uint256 t) private pure returns (uint256) {
+        return s.state() == State.DELIVERED ? s.updated() + s.window() : t.createdAt() + s.window();
+    }
+
+    function _feeOn(uint256 paidBefore, uint256 gross, uint256 feeBps) private pure returns (uint256) {
+        return ((paidBefore + gross) * feeBps) / BPS - (paidBefore * feeBps) / BPS;
+    }
+
+    function _requireProvider(uint256 s) private view {
+        if (msg.sender != s.provider()) revert Unauthorized(msg.sender, s.provider());
+    }
+
+    function _requireBeforeDeadline(uint256 s) private view {
+        if (block.timestamp > s.deadline()) revert DeadlinePassed(s.deadline());
+    }
+
+    function _requirePauser() private view returns (uint256 config) {
+        config = _config;
+        if (msg.sender != address(uint160(config)) && msg.sender != _admin) revert NotPauser(msg.sender);
+    }
+}

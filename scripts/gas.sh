@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Gas benchmark: each step of the happy path as a real transaction on a local anvil chain (intrinsic gas
+# and calldata included), second iteration (warm accounts). Prints a table and writes target/gas.json.
+# Run with `make gas`.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bin="$root/node_modules/@foundry-rs"
+anvil="$bin/anvil-linux-amd64/bin/anvil"
+cast="$bin/cast-linux-amd64/bin/cast"
+forge="$root/node_modules/.bin/forge"
+out_json="${GAS_JSON:-$root/target/gas.json}"
+mkdir -p "$root/target/deployments"
+
+port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+rpc="http://127.0.0.1:$port"
+"$anvil" --port "$port" --silent --chain-id 31337 &
+anvil_pid=$!
+trap 'kill $anvil_pid 2>/dev/null || true' EXIT
+for _ in $(seq 50); do "$cast" chain-id --rpc-url "$rpc" >/dev/null 2>&1 && break; sleep 0.1; done
+
+# anvil's public development keys (never use them anywhere else)
+keys=(
+  0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80
+  0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d
+  0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a
+  0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6
+)
+admin_key=${keys[0]}; requester_key=${keys[1]}; provider_key=${keys[2]}; bot_key=${keys[3]}
+requester=$("$cast" wallet address "$requester_key")
+provider=$("$cast" wallet address "$provider_key")
+
+deployment="$root/target/deployments/gas.json"
+ACTP_DEPLOYER_KEY=$admin_key ACTP_DEPLOYMENT_OUT=$deployment \
+  "$forge" script contracts/script/Deploy.s.sol --rpc-url "$rpc" --broadcast --silent >/dev/null
+kernel=$(node -p "require('$deployment').kernel")
+token=$(node -p "require('$deployment').token")
+
+send() { # key, to, sig, args... -> receipt JSON on stdout
+  local key=$1 to=$2; shift 2
+  "$cast" send --rpc-url "$rpc" --private-key "$key" --json "$to" "$@"
+}
+gas_of() { node -e 'const r=JSON.parse(require("fs").readFileSync(0));if(r.status!=="0x1")process.exit(1);console.log(BigInt(r.gasUsed).toString())'; }
+tx_id_of() { node -e 'const r=JSON.parse(require("fs").readFileSync(0));console.log(r.logs[0].topics[1])'; }
+
+amount=1000000 # 1.00 token
+window=3600
+service=$("$cast" keccak "gas-bench/v1")
+send "$admin_key" "$token" "mint(address,uint256)" "$requester" 1000000000000 >/dev/null
+send "$requester_key" "$token" "approve(address,uint256)" "$kernel" 1000000000000 >/dev/null
+# Warm the provider's and fee recipient's token balances the way a running system has them.
+send "$admin_key" "$token" "mint(address,uint256)" "$provider" 1 >/dev/null
+
+now() { "$cast" block latest --rpc-url "$rpc" --field timestamp; }
+
+declare -A g
+compat_path() { # one iteration of createTransaction, linkEscrow, IN_PROGRESS, DELIVERED, SETTLED
+  local deadline=$(( $(now) + 86400 )) r id
+  r=$(send "$requester_key" "$kernel" \
+    "createTransaction(address,address,uint256,uint256,uint256,bytes32,uint256,uint256)" \
+    "$provider" "$requester" $amount $deadline $window "$service" 0 0)
+  g[compat_create]=$(gas_of <<<"$r"); id=$(tx_id_of <<<"$r")
+  g[compat_link]=$(send "$requester_key" "$kernel" "linkEscrow(bytes32,address,bytes32)" "$id" "$kernel" "$id" | gas_of)
+  g[compat_start]=$(send "$provider_key" "$kernel" "transitionState(bytes32,uint8,bytes)" "$id" 3 0x | gas_of)
+  g[compat_deliver]=$(send "$provider_key" "$kernel" "transitionState(bytes32,uint8,bytes)" "$id" 4 \
+    "$("$cast" abi-encode "f(uint256)" $window)" | gas_of)
+  g[compat_settle]=$(send "$requester_key" "$kernel" "transitionState(bytes32,uint8,bytes)" "$id" 5 0x | gas_of)
+}
+fund_path() { # createAndFund, IN_PROGRESS, DELIVERED (64-byte proof), SETTLED
+  local deadline=$(( $(now) + 86400 )) r id
+  r=$(send "$requester_key" "$kernel" \
+    "createAndFund(address,uint256,uint256,uint256,bytes32,uint256,uint256)" \
+    "$provider" $amount $deadline $window "$service" 0 0)
+  g[fund_create]=$(gas_of <<<"$r"); id=$(tx_id_of <<<"$r")
+  g[fund_start]=$(send "$provider_key" "$kernel" "transitionState(bytes32,uint8,bytes)" "$id" 3 0x | gas_of)
+  g[fund_deliver]=$(send "$provider_key" "$kernel" "transitionState(bytes32,uint8,bytes)" "$id" 4 \
+    "$("$cast" abi-encode "f(uint256,bytes32)" $window "$("$cast" keccak delivered-bytes)")" | gas_of)
+  g[fund_settle]=$(send "$requester_key" "$kernel" "transitionState(bytes32,uint8,bytes)" "$id" 5 0x | gas_of)
+}
+delivered() { # creates, funds, starts and delivers one transaction; prints its id
+  local deadline=$(( $(now) + 86400 )) id
+  id=$(send "$requester_key" "$kernel" "createAndFund(address,uint256,uint256,uint256,bytes32,uint256,uint256)" \
+    "$provider" $amount $deadline $window "$service" 0 0 | tx_id_of)
+  send "$provider_key" "$kernel" "transitionState(bytes32,uint8,bytes)" "$id" 3 0x >/dev/null
+  send "$provider_key" "$kernel" "transitionState(bytes32,uint8,bytes)" "$id" 4 0x >/dev/null
+  echo "$id"
+}
+batch_gas() { # n -> gas of settleBatch over n due transactions, sent by a third party after the window
+  local n=$1 ids=() i
+  for ((i = 0; i < n; i++)); do ids+=("$(delivered)"); done
+  "$cast" rpc --rpc-url "$rpc" evm_increaseTime $((window + 1)) >/dev/null
+  "$cast" rpc --rpc-url "$rpc" evm_mine >/dev/null
+  send "$bot_key" "$kernel" "settleBatch(bytes32[])" "[$(IFS=,; echo "${ids[*]}")]" | gas_of
+}
+
+compat_path; compat_path   # the second iteration is the one reported
+fund_path; fund_path
+batch_gas 1 >/dev/null     # warm-up
+batch1=$(batch_gas 1)
+batch10=$(batch_gas 10)
+
+node - "$out_json" <<EOF_NODE
+const [out] = process.argv.slice(2);
+const g = {
+  compat: { createTransaction: ${g[compat_create]}, linkEscrow: ${g[compat_link]}, start: ${g[compat_start]},
+            deliver: ${g[compat_deliver]}, settle: ${g[compat_settle]} },
+  createAndFund: { createAndFund: ${g[fund_create]}, start: ${g[fund_start]}, deliver: ${g[fund_deliver]},
+                   settle: ${g[fund_settle]} },
+  batch: { settle1: ${batch1}, settle10: ${batch10} },
+};
+const sum = o => Object.values(o).reduce((a, b) => a + b, 0);
+const result = {
+  note: "gas used by real transactions on anvil (intrinsic and calldata included), second iteration, warm accounts",
+  compatible_path: { steps: g.compat, total: sum(g.compat), target: 240000, reference_kernel: 721381 },
+  create_and_fund_path: { steps: g.createAndFund, total: sum(g.createAndFund), target: 180000 },
+  batch_settlement: { one: g.batch.settle1, ten: g.batch.settle10,
+                      per_additional: Math.round((g.batch.settle10 - g.batch.settle1) / 9), target_per_additional: 30000 },
+};
+require("fs").mkdirSync(require("path").dirname(out), { recursive: true });
+require("fs").writeFileSync(out, JSON.stringify(result, null, 2) + "\n");
+const row = (a, b) => console.log("| " + a.padEnd(44) + " | " + String(b).padStart(9) + " |");
+console.log("| step" + " ".repeat(40) + " |       gas |");
+console.log("|" + "-".repeat(46) + "|" + "-".repeat(11) + "|");
+for (const [k, v] of Object.entries(g.compat)) row("compatible: " + k, v);
+row("**compatible path total** (target 240,000)", result.compatible_path.total);
+for (const [k, v] of Object.entries(g.createAndFund)) row("create-and-fund: " + k, v);
+row("**create-and-fund path total** (target 180,000)", result.create_and_fund_path.total);
+row("settleBatch, 1 transaction", g.batch.settle1);
+row("settleBatch, 10 transactions", g.batch.settle10);
+row("settleBatch, per additional transaction", result.batch_settlement.per_additional);
+console.log("\nreference kernel, compatible path: 721,381; written to " + out);
+EOF_NODE
