@@ -143,10 +143,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IACTPKernel
-    function linkEscrow(bytes32 transactionId, address escrowContract, bytes32 escrowId)
-        external
-        nonReentrant
-    {
+    function linkEscrow(bytes32 transactionId, address escrowContract, bytes32 escrowId) external nonReentrant {
         if (escrowContract != address(this)) revert UnsupportedEscrowContract(escrowContract);
         Record storage record = _records[transactionId];
         uint256 s = _load(record, transactionId);

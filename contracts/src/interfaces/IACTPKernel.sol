@@ -87,7 +87,9 @@ interface IACTPKernel {
     event QuoteAccepted(bytes32 indexed transactionId, uint256 oldAmount, uint256 newAmount, uint256 timestamp);
 
     /// @notice A delivered transaction was disputed by `initiator`.
-    event DisputeOpened(bytes32 indexed transactionId, address indexed initiator, uint256 bondAmount, uint256 timestamp);
+    event DisputeOpened(
+        bytes32 indexed transactionId, address indexed initiator, uint256 bondAmount, uint256 timestamp
+    );
 
     /// @notice An EAS attestation uid was anchored to a settled transaction.
     event AttestationAnchored(

@@ -62,8 +62,8 @@ library Packed {
         uint256 deadline_,
         uint256 window_
     ) internal pure returns (uint256) {
-        return uint256(uint160(provider_)) | (uint256(state_) << STATE_OFFSET) | flags
-            | (updated_ << UPDATED_OFFSET) | (deadline_ << DEADLINE_OFFSET) | (window_ << WINDOW_OFFSET);
+        return uint256(uint160(provider_)) | (uint256(state_) << STATE_OFFSET) | flags | (updated_ << UPDATED_OFFSET)
+            | (deadline_ << DEADLINE_OFFSET) | (window_ << WINDOW_OFFSET);
     }
 
     function provider(uint256 s) internal pure returns (address) {

@@ -20,6 +20,7 @@ interface Vm {
     function toString(uint256 value) external pure returns (string memory);
     function addr(uint256 privateKey) external pure returns (address);
     function startBroadcast(uint256 privateKey) external;
+    function deployCode(string calldata artifactPath, bytes calldata constructorArgs) external returns (address);
     function stopBroadcast() external;
 
     // test control
@@ -29,8 +30,8 @@ interface Vm {
     function warp(uint256 timestamp) external;
     function expectRevert(bytes calldata revertData) external;
     function expectRevert(bytes4 revertData) external;
-    function expectEmit(bool checkTopic1, bool checkTopic2, bool checkTopic3, bool checkData, address emitter)
-        external;
+    function expectRevert() external;
+    function expectEmit(bool checkTopic1, bool checkTopic2, bool checkTopic3, bool checkData, address emitter) external;
     function recordLogs() external;
     function getRecordedLogs() external returns (Log[] memory);
     function label(address account, string calldata newLabel) external;
