@@ -68,6 +68,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
     mapping(bytes32 escrowId => bytes32 transactionId) private _escrowAliases;
     mapping(address requester => uint256) private _nonces;
     mapping(address mediator => uint256 activeFrom) private _mediators;
+    mapping(address payee => uint256) private _deferred;
 
     /// @dev fee recipient (bits 0..159) | accrued fees (bits 160..255). Settlement reads and writes it once.
     uint256 private _feeAccount;
@@ -266,7 +267,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
             uint256 net = gross - fee;
             if (net != 0) emit EscrowReleased(id, provider, net, block.timestamp);
             if (provider != payee) {
-                if (owed != 0) _TOKEN.safeTransfer(payee, owed);
+                if (owed != 0) _send(payee, owed);
                 (payee, owed) = (provider, net);
             } else {
                 owed += net;
@@ -276,7 +277,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
             }
         }
         if (fees != 0) _feeAccount = feeAccount + (fees << FEE_SHIFT);
-        if (owed != 0) _TOKEN.safeTransfer(payee, owed);
+        if (owed != 0) _send(payee, owed);
     }
 
     /// @inheritdoc IACTPKernel
@@ -319,6 +320,16 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         _feeAccount = uint256(uint160(recipient));
         emit FeesCollected(recipient, amount);
         _TOKEN.safeTransfer(recipient, amount);
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function claimDeferred(address to) external nonReentrant returns (uint256 amount) {
+        if (to == address(0)) revert ZeroAddress();
+        amount = _deferred[msg.sender];
+        if (amount == 0) revert NothingToClaim();
+        delete _deferred[msg.sender];
+        emit DeferredPaymentClaimed(msg.sender, to, amount);
+        _TOKEN.safeTransfer(to, amount);
     }
 
     /// @inheritdoc IEscrowKernel
@@ -515,6 +526,11 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
     /// @inheritdoc IEscrowKernel
     function mediatorActiveFrom(address mediator) external view returns (uint256) {
         return _mediators[mediator];
+    }
+
+    /// @inheritdoc IEscrowKernel
+    function deferredOf(address account) external view returns (uint256) {
+        return _deferred[account];
     }
 
     /// @inheritdoc IEscrowKernel
@@ -730,13 +746,22 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         }
         if (net != 0) {
             emit EscrowReleased(transactionId, provider, net, block.timestamp);
-            _TOKEN.safeTransfer(provider, net);
+            _send(provider, net);
         }
     }
 
     function _refund(bytes32 transactionId, address requester, uint256 amount) private {
         emit EscrowRefunded(transactionId, requester, amount, block.timestamp);
-        _TOKEN.safeTransfer(requester, amount);
+        _send(requester, amount);
+    }
+
+    /// @dev Pays `to`, or holds the amount for `to` to claim elsewhere when the token refuses the transfer
+    /// (a blocklisted address): a payee the token rejects can never block settlement, refund or resolution.
+    function _send(address to, uint256 amount) private {
+        if (!_TOKEN.trySafeTransfer(to, amount)) {
+            _deferred[to] += amount;
+            emit PaymentDeferred(to, amount);
+        }
     }
 
     /// @dev Pulls exactly `amount` from `from`; a token that delivers a different amount is refused.

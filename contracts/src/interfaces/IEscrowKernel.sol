@@ -154,6 +154,9 @@ interface IEscrowKernel is IACTPKernel, IEscrowVault {
     /// @notice There are no accrued fees to collect.
     error NoFeesAccrued();
 
+    /// @notice The caller has no deferred payment to claim.
+    error NothingToClaim();
+
     // ------------------------------------------------------------------------------------------------
     // Events (beyond the ACTP v3 surface)
     // ------------------------------------------------------------------------------------------------
@@ -165,6 +168,13 @@ interface IEscrowKernel is IACTPKernel, IEscrowVault {
     event DisputeResolved(
         bytes32 indexed transactionId, address indexed resolver, uint256 toRequester, uint256 toProvider
     );
+
+    /// @notice A payout to `recipient` could not be transferred (the token refused it, e.g. a blocklisted
+    /// address) and is held for `recipient` to claim to another address.
+    event PaymentDeferred(address indexed recipient, uint256 amount);
+
+    /// @notice `recipient` claimed its deferred payments to `to`.
+    event DeferredPaymentClaimed(address indexed recipient, address indexed to, uint256 amount);
 
     /// @notice Accrued platform fees were paid to the fee recipient.
     event FeesCollected(address indexed recipient, uint256 amount);
@@ -223,6 +233,11 @@ interface IEscrowKernel is IACTPKernel, IEscrowVault {
     /// @param transactionIds The transactions to try.
     /// @return settled How many were settled.
     function settleBatch(bytes32[] calldata transactionIds) external returns (uint256 settled);
+
+    /// @notice Sends the caller's deferred payments (payouts the token refused to deliver) to `to`.
+    /// @param to Where to send them.
+    /// @return amount The amount sent.
+    function claimDeferred(address to) external returns (uint256 amount);
 
     // ------------------------------------------------------------------------------------------------
     // Fees and governance
@@ -292,6 +307,11 @@ interface IEscrowKernel is IACTPKernel, IEscrowVault {
     /// @param mediator The mediator.
     /// @return The unix time from which it may resolve disputes.
     function mediatorActiveFrom(address mediator) external view returns (uint256);
+
+    /// @notice Payouts held for `account` because the token refused to deliver them.
+    /// @param account The payee.
+    /// @return The amount it can claim.
+    function deferredOf(address account) external view returns (uint256);
 
     /// @notice Platform fees accrued and not yet collected.
     /// @return The amount in token base units.
