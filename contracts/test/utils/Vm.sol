@@ -16,6 +16,7 @@ interface Vm {
     function envOr(string calldata name, address defaultValue) external view returns (address);
     function envOr(string calldata name, string calldata defaultValue) external view returns (string memory);
     function writeFile(string calldata path, string calldata data) external;
+    function writeLine(string calldata path, string calldata data) external;
     function toString(address value) external pure returns (string memory);
     function toString(uint256 value) external pure returns (string memory);
     function addr(uint256 privateKey) external pure returns (address);
