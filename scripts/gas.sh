@@ -25,12 +25,16 @@ keys=(
   0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d
   0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a
   0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6
+  0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a
 )
 admin_key=${keys[0]}; requester_key=${keys[1]}; provider_key=${keys[2]}; bot_key=${keys[3]}
+provider2_key=${keys[4]}
 requester=$("$cast" wallet address "$requester_key")
 provider=$("$cast" wallet address "$provider_key")
+provider2=$("$cast" wallet address "$provider2_key")
 
 deployment="$root/target/deployments/gas.json"
+rm -f "$deployment"
 ACTP_DEPLOYER_KEY=$admin_key ACTP_DEPLOYMENT_OUT=$deployment \
   "$forge" script contracts/script/Deploy.s.sol --rpc-url "$rpc" --broadcast --silent >/dev/null
 kernel=$(node -p "require('$deployment').kernel")
@@ -47,15 +51,19 @@ amount=1000000 # 1.00 token
 window=3600
 service=$("$cast" keccak "gas-bench/v1")
 send "$admin_key" "$token" "mint(address,uint256)" "$requester" 1000000000000 >/dev/null
-send "$requester_key" "$token" "approve(address,uint256)" "$kernel" 1000000000000 >/dev/null
 # Warm the provider's and fee recipient's token balances the way a running system has them.
 send "$admin_key" "$token" "mint(address,uint256)" "$provider" 1 >/dev/null
+send "$admin_key" "$token" "mint(address,uint256)" "$provider2" 1 >/dev/null
 
 now() { "$cast" block latest --rpc-url "$rpc" --field timestamp; }
+# As an ACTP v3 client does: approve exactly the amount before funding (not counted in the path; the
+# allowance returning to zero earns the funding transaction a storage refund).
+approve_exact() { send "$requester_key" "$token" "approve(address,uint256)" "$kernel" $amount >/dev/null; }
 
 declare -A g
 compat_path() { # one iteration of createTransaction, linkEscrow, IN_PROGRESS, DELIVERED, SETTLED
   local deadline=$(( $(now) + 86400 )) r id
+  approve_exact
   r=$(send "$requester_key" "$kernel" \
     "createTransaction(address,address,uint256,uint256,uint256,bytes32,uint256,uint256)" \
     "$provider" "$requester" $amount $deadline $window "$service" 0 0)
@@ -68,6 +76,7 @@ compat_path() { # one iteration of createTransaction, linkEscrow, IN_PROGRESS, D
 }
 fund_path() { # createAndFund, IN_PROGRESS, DELIVERED (64-byte proof), SETTLED
   local deadline=$(( $(now) + 86400 )) r id
+  approve_exact
   r=$(send "$requester_key" "$kernel" \
     "createAndFund(address,uint256,uint256,uint256,bytes32,uint256,uint256)" \
     "$provider" $amount $deadline $window "$service" 0 0)
@@ -77,17 +86,22 @@ fund_path() { # createAndFund, IN_PROGRESS, DELIVERED (64-byte proof), SETTLED
     "$("$cast" abi-encode "f(uint256,bytes32)" $window "$("$cast" keccak delivered-bytes)")" | gas_of)
   g[fund_settle]=$(send "$requester_key" "$kernel" "transitionState(bytes32,uint8,bytes)" "$id" 5 0x | gas_of)
 }
-delivered() { # creates, funds, starts and delivers one transaction; prints its id
-  local deadline=$(( $(now) + 86400 )) id
+delivered() { # provider key -> creates, funds, starts and delivers one transaction; prints its id
+  local pkey=$1 deadline=$(( $(now) + 86400 )) id
+  approve_exact
   id=$(send "$requester_key" "$kernel" "createAndFund(address,uint256,uint256,uint256,bytes32,uint256,uint256)" \
-    "$provider" $amount $deadline $window "$service" 0 0 | tx_id_of)
-  send "$provider_key" "$kernel" "transitionState(bytes32,uint8,bytes)" "$id" 3 0x >/dev/null
-  send "$provider_key" "$kernel" "transitionState(bytes32,uint8,bytes)" "$id" 4 0x >/dev/null
+    "$("$cast" wallet address "$pkey")" $amount $deadline $window "$service" 0 0 | tx_id_of)
+  send "$pkey" "$kernel" "transitionState(bytes32,uint8,bytes)" "$id" 3 0x >/dev/null
+  send "$pkey" "$kernel" "transitionState(bytes32,uint8,bytes)" "$id" 4 0x >/dev/null
   echo "$id"
 }
-batch_gas() { # n -> gas of settleBatch over n due transactions, sent by a third party after the window
-  local n=$1 ids=() i
-  for ((i = 0; i < n; i++)); do ids+=("$(delivered)"); done
+batch_gas() { # n, alternate -> gas of settleBatch over n due transactions, sent by a third party after the
+  # window; with alternate=1 consecutive transactions have different providers (one transfer each)
+  local n=$1 alternate=$2 ids=() i pkey
+  for ((i = 0; i < n; i++)); do
+    pkey=$provider_key; if [ "$alternate" = 1 ] && ((i % 2)); then pkey=$provider2_key; fi
+    ids+=("$(delivered "$pkey")")
+  done
   "$cast" rpc --rpc-url "$rpc" evm_increaseTime $((window + 1)) >/dev/null
   "$cast" rpc --rpc-url "$rpc" evm_mine >/dev/null
   send "$bot_key" "$kernel" "settleBatch(bytes32[])" "[$(IFS=,; echo "${ids[*]}")]" | gas_of
@@ -95,9 +109,10 @@ batch_gas() { # n -> gas of settleBatch over n due transactions, sent by a third
 
 compat_path; compat_path   # the second iteration is the one reported
 fund_path; fund_path
-batch_gas 1 >/dev/null     # warm-up
-batch1=$(batch_gas 1)
-batch10=$(batch_gas 10)
+batch_gas 1 0 >/dev/null   # warm-up
+batch1=$(batch_gas 1 0)
+batch10=$(batch_gas 10 0)
+batch10mixed=$(batch_gas 10 1)
 
 node - "$out_json" <<EOF_NODE
 const [out] = process.argv.slice(2);
@@ -106,27 +121,32 @@ const g = {
             deliver: ${g[compat_deliver]}, settle: ${g[compat_settle]} },
   createAndFund: { createAndFund: ${g[fund_create]}, start: ${g[fund_start]}, deliver: ${g[fund_deliver]},
                    settle: ${g[fund_settle]} },
-  batch: { settle1: ${batch1}, settle10: ${batch10} },
+  batch: { settle1: ${batch1}, settle10: ${batch10}, settle10mixed: ${batch10mixed} },
 };
 const sum = o => Object.values(o).reduce((a, b) => a + b, 0);
 const result = {
-  note: "gas used by real transactions on anvil (intrinsic and calldata included), second iteration, warm accounts",
+  note: "gas used by real transactions on anvil (intrinsic and calldata included), second iteration, warm accounts, exact approval before funding (not counted)",
   compatible_path: { steps: g.compat, total: sum(g.compat), target: 240000, reference_kernel: 721381 },
   create_and_fund_path: { steps: g.createAndFund, total: sum(g.createAndFund), target: 180000 },
-  batch_settlement: { one: g.batch.settle1, ten: g.batch.settle10,
-                      per_additional: Math.round((g.batch.settle10 - g.batch.settle1) / 9), target_per_additional: 30000 },
+  batch_settlement: { one: g.batch.settle1, ten_same_provider: g.batch.settle10,
+                      ten_alternating_providers: g.batch.settle10mixed,
+                      per_additional_same_provider: Math.round((g.batch.settle10 - g.batch.settle1) / 9),
+                      per_additional_alternating_providers: Math.round((g.batch.settle10mixed - g.batch.settle1) / 9),
+                      target_per_additional: 30000 },
 };
 require("fs").mkdirSync(require("path").dirname(out), { recursive: true });
 require("fs").writeFileSync(out, JSON.stringify(result, null, 2) + "\n");
-const row = (a, b) => console.log("| " + a.padEnd(44) + " | " + String(b).padStart(9) + " |");
-console.log("| step" + " ".repeat(40) + " |       gas |");
-console.log("|" + "-".repeat(46) + "|" + "-".repeat(11) + "|");
+const row = (a, b) => console.log("| " + a.padEnd(52) + " | " + String(b).padStart(9) + " |");
+console.log("| step" + " ".repeat(48) + " |       gas |");
+console.log("|" + "-".repeat(54) + "|" + "-".repeat(11) + "|");
 for (const [k, v] of Object.entries(g.compat)) row("compatible: " + k, v);
-row("**compatible path total** (target 240,000)", result.compatible_path.total);
+row("compatible path, total (target 240,000)", result.compatible_path.total);
 for (const [k, v] of Object.entries(g.createAndFund)) row("create-and-fund: " + k, v);
-row("**create-and-fund path total** (target 180,000)", result.create_and_fund_path.total);
+row("create-and-fund path, total (target 180,000)", result.create_and_fund_path.total);
 row("settleBatch, 1 transaction", g.batch.settle1);
-row("settleBatch, 10 transactions", g.batch.settle10);
-row("settleBatch, per additional transaction", result.batch_settlement.per_additional);
+row("settleBatch, 10 transactions, one provider", g.batch.settle10);
+row("settleBatch, 10 transactions, alternating providers", g.batch.settle10mixed);
+row("settleBatch, per additional tx, one provider", result.batch_settlement.per_additional_same_provider);
+row("settleBatch, per additional tx, alternating", result.batch_settlement.per_additional_alternating_providers);
 console.log("\nreference kernel, compatible path: 721,381; written to " + out);
 EOF_NODE

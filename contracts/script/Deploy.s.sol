@@ -4,7 +4,7 @@ pragma solidity ^0.8.24;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {EscrowKernel} from "../src/EscrowKernel.sol";
 import {MockUSDC} from "../src/MockUSDC.sol";
-import {Vm, VM_ADDRESS} from "../test/utils/Vm.sol";
+import {Vm, VM_ADDRESS} from "./Vm.sol";
 
 /// @title Deploy
 /// @notice Deploys the escrow kernel (and MockUSDC when no token is given) to any RPC and writes a deployment

@@ -4,7 +4,7 @@ pragma solidity ^0.8.24;
 import {IACTPKernel} from "../../src/interfaces/IACTPKernel.sol";
 import {IEscrowKernel} from "../../src/interfaces/IEscrowKernel.sol";
 import {MockUSDC} from "../../src/MockUSDC.sol";
-import {Vm, VM_ADDRESS} from "../utils/Vm.sol";
+import {Vm, VM_ADDRESS} from "../../script/Vm.sol";
 
 /// @title KernelHandler
 /// @notice Drives random lifecycles of many transactions by several actors, with time jumps, pauses and fee

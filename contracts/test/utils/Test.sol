@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-import {Vm, VM_ADDRESS} from "./Vm.sol";
+import {Vm, VM_ADDRESS} from "../../script/Vm.sol";
 
 /// @title Test
 /// @notice A minimal test base (forge-std is not available from npm): the cheatcode handle, assertions that

@@ -1,0 +1,42 @@
+# One entry point for newcomers and CI. Everything the targets need is installed by the targets themselves:
+# the dev toolchain (forge, anvil, cast, solc-js, OpenZeppelin) comes from npm, pinned in package-lock.json.
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+FORGE := node_modules/.bin/forge
+NPM_STAMP := node_modules/.installed-from-lock
+
+.PHONY: deps test test-contracts test-contracts-deep check-fmt fmt gas build clean
+
+## deps: install the pinned toolchain (npm ci) when node_modules is missing or older than the lock file
+deps: $(NPM_STAMP)
+$(NPM_STAMP): package-lock.json package.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+## build: compile the contracts
+build: deps
+	$(FORGE) build
+
+## test: every test (contracts: unit, fuzz, invariant) plus format checks
+test: deps check-fmt test-contracts
+
+test-contracts: deps
+	$(FORGE) test
+
+## test-contracts-deep: long fuzz and invariant runs (profile `deep`)
+test-contracts-deep: deps
+	FOUNDRY_PROFILE=deep $(FORGE) test
+
+check-fmt: deps
+	$(FORGE) fmt --check
+
+fmt: deps
+	$(FORGE) fmt
+
+## gas: gas of each happy-path step as real transactions on anvil; table on stdout, JSON in target/gas.json
+gas: deps
+	scripts/gas.sh
+
+clean:
+	rm -rf out cache target broadcast
