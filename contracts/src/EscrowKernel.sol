@@ -16,8 +16,8 @@ import {Packed} from "./libraries/Packed.sol";
 /// to a terminal state, whatever the clock says, and pause never blocks refunds, settlement or resolution.
 ///
 /// Every external function checks in one order, so clients can predict which error wins: arguments, the
-/// transaction's existence, its state, the caller, pause, then time and proof. Then it writes state, emits,
-/// and moves tokens last.
+/// transaction's existence, its state, the caller, pause, time, then the proof bytes. Then it writes state,
+/// emits, and moves tokens last.
 contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using Packed for uint256;
@@ -204,8 +204,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
             _deliver(record, transactionId, s, proof);
         } else if (newState == State.SETTLED) {
             if (from == State.DELIVERED) {
-                if (proof.length != 0) revert InvalidProofLength(proof.length);
-                _settle(record, transactionId, s);
+                _settle(record, transactionId, s, proof.length);
             } else if (from == State.DISPUTED) {
                 _resolve(record, transactionId, s, State.SETTLED, proof);
             } else {
@@ -215,8 +214,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
             if (from == State.DISPUTED) {
                 _resolve(record, transactionId, s, State.CANCELLED, proof);
             } else {
-                if (proof.length != 0) revert InvalidProofLength(proof.length);
-                _cancel(record, transactionId, s, from);
+                _cancel(record, transactionId, s, from, proof.length);
             }
         } else if (newState == State.DISPUTED) {
             if (from != State.DELIVERED) revert InvalidTransition(transactionId, from, newState);
@@ -235,7 +233,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         Record storage record = _records[transactionId];
         uint256 s = _load(record, transactionId);
         if (s.state() != State.DELIVERED) revert InvalidTransition(transactionId, s.state(), State.SETTLED);
-        _settle(record, transactionId, s);
+        _settle(record, transactionId, s, 0);
     }
 
     /// @inheritdoc IEscrowKernel
@@ -659,10 +657,14 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
 
     /// @dev DELIVERED -> SETTLED: the requester at any time, anyone once the dispute window is over.
     /// Neither the deadline nor pause applies: delivered work can always be paid.
-    function _settle(Record storage record, bytes32 transactionId, uint256 s) private nonReentrant {
+    function _settle(Record storage record, bytes32 transactionId, uint256 s, uint256 proofLength)
+        private
+        nonReentrant
+    {
         uint256 t = record.terms;
         uint256 windowEnd = s.updated() + s.window();
         if (msg.sender != t.requester() && block.timestamp <= windowEnd) revert DisputeWindowOpen(windowEnd);
+        if (proofLength != 0) revert InvalidProofLength(proofLength);
         (uint256 gross, uint256 paidBefore) = _remaining(transactionId, s, t);
         record.status = s.moved(State.SETTLED, block.timestamp, windowEnd - t.createdAt(), 0);
         emit StateTransitioned(transactionId, State.DELIVERED, State.SETTLED, msg.sender, block.timestamp);
@@ -705,11 +707,15 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
 
     /// @dev -> CANCELLED outside a dispute. Unfunded: the requester. Funded (COMMITTED or IN_PROGRESS): the
     /// provider at any time, the requester once the deadline has passed; full refund, no penalty.
-    function _cancel(Record storage record, bytes32 transactionId, uint256 s, State from) private nonReentrant {
+    function _cancel(Record storage record, bytes32 transactionId, uint256 s, State from, uint256 proofLength)
+        private
+        nonReentrant
+    {
         uint256 t = record.terms;
         address requester = t.requester();
         if (from == State.INITIATED || from == State.QUOTED) {
             if (msg.sender != requester) revert Unauthorized(msg.sender, requester);
+            if (proofLength != 0) revert InvalidProofLength(proofLength);
             record.status = s.moved(State.CANCELLED, block.timestamp, s.window(), 0);
             emit StateTransitioned(transactionId, from, State.CANCELLED, msg.sender, block.timestamp);
             return;
@@ -721,6 +727,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
             if (msg.sender != requester) revert NotParty(msg.sender);
             if (block.timestamp <= s.deadline()) revert DeadlineNotPassed(s.deadline());
         }
+        if (proofLength != 0) revert InvalidProofLength(proofLength);
         (uint256 left,) = _remaining(transactionId, s, t);
         record.status = s.moved(State.CANCELLED, block.timestamp, s.window(), 0);
         emit StateTransitioned(transactionId, from, State.CANCELLED, msg.sender, block.timestamp);

@@ -115,6 +115,22 @@ contract CancelTest is KernelTestBase {
         assertState(id, CANCELLED);
     }
 
+    function test_cancel_checksStateAndCallerBeforeProof() public {
+        bytes32 done = committed();
+        transition(provider, done, CANCELLED, "");
+        expectRevertTransition(
+            provider,
+            done,
+            CANCELLED,
+            hex"01",
+            abi.encodeWithSelector(IEscrowKernel.InvalidTransition.selector, done, CANCELLED, CANCELLED)
+        );
+        bytes32 id = committed();
+        expectRevertTransition(
+            stranger, id, CANCELLED, hex"01", abi.encodeWithSelector(IEscrowKernel.NotParty.selector, stranger)
+        );
+    }
+
     function test_cancel_rejectsProofBytes() public {
         bytes32 id = committed();
         expectRevertTransition(

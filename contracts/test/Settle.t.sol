@@ -63,6 +63,17 @@ contract SettleTest is KernelTestBase {
         );
     }
 
+    function test_settle_windowRuleBeforeProofBytes() public {
+        bytes32 id = delivered();
+        expectRevertTransition(
+            stranger,
+            id,
+            SETTLED,
+            hex"00",
+            abi.encodeWithSelector(IEscrowKernel.DisputeWindowOpen.selector, T0 + WINDOW)
+        );
+    }
+
     function test_settle_onlyFromDeliveredOrDisputed() public {
         bytes32 id = inProgress();
         expectRevertTransition(
