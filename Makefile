@@ -6,7 +6,7 @@ SHELL := /bin/bash
 FORGE := node_modules/.bin/forge
 NPM_STAMP := node_modules/.installed-from-lock
 
-.PHONY: deps test test-contracts test-contracts-deep check-fmt fmt gas build clean
+.PHONY: deps test test-contracts test-contracts-deep test-rust check-fmt check-abi abi fmt gas build clean
 
 ## deps: install the pinned toolchain (npm ci) when node_modules is missing or older than the lock file
 deps: $(NPM_STAMP)
@@ -18,8 +18,13 @@ $(NPM_STAMP): package-lock.json package.json
 build: deps
 	$(FORGE) build
 
-## test: every test (contracts: unit, fuzz, invariant) plus format checks
-test: deps check-fmt test-contracts
+## test: every test (contracts: unit, fuzz, invariant; Rust: unit, property, golden, anvil-backed, differential)
+## plus format, lint and ABI-freshness checks
+test: deps check-fmt check-abi test-contracts test-rust
+
+test-rust: deps
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo test --workspace --locked
 
 test-contracts: deps
 	$(FORGE) test
@@ -30,9 +35,19 @@ test-contracts-deep: deps
 
 check-fmt: deps
 	$(FORGE) fmt --check
+	cargo fmt --all -- --check
+
+## abi: regenerate contracts/abi/*.json (read by the Rust bindings) from a fresh forge build
+abi: build
+	node scripts/export-abi.mjs
+
+## check-abi: fail when the committed ABI differs from a fresh build
+check-abi: build
+	node scripts/export-abi.mjs --check
 
 fmt: deps
 	$(FORGE) fmt
+	cargo fmt --all
 
 ## gas: gas of each happy-path step as real transactions on anvil; table on stdout, JSON in target/gas.json
 gas: deps
