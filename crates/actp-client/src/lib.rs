@@ -1,0 +1,50 @@
+//! # actp-client
+//!
+//! A Rust client for the ACTP escrow kernel, built on alloy:
+//! - [`bindings`]: contract bindings generated from the committed ABI;
+//! - [`Kernel`]: every kernel operation, safe to call concurrently from one signer, with typed reverts
+//!   ([`ClientError::Rejected`] carries the kernel's [`Rejection`](actp_core::Rejection)), retries of
+//!   transient RPC failures, and receipts awaited with a timeout;
+//! - [`Watcher`]: kernel events from a block on, behind confirmations, resuming after dropped connections;
+//! - [`Signer`]: a private key or an encrypted keystore, never shown;
+//! - [`Devnet`]: anvil with the kernel deployed and funded dev accounts, stopped on drop;
+//! - [`deploy()`]: deployment of MockUSDC and the kernel from Rust.
+//!
+//! ```no_run
+//! # async fn demo() -> actp_client::Result<()> {
+//! use actp_client::Devnet;
+//! use actp_core::{Amount, model::CreateParams, ids::service_hash};
+//!
+//! let devnet = Devnet::start().await?;
+//! let (consumer, provider) = (devnet.kernel(1).await?, devnet.kernel(2).await?);
+//! let now = devnet.now().await?;
+//! let terms = CreateParams::new(
+//!     provider.signer_address().unwrap(),
+//!     Amount::from_tokens(1).to_u256(),
+//!     now + 3_600,
+//!     3_600,
+//!     service_hash("demo/v1"),
+//! );
+//! let id = consumer.pay(&terms).await?;          // approve + createAndFund
+//! provider.start(id).await?;
+//! provider.deliver(id, 0, None).await?;
+//! consumer.settle(id).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod bindings;
+mod deploy;
+mod devnet;
+mod error;
+mod kernel;
+mod retry;
+mod signer;
+mod watcher;
+
+pub use deploy::{DeployOptions, Deployment, deploy};
+pub use devnet::{Devnet, DevnetOptions, find_anvil};
+pub use error::{ClientError, Result, TokenError, decode_revert, redact_urls};
+pub use kernel::{ClientConfig, Kernel, Sent, TransactionRecord};
+pub use retry::RetryPolicy;
+pub use signer::Signer;
+pub use watcher::{KernelEvent, Watcher, WatcherConfig};

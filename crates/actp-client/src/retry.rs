@@ -1,0 +1,62 @@
+//! Retrying transient RPC failures with exponential backoff and full jitter. Only errors that say they are
+//! retryable are retried; a revert or a rejection never is.
+
+use std::{future::Future, time::Duration};
+
+use rand::Rng;
+
+use crate::ClientError;
+
+/// How to retry.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all (1 = no retry).
+    pub attempts: u32,
+    /// First backoff.
+    pub initial: Duration,
+    /// Longest backoff.
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 6,
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries.
+    pub const NONE: RetryPolicy = RetryPolicy {
+        attempts: 1,
+        initial: Duration::ZERO,
+        max: Duration::ZERO,
+    };
+
+    /// Runs `op` until it succeeds, fails with a non-retryable error, or attempts run out.
+    pub async fn run<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, ClientError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let mut backoff = self.initial;
+        let mut attempt = 1;
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retryable() && attempt < self.attempts => {
+                    // full jitter: a random wait in [0, backoff]
+                    let wait = rand::rng().random_range(Duration::ZERO..=backoff);
+                    tracing::debug!(what, attempt, ?wait, error = %e, "transient RPC error, retrying");
+                    tokio::time::sleep(wait).await;
+                    backoff = (backoff * 2).min(self.max);
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

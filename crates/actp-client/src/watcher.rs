@@ -1,0 +1,159 @@
+//! A watcher that streams the kernel's events from a given block, behind a configurable number of
+//! confirmations, and carries on by itself after a dropped connection (it resumes from the last block it
+//! delivered). It only reads; it never sends.
+
+use std::time::Duration;
+
+use actp_core::{Address, B256};
+use alloy::{
+    providers::{DynProvider, Provider},
+    rpc::types::{Filter, Log},
+    sol_types::SolEventInterface,
+};
+use futures::Stream;
+
+use crate::{ClientError, RetryPolicy, bindings::EscrowKernel::EscrowKernelEvents};
+
+/// One decoded kernel event with where it happened.
+#[derive(Debug, Clone)]
+pub struct KernelEvent {
+    /// Block number.
+    pub block_number: u64,
+    /// Transaction that emitted it.
+    pub tx_hash: B256,
+    /// Position in the block.
+    pub log_index: u64,
+    /// The event.
+    pub event: EscrowKernelEvents,
+}
+
+/// Configuration of a [`Watcher`].
+#[derive(Debug, Clone)]
+pub struct WatcherConfig {
+    /// Only blocks at least this deep are read (0: up to the head).
+    pub confirmations: u64,
+    /// Pause between polls once caught up.
+    pub poll_interval: Duration,
+    /// Largest block range per `eth_getLogs`.
+    pub max_range: u64,
+    /// Retries per request before an error is reported (the stream goes on after reporting it).
+    pub retry: RetryPolicy,
+}
+
+impl Default for WatcherConfig {
+    fn default() -> Self {
+        WatcherConfig {
+            confirmations: 0,
+            poll_interval: Duration::from_millis(500),
+            max_range: 2_000,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Streams kernel events in order, block by block.
+#[derive(Debug, Clone)]
+pub struct Watcher {
+    provider: DynProvider,
+    kernel: Address,
+    next_block: u64,
+    config: WatcherConfig,
+}
+
+impl Watcher {
+    /// Events of `kernel` from block `from_block` on.
+    pub fn new(
+        provider: DynProvider,
+        kernel: Address,
+        from_block: u64,
+        config: WatcherConfig,
+    ) -> Self {
+        Watcher {
+            provider,
+            kernel,
+            next_block: from_block,
+            config,
+        }
+    }
+
+    /// The first block not yet delivered (a checkpoint to resume from).
+    pub fn next_block(&self) -> u64 {
+        self.next_block
+    }
+
+    /// The next batch of events: every event of the blocks from `next_block` up to the confirmed head (at
+    /// most `max_range` blocks), and the block after the last one read. Waits while there is nothing new.
+    /// Transient errors are retried; a persistent one is returned, and the next call starts again from the
+    /// same block.
+    pub async fn next_batch(&mut self) -> Result<(Vec<KernelEvent>, u64), ClientError> {
+        loop {
+            let head = self
+                .config
+                .retry
+                .run("blockNumber", || async {
+                    self.provider
+                        .get_block_number()
+                        .await
+                        .map_err(ClientError::rpc)
+                })
+                .await?;
+            let Some(safe) = head.checked_sub(self.config.confirmations) else {
+                tokio::time::sleep(self.config.poll_interval).await;
+                continue;
+            };
+            if safe < self.next_block {
+                tokio::time::sleep(self.config.poll_interval).await;
+                continue;
+            }
+            let to = safe.min(self.next_block + self.config.max_range - 1);
+            let filter = Filter::new()
+                .address(self.kernel)
+                .from_block(self.next_block)
+                .to_block(to);
+            let logs = self
+                .config
+                .retry
+                .run("getLogs", || async {
+                    self.provider
+                        .get_logs(&filter)
+                        .await
+                        .map_err(ClientError::rpc)
+                })
+                .await?;
+            let events = logs.iter().filter_map(decode).collect();
+            self.next_block = to + 1;
+            return Ok((events, self.next_block));
+        }
+    }
+
+    /// An endless stream of events (errors are yielded and the stream continues from the same block).
+    pub fn into_stream(self) -> impl Stream<Item = Result<KernelEvent, ClientError>> {
+        futures::stream::unfold(
+            (self, std::collections::VecDeque::new()),
+            |(mut w, mut queue)| async move {
+                loop {
+                    if let Some(ev) = queue.pop_front() {
+                        return Some((Ok(ev), (w, queue)));
+                    }
+                    match w.next_batch().await {
+                        Ok((events, _)) => queue.extend(events),
+                        Err(e) => {
+                            tokio::time::sleep(w.config.poll_interval).await;
+                            return Some((Err(e), (w, queue)));
+                        }
+                    }
+                }
+            },
+        )
+    }
+}
+
+fn decode(log: &Log) -> Option<KernelEvent> {
+    let event = EscrowKernelEvents::decode_raw_log(log.topics(), &log.data().data).ok()?;
+    Some(KernelEvent {
+        block_number: log.block_number?,
+        tx_hash: log.transaction_hash?,
+        log_index: log.log_index?,
+        event,
+    })
+}
