@@ -1,0 +1,635 @@
+//! Differential test: random sequences of actions by several actors with time jumps, applied both to the
+//! `actp-core` model and to the real kernel on a devnet, compared after every step (accepted or rejected with
+//! the same error, resulting state, every balance). `ACTP_DIFF_STEPS` (default 2,000) and `ACTP_DIFF_SEED`
+//! choose the run. A divergence prints the seed and a minimal failing sequence.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use actp_client::{ClientError, Devnet, Kernel};
+use actp_core::{
+    Address, B256, State, U256,
+    model::{Action, CreateParams, KernelModel, Moves},
+};
+use rand08::{Rng, SeedableRng, rngs::StdRng};
+
+const ACTORS: usize = 6; // dev accounts 1..=6; 0 is the admin
+const FUNDS: u64 = 1_000_000_000_000;
+
+#[derive(Debug, Clone)]
+enum Step {
+    Create {
+        who: usize,
+        provider: usize,
+        amount: u64,
+        ahead: u64,
+        window: u64,
+        fund: bool,
+        requester_ok: bool,
+    },
+    Act {
+        pick: usize,
+        who: usize,
+        kind: u8,
+        arg: u64,
+    },
+    /// The next lifecycle step of a live transaction, by the party that takes it (decided from the model).
+    Guided {
+        pick: usize,
+        r: u64,
+    },
+    Batch {
+        start: usize,
+        len: usize,
+        who: usize,
+    },
+    Warp(u64),
+    Pause(bool),
+}
+
+fn generate(seed: u64, n: usize) -> Vec<Step> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| match rng.gen_range(0..100) {
+            0..=17 => Step::Create {
+                who: rng.gen_range(1..=ACTORS),
+                provider: rng.gen_range(0..=ACTORS),
+                amount: if rng.gen_bool(0.05) {
+                    rng.gen_range(0..60_000)
+                } else {
+                    rng.gen_range(50_000..5_000_000)
+                },
+                ahead: if rng.gen_bool(0.05) {
+                    rng.gen_range(0..400 * 86_400)
+                } else {
+                    rng.gen_range(600..3 * 86_400)
+                },
+                window: if rng.gen_bool(0.05) {
+                    rng.gen_range(0..40 * 86_400)
+                } else {
+                    rng.gen_range(3_600..2 * 86_400)
+                },
+                fund: rng.gen_bool(0.5),
+                requester_ok: rng.gen_bool(0.97),
+            },
+            18..=34 => Step::Act {
+                pick: rng.r#gen(),
+                who: rng.gen_range(0..=ACTORS + 1),
+                kind: rng.gen_range(0..11),
+                arg: rng.r#gen(),
+            },
+            35..=84 => Step::Guided {
+                pick: rng.r#gen(),
+                r: rng.r#gen(),
+            },
+            85..=89 => Step::Batch {
+                start: rng.r#gen(),
+                len: rng.gen_range(1..6),
+                who: rng.gen_range(0..=ACTORS + 1),
+            },
+            90..=97 => Step::Warp(if rng.gen_bool(0.1) {
+                rng.gen_range(86_400..20 * 86_400)
+            } else {
+                rng.gen_range(1..7_200)
+            }),
+            _ => Step::Pause(rng.gen_bool(0.4)),
+        })
+        .collect()
+}
+
+struct World {
+    devnet: Devnet,
+    clients: Vec<Kernel>, // index = dev account; ACTORS + 1 = a stranger
+    model: KernelModel,
+    ids: Vec<B256>,
+    now: u64,
+    accepted: usize,
+    rejected: usize,
+    states_reached: std::collections::BTreeMap<State, usize>,
+}
+
+impl World {
+    async fn new() -> World {
+        let devnet = Devnet::start_with(actp_client::DevnetOptions {
+            accounts: ACTORS + 2,
+            funds: actp_core::Amount::from_base_units(u128::from(FUNDS)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let mut clients = Vec::new();
+        for i in 0..=ACTORS + 1 {
+            let k = devnet.kernel(i).await.unwrap();
+            k.approve(U256::MAX).await.unwrap();
+            clients.push(k);
+        }
+        let d = devnet.deployment();
+        let admin = devnet.signer(0).address();
+        let mut model = KernelModel::new(d.kernel, admin, admin, 100);
+        for i in 1..=ACTORS + 1 {
+            model.mint(devnet.signer(i).address(), U256::from(FUNDS));
+        }
+        let now = devnet.now().await.unwrap();
+        World {
+            devnet,
+            clients,
+            model,
+            ids: Vec::new(),
+            now,
+            accepted: 0,
+            rejected: 0,
+            states_reached: Default::default(),
+        }
+    }
+
+    fn addr(&self, i: usize) -> Address {
+        self.clients[i].signer_address().unwrap()
+    }
+
+    /// Runs one step on both sides; returns a description of any divergence.
+    async fn step(&mut self, step: &Step) -> Result<(), String> {
+        if let Step::Warp(secs) = step {
+            self.now += secs;
+            return Ok(());
+        }
+        self.now += 1;
+        let _: serde_json::Value = alloy::providers::Provider::raw_request(
+            &self.devnet.provider(),
+            "evm_setNextBlockTimestamp".into(),
+            (self.now,),
+        )
+        .await
+        .unwrap();
+        let now = self.now;
+        let (model, chain, touched): (
+            Result<Moves, actp_core::Rejection>,
+            Result<(), ClientError>,
+            Vec<B256>,
+        ) = match step {
+            Step::Create {
+                who,
+                provider,
+                amount,
+                ahead,
+                window,
+                fund,
+                requester_ok,
+            } => {
+                let caller = self.addr(*who);
+                let terms = CreateParams::new(
+                    self.addr(*provider),
+                    U256::from(*amount),
+                    now + ahead,
+                    *window,
+                    B256::repeat_byte(7),
+                );
+                let k = &self.clients[*who];
+                if *fund {
+                    let m = self.model.create_and_fund(caller, &terms, now);
+                    let c = k.create_and_fund(&terms).await;
+                    if let (Ok((a, _)), Ok(b)) = (&m, &c) {
+                        if a != b {
+                            return Err(format!("ids differ: model {a}, chain {b}"));
+                        }
+                        self.ids.push(*a);
+                    }
+                    let t = m.as_ref().map(|(id, _)| vec![*id]).unwrap_or_default();
+                    (m.map(|x| x.1), c.map(|_| ()), t)
+                } else {
+                    let requester = if *requester_ok {
+                        caller
+                    } else {
+                        self.addr((*who % ACTORS) + 1)
+                    };
+                    let m = self
+                        .model
+                        .create_transaction(caller, requester, &terms, now);
+                    let c = create_as(k, requester, &terms).await;
+                    if let (Ok((a, _)), Ok(b)) = (&m, &c) {
+                        if a != b {
+                            return Err(format!("ids differ: model {a}, chain {b}"));
+                        }
+                        self.ids.push(*a);
+                    }
+                    let t = m.as_ref().map(|(id, _)| vec![*id]).unwrap_or_default();
+                    (m.map(|x| x.1), c.map(|_| ()), t)
+                }
+            }
+            Step::Act {
+                pick,
+                who,
+                kind,
+                arg,
+            } => {
+                if self.ids.is_empty() {
+                    return Ok(());
+                }
+                let id = self.ids[pick % self.ids.len()];
+                let tx = self.model.transaction(id).unwrap().clone();
+                let action = action(*kind, *arg, &tx, self.devnet.deployment().kernel);
+                let caller = self.addr(*who);
+                let m = self.model.act(id, &action, caller, now);
+                let c = send_action(&self.clients[*who], id, &action).await;
+                (m, c, vec![id])
+            }
+            Step::Guided { pick, r } => {
+                let live: Vec<B256> = self
+                    .ids
+                    .iter()
+                    .copied()
+                    .filter(|id| !self.model.transaction(*id).unwrap().state.is_terminal())
+                    .collect();
+                if live.is_empty() {
+                    return Ok(());
+                }
+                let id = live[pick % live.len()];
+                let tx = self.model.transaction(id).unwrap().clone();
+                let (who, action) = self.next_step(&tx, *r);
+                let m = self.model.act(id, &action, self.addr(who), now);
+                let c = send_action(&self.clients[who], id, &action).await;
+                (m, c, vec![id])
+            }
+            Step::Batch { start, len, who } => {
+                if self.ids.is_empty() {
+                    return Ok(());
+                }
+                let batch: Vec<B256> = (0..*len)
+                    .map(|i| self.ids[start.wrapping_add(i) % self.ids.len()])
+                    .collect();
+                let (n, moves) = self.model.settle_batch(&batch, self.addr(*who), now);
+                let c = self.clients[*who].settle_batch(&batch).await;
+                if let Ok((cn, _)) = &c {
+                    if *cn != n {
+                        return Err(format!("batch settled {cn} on chain, {n} in the model"));
+                    }
+                }
+                (Ok(moves), c.map(|_| ()), batch)
+            }
+            Step::Pause(on) => {
+                let admin = self.devnet.signer(0).address();
+                let m = if *on {
+                    self.model.pause(admin)
+                } else {
+                    self.model.unpause(admin)
+                };
+                let c = if *on {
+                    self.clients[0].pause().await
+                } else {
+                    self.clients[0].unpause().await
+                };
+                (m.map(|_| Moves::default()), c.map(|_| ()), vec![])
+            }
+            Step::Warp(_) => unreachable!(),
+        };
+        match (&model, &chain) {
+            (Ok(_), Ok(())) => {
+                self.accepted += 1;
+                for id in &touched {
+                    *self
+                        .states_reached
+                        .entry(self.model.transaction(*id).unwrap().state)
+                        .or_default() += 1;
+                }
+            }
+            (Err(r), Err(e)) if e.rejection() == Some(r) => self.rejected += 1,
+            _ => return Err(format!("outcome differs: model {model:?}, chain {chain:?}")),
+        }
+        self.compare(&touched).await
+    }
+
+    /// The party and action that usually come next for `tx` (index into `clients`).
+    fn next_step(&self, tx: &actp_core::model::Transaction, r: u64) -> (usize, Action) {
+        let index = |a: Address| {
+            (0..=ACTORS + 1)
+                .find(|i| self.addr(*i) == a)
+                .unwrap_or(ACTORS + 1)
+        };
+        let (req, prov) = (index(tx.requester), index(tx.provider));
+        let kernel = self.devnet.deployment().kernel;
+        let roll = r % 100;
+        let left = tx.amount - tx.released;
+        match tx.state {
+            State::Initiated => match roll {
+                0..=69 => (req, Action::fund(kernel, tx.id)),
+                70..=84 => (prov, Action::quote(Some(B256::repeat_byte(3)))),
+                _ => (req, Action::cancel()),
+            },
+            State::Quoted => match roll {
+                0..=59 => (req, Action::fund(kernel, tx.id)),
+                60..=79 => (
+                    req,
+                    Action::AcceptQuote {
+                        new_amount: U256::from(50_000 + r % 2_000_000),
+                    },
+                ),
+                _ => (req, Action::cancel()),
+            },
+            State::Committed => match roll {
+                0..=79 => (prov, Action::start()),
+                80..=89 => (prov, Action::cancel()),
+                _ => (req, Action::cancel()),
+            },
+            State::InProgress => match roll {
+                0..=59 => (
+                    prov,
+                    Action::deliver(
+                        if r % 2 == 0 {
+                            0
+                        } else {
+                            tx.dispute_window + r % 7_200
+                        },
+                        (r % 3 == 0).then_some(B256::repeat_byte(5)),
+                    ),
+                ),
+                60..=79 => (
+                    req,
+                    Action::ReleaseMilestone {
+                        amount: U256::from(1 + r % 400_000),
+                    },
+                ),
+                80..=89 => (prov, Action::cancel()),
+                _ => (req, Action::cancel()),
+            },
+            State::Delivered => match roll {
+                0..=29 => (req, Action::settle()),
+                30..=54 => (ACTORS + 1, Action::settle()),
+                55..=64 => (prov, Action::ReleaseEscrow),
+                65..=84 => (req, Action::dispute()),
+                _ => (prov, Action::dispute()),
+            },
+            _ => {
+                let to_requester = if left.is_zero() {
+                    U256::ZERO
+                } else {
+                    U256::from(r) % (left + U256::from(1))
+                };
+                (
+                    0,
+                    Action::resolve(
+                        if r % 2 == 0 {
+                            State::Settled
+                        } else {
+                            State::Cancelled
+                        },
+                        to_requester,
+                        left - to_requester,
+                    ),
+                )
+            }
+        }
+    }
+
+    async fn compare(&self, touched: &[B256]) -> Result<(), String> {
+        let k = &self.clients[0];
+        for id in touched {
+            let (Some(m), Ok(c)) = (self.model.transaction(*id), k.get(*id).await) else {
+                continue;
+            };
+            let window_field = if m.window_end.is_some() {
+                m.window_end.unwrap()
+            } else {
+                m.dispute_window
+            };
+            let expect = (
+                m.state,
+                m.amount,
+                m.updated_at,
+                m.deadline,
+                window_field,
+                m.fee_bps,
+                m.escrowed,
+                m.metadata,
+                m.dispute_initiator.unwrap_or_default(),
+            );
+            let got = (
+                c.state,
+                c.amount,
+                c.updated_at,
+                c.deadline,
+                c.dispute_window,
+                c.fee_bps,
+                c.escrow_contract != Address::ZERO,
+                c.metadata,
+                c.dispute_initiator,
+            );
+            if expect != got {
+                return Err(format!(
+                    "transaction {id} differs:\n  model {expect:?}\n  chain {got:?}"
+                ));
+            }
+            if k.remaining(*id).await.unwrap() != m.remaining() {
+                return Err(format!("remaining of {id} differs"));
+            }
+        }
+        let kernel = self.devnet.deployment().kernel;
+        let mut who: Vec<Address> = (0..=ACTORS + 1).map(|i| self.addr(i)).collect();
+        who.push(kernel);
+        for a in who {
+            let (m, c) = (self.model.balance_of(a), k.balance_of(a).await.unwrap());
+            if a != self.addr(0) && m != c {
+                return Err(format!("balance of {a} differs: model {m}, chain {c}"));
+            }
+        }
+        let (m, c) = (self.model.accrued_fees(), k.accrued_fees().await.unwrap());
+        if m != c {
+            return Err(format!("accrued fees differ: model {m}, chain {c}"));
+        }
+        Ok(())
+    }
+}
+
+async fn create_as(
+    k: &Kernel,
+    requester: Address,
+    terms: &CreateParams,
+) -> Result<B256, ClientError> {
+    use alloy::sol_types::SolCall;
+    let call = actp_client::bindings::EscrowKernel::createTransactionCall {
+        provider: terms.provider,
+        requester,
+        amount: terms.amount,
+        deadline: terms.deadline,
+        disputeWindow: terms.dispute_window,
+        serviceHash: terms.service_hash,
+        agentId: terms.agent_id,
+        requesterAgentId: terms.requester_agent_id,
+    };
+    let sent = k.send(Some(k.address()), call.abi_encode().into()).await?;
+    use alloy::sol_types::SolEvent;
+    Ok(sent
+        .logs
+        .iter()
+        .find_map(|l| {
+            actp_client::bindings::EscrowKernel::TransactionCreated::decode_log(&l.inner).ok()
+        })
+        .unwrap()
+        .transactionId)
+}
+
+fn action(kind: u8, arg: u64, tx: &actp_core::model::Transaction, kernel: Address) -> Action {
+    let left = tx.amount - tx.released;
+    match kind {
+        0 => Action::fund(kernel, tx.id),
+        1 => Action::start(),
+        2 => {
+            let window = match arg % 4 {
+                0 => 0,
+                1 => tx.dispute_window + arg % 3_600,
+                2 => arg % (31 * 86_400),
+                _ => tx.dispute_window,
+            };
+            Action::deliver(window, (arg % 3 == 0).then_some(B256::repeat_byte(5)))
+        }
+        3 => {
+            if arg % 5 == 0 {
+                Action::ReleaseEscrow
+            } else {
+                Action::settle()
+            }
+        }
+        4 => Action::dispute(),
+        5 => {
+            let to_requester = if left.is_zero() {
+                U256::ZERO
+            } else {
+                U256::from(arg) % (left + U256::from(1))
+            };
+            let to_provider = if arg % 9 == 0 {
+                left - to_requester + U256::from(1)
+            } else {
+                left - to_requester
+            };
+            Action::resolve(
+                if arg % 2 == 0 {
+                    State::Settled
+                } else {
+                    State::Cancelled
+                },
+                to_requester,
+                to_provider,
+            )
+        }
+        6 => Action::cancel(),
+        7 => Action::ReleaseMilestone {
+            amount: U256::from(arg % 3_000_000),
+        },
+        8 => Action::quote(if arg % 4 == 0 {
+            None
+        } else {
+            Some(B256::repeat_byte((arg % 7) as u8))
+        }),
+        9 => Action::AcceptQuote {
+            new_amount: U256::from(40_000 + arg % 3_000_000),
+        },
+        _ => Action::Transition {
+            to: State::try_from((arg % 8) as u8).unwrap(),
+            proof: vec![1u8; (arg % 3) as usize * 16],
+        },
+    }
+}
+
+async fn send_action(k: &Kernel, id: B256, action: &Action) -> Result<(), ClientError> {
+    use actp_client::bindings::EscrowKernel as K;
+    use alloy::sol_types::SolCall;
+    let input = match action {
+        Action::Fund {
+            escrow_contract,
+            escrow_id,
+        } => K::linkEscrowCall {
+            transactionId: id,
+            escrowContract: *escrow_contract,
+            escrowId: *escrow_id,
+        }
+        .abi_encode(),
+        Action::Transition { to, proof } => K::transitionStateCall {
+            transactionId: id,
+            newState: to.code(),
+            proof: proof.clone().into(),
+        }
+        .abi_encode(),
+        Action::ReleaseEscrow => K::releaseEscrowCall { transactionId: id }.abi_encode(),
+        Action::ReleaseMilestone { amount } => K::releaseMilestoneCall {
+            transactionId: id,
+            amount: *amount,
+        }
+        .abi_encode(),
+        Action::AcceptQuote { new_amount } => K::acceptQuoteCall {
+            transactionId: id,
+            newAmount: *new_amount,
+        }
+        .abi_encode(),
+        Action::AnchorAttestation { uid } => K::anchorAttestationCall {
+            transactionId: id,
+            attestationUID: *uid,
+        }
+        .abi_encode(),
+    };
+    k.send(Some(k.address()), input.into()).await.map(|_| ())
+}
+
+/// Runs `steps` on a fresh devnet; the index and description of the first divergence, if any.
+async fn run(steps: &[Step]) -> Option<(usize, String)> {
+    let mut world = World::new().await;
+    for (i, s) in steps.iter().enumerate() {
+        if let Err(why) = world.step(s).await {
+            return Some((i, why));
+        }
+    }
+    eprintln!(
+        "differential: {} accepted, {} rejected with the same error on both sides; states entered: {:?}",
+        world.accepted, world.rejected, world.states_reached
+    );
+    // A full run must exercise the lifecycle, or agreement proves little.
+    if steps.len() >= 500 && world.accepted < steps.len() / 5 {
+        return Some((
+            steps.len(),
+            format!(
+                "only {} of {} steps were accepted",
+                world.accepted,
+                steps.len()
+            ),
+        ));
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_and_kernel_agree_step_by_step() {
+    let n: usize = std::env::var("ACTP_DIFF_STEPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let seed: u64 = std::env::var("ACTP_DIFF_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed);
+    let steps = generate(seed, n);
+    let Some((at, why)) = run(&steps).await else {
+        eprintln!("differential: {n} steps agree (seed {seed})");
+        return;
+    };
+    // Shrink (delta debugging): drop chunks of steps, halving the chunk size, while the run still diverges.
+    let mut minimal: Vec<Step> = steps[..(at + 1).min(steps.len())].to_vec();
+    let mut chunk = minimal.len() / 2;
+    let mut reruns = 0;
+    while chunk >= 1 && reruns < 150 {
+        let mut start = 0;
+        while start < minimal.len() && reruns < 150 {
+            let mut candidate = minimal.clone();
+            let end = (start + chunk).min(candidate.len());
+            candidate.drain(start..end);
+            reruns += 1;
+            match run(&candidate).await {
+                Some((at2, _)) if !candidate.is_empty() => {
+                    candidate.truncate(at2 + 1);
+                    minimal = candidate;
+                }
+                _ => start += chunk,
+            }
+        }
+        chunk /= 2;
+    }
+    panic!(
+        "model and kernel diverge (seed {seed}, step {at}): {why}\nminimal failing sequence ({} steps):\n{:#?}",
+        minimal.len(),
+        minimal
+    );
+}
