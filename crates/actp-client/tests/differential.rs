@@ -256,10 +256,10 @@ impl World {
                     .collect();
                 let (n, moves) = self.model.settle_batch(&batch, self.addr(*who), now);
                 let c = self.clients[*who].settle_batch(&batch).await;
-                if let Ok((cn, _)) = &c {
-                    if *cn != n {
-                        return Err(format!("batch settled {cn} on chain, {n} in the model"));
-                    }
+                if let Ok((cn, _)) = &c
+                    && *cn != n
+                {
+                    return Err(format!("batch settled {cn} on chain, {n} in the model"));
                 }
                 (Ok(moves), c.map(|_| ()), batch)
             }
@@ -331,12 +331,12 @@ impl World {
                 0..=59 => (
                     prov,
                     Action::deliver(
-                        if r % 2 == 0 {
+                        if r.is_multiple_of(2) {
                             0
                         } else {
                             tx.dispute_window + r % 7_200
                         },
-                        (r % 3 == 0).then_some(B256::repeat_byte(5)),
+                        r.is_multiple_of(3).then_some(B256::repeat_byte(5)),
                     ),
                 ),
                 60..=79 => (
@@ -364,7 +364,7 @@ impl World {
                 (
                     0,
                     Action::resolve(
-                        if r % 2 == 0 {
+                        if r.is_multiple_of(2) {
                             State::Settled
                         } else {
                             State::Cancelled
@@ -476,10 +476,13 @@ fn action(kind: u8, arg: u64, tx: &actp_core::model::Transaction, kernel: Addres
                 2 => arg % (31 * 86_400),
                 _ => tx.dispute_window,
             };
-            Action::deliver(window, (arg % 3 == 0).then_some(B256::repeat_byte(5)))
+            Action::deliver(
+                window,
+                arg.is_multiple_of(3).then_some(B256::repeat_byte(5)),
+            )
         }
         3 => {
-            if arg % 5 == 0 {
+            if arg.is_multiple_of(5) {
                 Action::ReleaseEscrow
             } else {
                 Action::settle()
@@ -492,13 +495,13 @@ fn action(kind: u8, arg: u64, tx: &actp_core::model::Transaction, kernel: Addres
             } else {
                 U256::from(arg) % (left + U256::from(1))
             };
-            let to_provider = if arg % 9 == 0 {
+            let to_provider = if arg.is_multiple_of(9) {
                 left - to_requester + U256::from(1)
             } else {
                 left - to_requester
             };
             Action::resolve(
-                if arg % 2 == 0 {
+                if arg.is_multiple_of(2) {
                     State::Settled
                 } else {
                     State::Cancelled
@@ -511,7 +514,7 @@ fn action(kind: u8, arg: u64, tx: &actp_core::model::Transaction, kernel: Addres
         7 => Action::ReleaseMilestone {
             amount: U256::from(arg % 3_000_000),
         },
-        8 => Action::quote(if arg % 4 == 0 {
+        8 => Action::quote(if arg.is_multiple_of(4) {
             None
         } else {
             Some(B256::repeat_byte((arg % 7) as u8))
