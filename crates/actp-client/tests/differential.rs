@@ -2,7 +2,13 @@
 //! `actp-core` model and to the real kernel on a devnet, compared after every step (accepted or rejected with
 //! the same error, resulting state, every balance). `ACTP_DIFF_STEPS` (default 2,000) and `ACTP_DIFF_SEED`
 //! choose the run. A divergence prints the seed and a minimal failing sequence.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    missing_docs
+)]
 
 use actp_client::{ClientError, Devnet, Kernel};
 use actp_core::{
@@ -383,11 +389,7 @@ impl World {
             let (Some(m), Ok(c)) = (self.model.transaction(*id), k.get(*id).await) else {
                 continue;
             };
-            let window_field = if m.window_end.is_some() {
-                m.window_end.unwrap()
-            } else {
-                m.dispute_window
-            };
+            let window_field = m.window_end.unwrap_or(m.dispute_window);
             let expect = (
                 m.state,
                 m.amount,
