@@ -6,7 +6,7 @@ SHELL := /bin/bash
 FORGE := node_modules/.bin/forge
 NPM_STAMP := node_modules/.installed-from-lock
 
-.PHONY: deps test test-contracts test-contracts-deep test-rust check-fmt check-abi abi fmt gas build clean
+.PHONY: deps test test-contracts test-contracts-deep test-rust check-fmt check-abi abi fmt gas bench build clean
 
 ## deps: install the pinned toolchain (npm ci) when node_modules is missing or older than the lock file
 deps: $(NPM_STAMP)
@@ -52,6 +52,11 @@ fmt: deps
 ## gas: gas of each happy-path step as real transactions on anvil; table on stdout, JSON in target/gas.json
 gas: deps
 	scripts/gas.sh
+
+## bench: hashing throughput and client pipelining (release builds); figures on stdout, JSON in target/bench/
+bench: deps
+	cargo bench --locked -p actp-core --bench hashing
+	cargo bench --locked -p actp-client --bench pipelining
 
 clean:
 	rm -rf out cache target broadcast

@@ -24,8 +24,8 @@ pub struct DevnetOptions {
     pub fee_bps: u16,
     /// Port to listen on (`None`: any free port).
     pub port: Option<u16>,
-    /// Seconds between blocks (`None`: a block per transaction).
-    pub block_time: Option<u64>,
+    /// Seconds between blocks, fractions allowed (`None`: a block per transaction).
+    pub block_time: Option<f64>,
 }
 
 impl Default for DevnetOptions {
@@ -105,7 +105,7 @@ impl Devnet {
             anvil = anvil.port(port);
         }
         if let Some(secs) = options.block_time {
-            anvil = anvil.block_time(secs);
+            anvil = anvil.block_time_f64(secs);
         }
         let anvil = anvil
             .try_spawn()

@@ -153,7 +153,19 @@ pub struct Kernel {
     chain_id: u64,
     account: Option<Arc<Account>>,
     config: ClientConfig,
+    /// Fee estimate shared by clones, reused for a short while: pipelined sends need not each ask.
+    fees: Arc<
+        Mutex<
+            Option<(
+                tokio::time::Instant,
+                alloy::eips::eip1559::Eip1559Estimation,
+            )>,
+        >,
+    >,
 }
+
+/// How long a fee estimate is reused.
+const FEE_CACHE: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for Kernel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -238,6 +250,7 @@ impl Kernel {
             chain_id,
             account,
             config,
+            fees: Arc::default(),
         })
     }
 
@@ -266,6 +279,7 @@ impl Kernel {
             chain_id,
             account,
             config,
+            fees: Arc::default(),
         })
     }
 
@@ -752,16 +766,26 @@ impl Kernel {
                     .map_err(rpc_error)
             })
             .await?;
-        let fees = self
-            .config
-            .retry
-            .run("fees", || async {
-                self.provider
-                    .estimate_eip1559_fees()
-                    .await
-                    .map_err(rpc_error)
-            })
-            .await?;
+        let fees = {
+            let mut cached = self.fees.lock().await;
+            match *cached {
+                Some((at, fees)) if at.elapsed() < FEE_CACHE => fees,
+                _ => {
+                    let fees = self
+                        .config
+                        .retry
+                        .run("fees", || async {
+                            self.provider
+                                .estimate_eip1559_fees()
+                                .await
+                                .map_err(rpc_error)
+                        })
+                        .await?;
+                    *cached = Some((tokio::time::Instant::now(), fees));
+                    fees
+                }
+            }
+        };
 
         let nonce = {
             let mut next = account.next_nonce.lock().await;
