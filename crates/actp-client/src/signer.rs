@@ -8,6 +8,15 @@ use alloy::signers::local::PrivateKeySigner;
 use crate::{ClientError, Result};
 
 /// A local signing key. `Debug` shows the address only.
+///
+/// ```
+/// use actp_client::Signer;
+/// let key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"; // anvil dev key 1
+/// let signer = Signer::from_private_key(key).unwrap();
+/// let shown = format!("{signer:?}");
+/// assert!(shown.contains("0x70997970") && !shown.contains("59c6995e"));
+/// // or: Signer::from_keystore(Path::new("key.json"), &password)
+/// ```
 #[derive(Clone)]
 pub struct Signer(PrivateKeySigner);
 

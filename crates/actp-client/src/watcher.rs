@@ -52,6 +52,23 @@ impl Default for WatcherConfig {
 }
 
 /// Streams kernel events in order, block by block.
+///
+/// ```no_run
+/// # async fn demo(devnet: &actp_client::Devnet) {
+/// use actp_client::{Watcher, WatcherConfig};
+/// use futures::StreamExt;
+///
+/// let d = devnet.deployment();
+/// let config = WatcherConfig { confirmations: 2, ..WatcherConfig::default() };
+/// let mut events = Box::pin(Watcher::new(devnet.provider(), d.kernel, d.block, config).into_stream());
+/// while let Some(event) = events.next().await {
+///     match event {
+///         Ok(e) => println!("block {}: {:?}", e.block_number, e.event),
+///         Err(e) => eprintln!("will retry: {e}"), // the stream goes on from the same block
+///     }
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Watcher {
     provider: DynProvider,

@@ -67,6 +67,13 @@ pub fn content_hash(bytes: &[u8]) -> B256 {
 
 /// Streaming keccak256 for deliverables too large to hold in memory: feed it with `update` or
 /// `std::io::copy`, then `finalize`.
+///
+/// ```
+/// use actp_core::proof::{ContentHasher, content_hash};
+/// let mut h = ContentHasher::new();
+/// std::io::copy(&mut &b"hello world"[..], &mut h).unwrap();
+/// assert_eq!(h.finalize(), content_hash(b"hello world"));
+/// ```
 #[derive(Clone, Default)]
 pub struct ContentHasher {
     inner: Keccak256,
