@@ -177,6 +177,19 @@ impl std::fmt::Debug for Kernel {
     }
 }
 
+/// A contract view call, retried on transient RPC errors, with reverts decoded.
+macro_rules! read {
+    ($self:ident, $what:literal, $call:expr) => {
+        $self
+            .config
+            .retry
+            .run($what, || async {
+                $call.call().await.map_err(contract_error)
+            })
+            .await
+    };
+}
+
 fn rpc_error(err: RpcError<TransportErrorKind>) -> ClientError {
     if let Some(data) = err
         .as_error_resp()
@@ -365,132 +378,57 @@ impl Kernel {
 
     /// `getTransaction`; a missing id is [`Rejection::TransactionNotFound`](actp_core::Rejection).
     pub async fn get(&self, id: B256) -> Result<TransactionRecord> {
-        let view = self
-            .config
-            .retry
-            .run("getTransaction", || async {
-                self.contract()
-                    .getTransaction(id)
-                    .call()
-                    .await
-                    .map_err(contract_error)
-            })
-            .await?;
+        let view = read!(self, "getTransaction", self.contract().getTransaction(id))?;
         Ok(TransactionRecord::from_view(view))
     }
 
     /// What the escrow of `id` still holds.
     pub async fn remaining(&self, id: B256) -> Result<U256> {
-        self.config
-            .retry
-            .run("remaining", || async {
-                self.contract()
-                    .remaining(id)
-                    .call()
-                    .await
-                    .map_err(contract_error)
-            })
-            .await
+        read!(self, "remaining", self.contract().remaining(id))
     }
 
     /// The requester's next nonce.
     pub async fn requester_nonce(&self, requester: Address) -> Result<u64> {
-        let n = self
-            .config
-            .retry
-            .run("requesterNonces", || async {
-                self.contract()
-                    .requesterNonces(requester)
-                    .call()
-                    .await
-                    .map_err(contract_error)
-            })
-            .await?;
+        let n = read!(
+            self,
+            "requesterNonces",
+            self.contract().requesterNonces(requester)
+        )?;
         Ok(n.saturating_to())
     }
 
     /// Accrued, uncollected platform fees.
     pub async fn accrued_fees(&self) -> Result<U256> {
-        self.config
-            .retry
-            .run("accruedFees", || async {
-                self.contract()
-                    .accruedFees()
-                    .call()
-                    .await
-                    .map_err(contract_error)
-            })
-            .await
+        read!(self, "accruedFees", self.contract().accruedFees())
     }
 
     /// Whether the kernel is paused.
     pub async fn paused(&self) -> Result<bool> {
-        self.config
-            .retry
-            .run("paused", || async {
-                self.contract()
-                    .paused()
-                    .call()
-                    .await
-                    .map_err(contract_error)
-            })
-            .await
+        read!(self, "paused", self.contract().paused())
     }
 
     /// The platform fee rate for new transactions.
     pub async fn platform_fee_bps(&self) -> Result<u16> {
-        self.config
-            .retry
-            .run("platformFeeBps", || async {
-                self.contract()
-                    .platformFeeBps()
-                    .call()
-                    .await
-                    .map_err(contract_error)
-            })
-            .await
+        read!(self, "platformFeeBps", self.contract().platformFeeBps())
     }
 
     /// Payouts held for `who` because the token refused them.
     pub async fn deferred_of(&self, who: Address) -> Result<U256> {
-        self.config
-            .retry
-            .run("deferredOf", || async {
-                self.contract()
-                    .deferredOf(who)
-                    .call()
-                    .await
-                    .map_err(contract_error)
-            })
-            .await
+        read!(self, "deferredOf", self.contract().deferredOf(who))
     }
 
     /// Token balance of `who`.
     pub async fn balance_of(&self, who: Address) -> Result<U256> {
-        self.config
-            .retry
-            .run("balanceOf", || async {
-                self.token_contract()
-                    .balanceOf(who)
-                    .call()
-                    .await
-                    .map_err(contract_error)
-            })
-            .await
+        read!(self, "balanceOf", self.token_contract().balanceOf(who))
     }
 
     /// Allowance `owner` gave the kernel.
     pub async fn allowance(&self, owner: Address) -> Result<U256> {
-        self.config
-            .retry
-            .run("allowance", || async {
-                self.token_contract()
-                    .allowance(owner, self.address)
-                    .call()
-                    .await
-                    .map_err(contract_error)
-            })
-            .await
+        read!(
+            self,
+            "allowance",
+            self.token_contract().allowance(owner, self.address)
+        )
     }
 
     /// The latest block number.
