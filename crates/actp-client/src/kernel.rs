@@ -464,6 +464,12 @@ impl Kernel {
     /// `createTransaction` with the signer as requester; returns the transaction id.
     pub async fn create(&self, terms: &CreateParams) -> Result<B256> {
         let requester = self.require_signer()?;
+        self.create_naming(requester, terms).await
+    }
+
+    /// `createTransaction` naming `requester` as given. The kernel accepts only the signer itself
+    /// ([`Rejection::RequesterMismatch`](actp_core::Rejection) otherwise); prefer [`Kernel::create`].
+    pub async fn create_naming(&self, requester: Address, terms: &CreateParams) -> Result<B256> {
         let call = EscrowKernel::createTransactionCall {
             provider: terms.provider,
             requester,

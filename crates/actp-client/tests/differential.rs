@@ -208,7 +208,7 @@ impl World {
                     let m = self
                         .model
                         .create_transaction(caller, requester, &terms, now);
-                    let c = create_as(k, requester, &terms).await;
+                    let c = k.create_naming(requester, &terms).await;
                     if let (Ok((a, _)), Ok(b)) = (&m, &c) {
                         if a != b {
                             return Err(format!("ids differ: model {a}, chain {b}"));
@@ -436,34 +436,6 @@ impl World {
         }
         Ok(())
     }
-}
-
-async fn create_as(
-    k: &Kernel,
-    requester: Address,
-    terms: &CreateParams,
-) -> Result<B256, ClientError> {
-    use alloy::sol_types::SolCall;
-    let call = actp_client::bindings::EscrowKernel::createTransactionCall {
-        provider: terms.provider,
-        requester,
-        amount: terms.amount,
-        deadline: terms.deadline,
-        disputeWindow: terms.dispute_window,
-        serviceHash: terms.service_hash,
-        agentId: terms.agent_id,
-        requesterAgentId: terms.requester_agent_id,
-    };
-    let sent = k.send(Some(k.address()), call.abi_encode().into()).await?;
-    use alloy::sol_types::SolEvent;
-    Ok(sent
-        .logs
-        .iter()
-        .find_map(|l| {
-            actp_client::bindings::EscrowKernel::TransactionCreated::decode_log(&l.inner).ok()
-        })
-        .unwrap()
-        .transactionId)
 }
 
 fn action(kind: u8, arg: u64, tx: &actp_core::model::Transaction, kernel: Address) -> Action {
