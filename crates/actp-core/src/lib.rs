@@ -28,6 +28,7 @@ pub mod authorization;
 pub mod canonical;
 pub mod eip712;
 pub mod fee;
+pub mod http;
 pub mod ids;
 pub mod model;
 pub mod proof;

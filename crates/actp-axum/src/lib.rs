@@ -1,0 +1,62 @@
+//! A provider's paywall for axum and any tower service: a request to a paid route is served only when it
+//! carries a funded ACTP escrow for this provider and this route, authorized by the escrow's requester; the
+//! response carries a signed delivery proof, and a durable outbox puts the DELIVERED transition with the
+//! proof hash on chain.
+//!
+//! # Before the handler runs
+//! For each request to a paid route, in this order, a failure is answered at once with a JSON
+//! [`ErrorBody`](actp_core::http::ErrorBody) `{error, code, message}` (plus the payment instructions where
+//! useful) and the handler does not run:
+//!
+//! | check | status | code |
+//! |---|---|---|
+//! | body larger than the limit | 413 | `body_too_large` |
+//! | dynamic price refused | 400 | `unpriceable` |
+//! | no `X-AGIRAILS-TX-ID` | 402 | `payment_required` (with the route's payment instructions) |
+//! | malformed txId or authorization header | 400 | `malformed_tx_id`, `malformed_authorization` |
+//! | transaction unknown on chain | 402 | `unknown_transaction` |
+//! | another provider's transaction | 403 | `wrong_provider` |
+//! | authorization missing, expired, too long-lived, not the requester's, or for another request | 401 | `missing_authorization`, `unauthorized` |
+//! | transaction already used here (or being served) | 409 | `already_used` |
+//! | state not COMMITTED (or IN_PROGRESS from this provider's failed attempt at this very request) | 402 | `invalid_state` |
+//! | amount below the price | 402 | `insufficient_amount` (with `required`, `provided`) |
+//! | deadline passed, or closer than the margin | 402 | `deadline_passed`, `deadline_too_close` |
+//! | serviceHash not the route's | 402 | `service_mismatch` |
+//! | lost the claim race | 409 | `already_used` |
+//! | chain unreachable or slow | 503 + `Retry-After` | `chain_unavailable` |
+//!
+//! The "already used" check runs before the state check so that a transaction this provider is serving
+//! reads as used even while the chain still says COMMITTED.
+//!
+//! # One transaction, one request
+//! [`ClaimMode::Local`] claims the transaction by compare-and-swap in sled; [`ClaimMode::OnChain`] claims it
+//! by sending and confirming COMMITTED → IN_PROGRESS. A handler that fails (an error, or any status that is
+//! not 2xx) releases the claim and nothing is delivered, so the consumer can retry with the same txId.
+//!
+//! # After the handler succeeds
+//! The response body is buffered and hashed exactly as sent; a [`DeliveryProof`](actp_core::proof::DeliveryProof)
+//! over it, the request hash, txId, provider, consumer and time is signed, and the response carries
+//! `X-AGIRAILS-PROOF-HASH` and `X-AGIRAILS-DELIVERY-PROOF`. The delivery is written to the sled outbox and
+//! flushed before the response leaves; the outbox then sends IN_PROGRESS (if needed) and DELIVERED with the
+//! 64-byte proof, once, resuming after a crash.
+//!
+//! # Cost
+//! One chain read per new transaction (concurrent requests for one txId share it); the kernel's "now" comes
+//! from a clock measured off the request path; nothing polls.
+
+mod clock;
+mod metrics;
+mod outbox;
+mod paywall;
+mod refusal;
+mod route;
+mod store;
+
+pub use metrics::{DELIVERY_OUTCOMES, Metrics, REQUEST_OUTCOMES};
+pub use paywall::{
+    ClaimMode, Payment, Paywall, PaywallBuilder, PaywallError, PaywallLayer, PaywallService,
+    ResponseFuture,
+};
+pub use refusal::Refusal;
+pub use route::{Price, PriceError, PriceRequest, Route, RouteError};
+pub use store::{Claim, ClaimStatus, StoreError};

@@ -1,0 +1,191 @@
+//! The delivery outbox: puts every served request's DELIVERED transition on chain, once, off the request path.
+//!
+//! A served request leaves a [`Delivery`] in sled (written and flushed before the response). The worker sends
+//! `IN_PROGRESS` (unless this provider already did) and `DELIVERED` with the 64-byte proof
+//! `abi.encode(0, proofHash)` (0 keeps the requester's dispute window), many deliveries at once on one nonce
+//! sequence. Exactly once: after any doubt (a restart, an RPC error, a receipt that did not come) it reads
+//! the transaction's state before sending again, and a transaction already DELIVERED (or later) is closed
+//! without a send. A delivery the kernel refuses for good (the consumer cancelled first, the deadline
+//! passed) is closed as failed, logged and counted; it is never retried forever.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use actp_client::{ClientError, Kernel};
+use actp_core::{B256, Rejection, State};
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::{
+    metrics::Metrics,
+    store::{Delivery, Store},
+};
+
+#[derive(Clone)]
+pub(crate) struct Outbox {
+    pub(crate) store: Store,
+    pub(crate) kernel: Kernel,
+    pub(crate) notify: Arc<Notify>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) concurrency: usize,
+    pub(crate) retry_delay: Duration,
+}
+
+/// What one attempt came to.
+enum Attempt {
+    /// Closed (delivered, or refused for good).
+    Done,
+    /// Try again later, reading the state first.
+    Retry,
+}
+
+impl Outbox {
+    /// Runs until `stop` is dropped or signalled. Deliveries found at start were interrupted: each is
+    /// checked against the chain before anything is sent.
+    pub(crate) async fn run(self, mut stop: watch::Receiver<()>) {
+        let in_flight: Arc<Mutex<HashSet<u64>>> = Arc::default();
+        let doubtful: Arc<Mutex<HashSet<u64>>> = Arc::default();
+        let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        match self.store.pending() {
+            Ok(pending) => {
+                if !pending.is_empty() {
+                    tracing::info!(
+                        count = pending.len(),
+                        "outbox resuming interrupted deliveries"
+                    );
+                }
+                if let Ok(mut d) = doubtful.lock() {
+                    d.extend(pending.iter().map(|(seq, _)| *seq));
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "outbox cannot read its queue"),
+        }
+        loop {
+            let pending = match self.store.pending() {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox cannot read its queue");
+                    Vec::new()
+                }
+            };
+            for (seq, delivery) in pending {
+                let fresh = in_flight.lock().map(|mut s| s.insert(seq)).unwrap_or(false);
+                if !fresh {
+                    continue;
+                }
+                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                    return;
+                };
+                let check = doubtful.lock().map(|s| s.contains(&seq)).unwrap_or(true);
+                let this = self.clone();
+                let in_flight = Arc::clone(&in_flight);
+                let doubtful = Arc::clone(&doubtful);
+                tokio::spawn(async move {
+                    let attempt = this.deliver(seq, &delivery, check).await;
+                    if let Ok(mut d) = doubtful.lock() {
+                        match attempt {
+                            Attempt::Done => d.remove(&seq),
+                            Attempt::Retry => d.insert(seq),
+                        };
+                    }
+                    if let Ok(mut s) = in_flight.lock() {
+                        s.remove(&seq);
+                    }
+                    drop(permit);
+                    if matches!(attempt, Attempt::Retry) {
+                        this.metrics.delivery("retried");
+                        tokio::time::sleep(this.retry_delay).await;
+                        this.notify.notify_one();
+                    }
+                });
+            }
+            tokio::select! {
+                () = self.notify.notified() => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    async fn deliver(&self, seq: u64, delivery: &Delivery, check: bool) -> Attempt {
+        let id = delivery.tx_id;
+        let mut started = delivery.started;
+        if check {
+            match self.kernel.get(id).await {
+                Ok(record) => match record.state {
+                    State::Committed => started = false,
+                    State::InProgress => started = true,
+                    State::Delivered | State::Settled | State::Disputed => {
+                        return self.close(seq, id, Ok(None));
+                    }
+                    other => {
+                        return self.close(seq, id, Err(format!("transaction is {other}")));
+                    }
+                },
+                Err(e) => return self.transient(id, &e),
+            }
+        }
+        if !started {
+            match self.kernel.start(id).await {
+                Ok(_) => {
+                    if let Err(e) = self.store.mark_started(id) {
+                        tracing::warn!(tx_id = %id, error = %e, "could not record IN_PROGRESS");
+                    }
+                }
+                Err(ClientError::Rejected(r)) => return self.refused(seq, id, &r).await,
+                Err(e) => return self.transient(id, &e),
+            }
+        }
+        match self.kernel.deliver(id, 0, Some(delivery.proof_hash)).await {
+            Ok(sent) => {
+                tracing::info!(tx_id = %id, proof_hash = %delivery.proof_hash, tx = %sent.tx_hash, "delivered");
+                self.close(seq, id, Ok(Some(sent.tx_hash)))
+            }
+            Err(ClientError::Rejected(r)) => self.refused(seq, id, &r).await,
+            Err(e) => self.transient(id, &e),
+        }
+    }
+
+    /// The kernel refused a send: if the transaction moved on without us (delivered already), close it as
+    /// delivered; if it can no longer be delivered, close it as failed; otherwise look again later.
+    async fn refused(&self, seq: u64, id: B256, rejection: &Rejection) -> Attempt {
+        match self.kernel.get(id).await {
+            Ok(record) => match record.state {
+                State::Delivered | State::Settled | State::Disputed => {
+                    self.close(seq, id, Ok(None))
+                }
+                State::Committed | State::InProgress
+                    if matches!(rejection, Rejection::InvalidTransition { .. }) =>
+                {
+                    tracing::warn!(tx_id = %id, %rejection, "delivery refused; will look again");
+                    Attempt::Retry
+                }
+                _ => self.close(seq, id, Err(rejection.to_string())),
+            },
+            Err(e) => self.transient(id, &e),
+        }
+    }
+
+    fn transient(&self, id: B256, error: &ClientError) -> Attempt {
+        tracing::warn!(tx_id = %id, error = %error, "delivery interrupted; will retry");
+        Attempt::Retry
+    }
+
+    fn close(&self, seq: u64, id: B256, outcome: Result<Option<B256>, String>) -> Attempt {
+        match &outcome {
+            Ok(_) => self.metrics.delivery("delivered"),
+            Err(reason) => {
+                tracing::error!(tx_id = %id, reason, "the kernel refused the delivery; it is dropped from the outbox");
+                self.metrics.delivery("refused");
+            }
+        }
+        match self.store.finish(seq, id, outcome) {
+            Ok(()) => Attempt::Done,
+            Err(e) => {
+                tracing::error!(tx_id = %id, error = %e, "could not close the delivery");
+                Attempt::Retry
+            }
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Why the paywall refuses a request, and the JSON answer for each reason.
+
+use std::time::Duration;
+
+use actp_core::{
+    Address, B256, State,
+    authorization::AuthorizationError,
+    http::{ErrorBody, PaymentInstructions},
+};
+use axum::{
+    body::Body,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderValue, StatusCode, header};
+
+/// A refused request. Each variant has a status, a stable `code`, and a message that says what to do; none
+/// carries internal details (RPC URLs, revert data, storage errors).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Refusal {
+    /// No `X-AGIRAILS-TX-ID`.
+    #[error(
+        "this route costs {price}: create and fund an ACTP escrow as the `payment` field describes, then resend the request with X-AGIRAILS-TX-ID and X-AGIRAILS-AUTHORIZATION"
+    )]
+    PaymentRequired {
+        /// The human price.
+        price: String,
+        /// How to pay.
+        payment: Box<PaymentInstructions>,
+    },
+    /// `X-AGIRAILS-TX-ID` is not `0x` and 64 hex digits.
+    #[error("X-AGIRAILS-TX-ID must be 0x followed by 64 hex digits (the transaction id)")]
+    MalformedTxId,
+    /// `X-AGIRAILS-AUTHORIZATION` does not parse.
+    #[error("{0}")]
+    MalformedAuthorization(AuthorizationError),
+    /// The request body is larger than the paywall buffers.
+    #[error("the request body is larger than {limit} bytes: send a smaller body")]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The request body could not be read.
+    #[error("the request body could not be read: resend the request")]
+    BodyUnreadable,
+    /// The route's price function refused the request.
+    #[error("this request cannot be priced: {0}")]
+    Unpriceable(String),
+    /// The kernel has no such transaction.
+    #[error(
+        "transaction {tx_id} does not exist on this kernel: create it as the `payment` field describes (same chain and kernel), wait for it to be mined, and resend"
+    )]
+    UnknownTransaction {
+        /// The id sent.
+        tx_id: B256,
+        /// How to pay.
+        payment: Box<PaymentInstructions>,
+    },
+    /// The transaction names another provider.
+    #[error(
+        "transaction {tx_id} pays provider {provider}, not this provider {expected}: create a transaction naming {expected}"
+    )]
+    WrongProvider {
+        /// The id sent.
+        tx_id: B256,
+        /// The transaction's provider.
+        provider: Address,
+        /// This provider.
+        expected: Address,
+    },
+    /// No authorization from the requester.
+    #[error(
+        "X-AGIRAILS-AUTHORIZATION is missing: the requester must sign this request (RequestAuthorization in the ACTP EIP-712 domain) and send `exp=<unix>; sig=0x...`"
+    )]
+    MissingAuthorization,
+    /// The authorization is expired, too long-lived, or not the requester's signature over this request.
+    #[error("{0}")]
+    Unauthorized(AuthorizationError),
+    /// The transaction is not in a state this request can be served in.
+    #[error(
+        "transaction {tx_id} is {state}, not COMMITTED: fund a new transaction as the `payment` field describes"
+    )]
+    InvalidState {
+        /// The id sent.
+        tx_id: B256,
+        /// Its state.
+        state: State,
+        /// How to pay.
+        payment: Box<PaymentInstructions>,
+    },
+    /// The escrow holds less than the price.
+    #[error(
+        "transaction {tx_id} holds {provided} base units but this request costs {required}: fund a transaction of at least {required}"
+    )]
+    InsufficientAmount {
+        /// The id sent.
+        tx_id: B256,
+        /// The price in base units.
+        required: u128,
+        /// The transaction's amount in base units.
+        provided: String,
+        /// How to pay.
+        payment: Box<PaymentInstructions>,
+    },
+    /// The deadline has passed.
+    #[error(
+        "transaction {tx_id}'s deadline {deadline} has passed (now {now}): cancel it to get the escrow back, and pay with a new one"
+    )]
+    DeadlinePassed {
+        /// The id sent.
+        tx_id: B256,
+        /// Its deadline.
+        deadline: u64,
+        /// The chain's time.
+        now: u64,
+        /// How to pay.
+        payment: Box<PaymentInstructions>,
+    },
+    /// The deadline leaves too little time to deliver.
+    #[error(
+        "transaction {tx_id}'s deadline {deadline} leaves too little time to deliver: this provider needs a deadline of at least {min_deadline}"
+    )]
+    DeadlineTooClose {
+        /// The id sent.
+        tx_id: B256,
+        /// Its deadline.
+        deadline: u64,
+        /// The earliest acceptable deadline now.
+        min_deadline: u64,
+        /// How to pay.
+        payment: Box<PaymentInstructions>,
+    },
+    /// The transaction pays for another service.
+    #[error(
+        "transaction {tx_id} pays for service {got}, but this route is {expected}: create the transaction with serviceHash {expected}"
+    )]
+    ServiceMismatch {
+        /// The id sent.
+        tx_id: B256,
+        /// The route's serviceHash.
+        expected: B256,
+        /// The transaction's serviceHash.
+        got: B256,
+        /// How to pay.
+        payment: Box<PaymentInstructions>,
+    },
+    /// The transaction already paid for a request (or one is being served now).
+    #[error(
+        "transaction {tx_id} has already been used for a request: each transaction pays for one request; fund a new one"
+    )]
+    AlreadyUsed {
+        /// The id sent.
+        tx_id: B256,
+    },
+    /// The chain did not answer in time; the request was not served.
+    #[error(
+        "the payment could not be verified because the chain is unreachable: retry in {}s with the same headers",
+        retry_after.as_secs()
+    )]
+    ChainUnavailable {
+        /// When to retry.
+        retry_after: Duration,
+    },
+    /// The provider's claim database failed; the request was not served.
+    #[error("the provider could not record the payment: retry in {}s", retry_after.as_secs())]
+    StorageUnavailable {
+        /// When to retry.
+        retry_after: Duration,
+    },
+}
+
+impl Refusal {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        use Refusal::*;
+        match self {
+            MalformedTxId | MalformedAuthorization(_) | BodyUnreadable | Unpriceable(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            MissingAuthorization | Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            WrongProvider { .. } => StatusCode::FORBIDDEN,
+            AlreadyUsed { .. } => StatusCode::CONFLICT,
+            ChainUnavailable { .. } | StorageUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            PaymentRequired { .. }
+            | UnknownTransaction { .. }
+            | InvalidState { .. }
+            | InsufficientAmount { .. }
+            | DeadlinePassed { .. }
+            | DeadlineTooClose { .. }
+            | ServiceMismatch { .. } => StatusCode::PAYMENT_REQUIRED,
+        }
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        use Refusal::*;
+        match self {
+            PaymentRequired { .. } => "payment_required",
+            MalformedTxId => "malformed_tx_id",
+            MalformedAuthorization(_) => "malformed_authorization",
+            BodyTooLarge { .. } => "body_too_large",
+            BodyUnreadable => "body_unreadable",
+            Unpriceable(_) => "unpriceable",
+            UnknownTransaction { .. } => "unknown_transaction",
+            WrongProvider { .. } => "wrong_provider",
+            MissingAuthorization => "missing_authorization",
+            Unauthorized(_) => "unauthorized",
+            InvalidState { .. } => "invalid_state",
+            InsufficientAmount { .. } => "insufficient_amount",
+            DeadlinePassed { .. } => "deadline_passed",
+            DeadlineTooClose { .. } => "deadline_too_close",
+            ServiceMismatch { .. } => "service_mismatch",
+            AlreadyUsed { .. } => "already_used",
+            ChainUnavailable { .. } => "chain_unavailable",
+            StorageUnavailable { .. } => "storage_unavailable",
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> ErrorBody {
+        use Refusal::*;
+        let status = self.status();
+        let mut body = ErrorBody {
+            error: status.canonical_reason().unwrap_or("Error").to_owned(),
+            code: self.code().to_owned(),
+            message: self.to_string(),
+            payment: None,
+            current_state: None,
+            required: None,
+            provided: None,
+        };
+        match self {
+            PaymentRequired { payment, .. }
+            | UnknownTransaction { payment, .. }
+            | DeadlinePassed { payment, .. }
+            | DeadlineTooClose { payment, .. }
+            | ServiceMismatch { payment, .. } => body.payment = Some((**payment).clone()),
+            InvalidState { state, payment, .. } => {
+                body.current_state = Some(state.to_string());
+                body.payment = Some((**payment).clone());
+            }
+            InsufficientAmount {
+                required,
+                provided,
+                payment,
+                ..
+            } => {
+                body.required = Some(required.to_string());
+                body.provided = Some(provided.clone());
+                body.payment = Some((**payment).clone());
+            }
+            _ => {}
+        }
+        body
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Refusal::ChainUnavailable { retry_after }
+            | Refusal::StorageUnavailable { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let json = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut response = Response::new(Body::from(json));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(after) = self.retry_after() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_unavailable_is_503_with_retry_after_and_no_detail() {
+        let response = Refusal::ChainUnavailable {
+            retry_after: Duration::from_secs(2),
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+    }
+
+    #[test]
+    fn every_refusal_message_says_what_to_do() {
+        let refusals = [
+            Refusal::MalformedTxId,
+            Refusal::MissingAuthorization,
+            Refusal::AlreadyUsed { tx_id: B256::ZERO },
+            Refusal::BodyTooLarge { limit: 10 },
+        ];
+        for r in refusals {
+            let body = r.body();
+            assert!(body.message.len() > 20, "{}", body.message);
+            assert_eq!(body.code, r.code());
+            assert_eq!(body.error, r.status().canonical_reason().unwrap_or(""));
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! The provider's sled database: one claim per transaction, and the delivery outbox.
+//!
+//! Two trees. `claims` maps a txId to its [`Claim`]; `outbox` maps a sequence number to a delivery still to
+//! be put on chain. Serving a request writes both in one sled transaction and flushes before the response
+//! leaves, so a crash after serving never loses the delivery.
+
+use std::path::Path;
+
+use actp_core::B256;
+use serde::{Deserialize, Serialize};
+use sled::{
+    Transactional,
+    transaction::{ConflictableTransactionError, TransactionError},
+};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+#[error("paywall database: {0}")]
+pub struct StoreError(String);
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+impl From<TransactionError<serde_json::Error>> for StoreError {
+    fn from(e: TransactionError<serde_json::Error>) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError(format!("corrupt record: {e}"))
+    }
+}
+
+/// Where a transaction's one request stands at this provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClaimStatus {
+    /// A request is being verified or served now.
+    Active,
+    /// The handler failed; the transaction may pay for a retry.
+    Released,
+    /// Served; the delivery is in the outbox.
+    Served,
+    /// Delivered on chain.
+    Delivered,
+    /// Served, but the kernel refused the delivery (e.g. the consumer cancelled first).
+    Failed,
+}
+
+/// The record of one transaction's use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// Where it stands.
+    pub status: ClaimStatus,
+    /// The request being (or that was) served: `request_hash(method, path, bodyHash)`.
+    pub request_hash: B256,
+    /// Whether this provider moved the transaction to IN_PROGRESS.
+    pub started: bool,
+    /// The delivery proof hash, once served.
+    pub proof_hash: Option<B256>,
+    /// The hash of the DELIVERED transaction, once mined.
+    pub delivery_tx: Option<B256>,
+    /// Why delivery failed, if it did.
+    pub failure: Option<String>,
+}
+
+/// A delivery waiting to be put on chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Delivery {
+    pub(crate) tx_id: B256,
+    pub(crate) proof_hash: B256,
+    pub(crate) started: bool,
+}
+
+/// The outcome of trying to claim a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClaimOutcome {
+    /// Claimed; `started` if this provider had already moved it to IN_PROGRESS (a retry).
+    Claimed { started: bool },
+    /// Someone else holds or used it.
+    Taken,
+}
+
+#[derive(Clone)]
+pub(crate) struct Store {
+    db: sled::Db,
+    claims: sled::Tree,
+    outbox: sled::Tree,
+}
+
+impl Store {
+    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(path).open()?;
+        Ok(Store {
+            claims: db.open_tree("claims")?,
+            outbox: db.open_tree("outbox")?,
+            db,
+        })
+    }
+
+    pub(crate) fn claim_of(&self, tx_id: B256) -> Result<Option<Claim>, StoreError> {
+        match self.claims.get(tx_id)? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Atomically takes `tx_id` for a request if nobody holds or used it (a released claim can be retaken).
+    pub(crate) fn claim(
+        &self,
+        tx_id: B256,
+        request_hash: B256,
+    ) -> Result<ClaimOutcome, StoreError> {
+        loop {
+            let current = self.claims.get(tx_id)?;
+            let started = match &current {
+                None => false,
+                Some(bytes) => {
+                    let claim: Claim = serde_json::from_slice(bytes)?;
+                    if claim.status != ClaimStatus::Released {
+                        return Ok(ClaimOutcome::Taken);
+                    }
+                    claim.started
+                }
+            };
+            let next = Claim {
+                status: ClaimStatus::Active,
+                request_hash,
+                started,
+                proof_hash: None,
+                delivery_tx: None,
+                failure: None,
+            };
+            let swapped =
+                self.claims
+                    .compare_and_swap(tx_id, current, Some(serde_json::to_vec(&next)?))?;
+            if swapped.is_ok() {
+                return Ok(ClaimOutcome::Claimed { started });
+            }
+        }
+    }
+
+    fn update(&self, tx_id: B256, f: impl Fn(&mut Claim)) -> Result<(), StoreError> {
+        let mut error = None;
+        self.claims.fetch_and_update(tx_id, |old| {
+            let mut claim: Claim = match old.map(serde_json::from_slice) {
+                Some(Ok(c)) => c,
+                Some(Err(e)) => {
+                    error = Some(e);
+                    return old.map(<[u8]>::to_vec);
+                }
+                None => return None,
+            };
+            f(&mut claim);
+            serde_json::to_vec(&claim).ok()
+        })?;
+        match error {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn mark_started(&self, tx_id: B256) -> Result<(), StoreError> {
+        self.update(tx_id, |c| c.started = true)
+    }
+
+    /// Gives the transaction back: the handler failed or the request was refused after the claim.
+    pub(crate) fn release(&self, tx_id: B256) -> Result<(), StoreError> {
+        self.update(tx_id, |c| c.status = ClaimStatus::Released)
+    }
+
+    /// Records the request as served and queues its delivery, atomically, then flushes to disk.
+    pub(crate) async fn serve(
+        &self,
+        tx_id: B256,
+        proof_hash: B256,
+        started: bool,
+    ) -> Result<u64, StoreError> {
+        let seq = self.db.generate_id()?;
+        let delivery = serde_json::to_vec(&Delivery {
+            tx_id,
+            proof_hash,
+            started,
+        })?;
+        (&self.claims, &self.outbox).transaction(|(claims, outbox)| {
+            let mut claim: Claim = match claims.get(tx_id)? {
+                Some(bytes) => {
+                    serde_json::from_slice(&bytes).map_err(ConflictableTransactionError::Abort)?
+                }
+                None => Claim {
+                    status: ClaimStatus::Active,
+                    request_hash: B256::ZERO,
+                    started,
+                    proof_hash: None,
+                    delivery_tx: None,
+                    failure: None,
+                },
+            };
+            claim.status = ClaimStatus::Served;
+            claim.proof_hash = Some(proof_hash);
+            claims.insert(
+                tx_id.as_slice(),
+                serde_json::to_vec(&claim).map_err(ConflictableTransactionError::Abort)?,
+            )?;
+            outbox.insert(&seq.to_be_bytes(), delivery.clone())?;
+            Ok(())
+        })?;
+        self.db.flush_async().await?;
+        Ok(seq)
+    }
+
+    /// Every delivery still queued, oldest first.
+    pub(crate) fn pending(&self) -> Result<Vec<(u64, Delivery)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.outbox.iter() {
+            let (key, value) = item?;
+            let seq = u64::from_be_bytes(key.as_ref().try_into().unwrap_or([0; 8]));
+            out.push((seq, serde_json::from_slice(&value)?));
+        }
+        Ok(out)
+    }
+
+    /// Closes a delivery: removes it from the outbox and records the outcome on the claim.
+    pub(crate) fn finish(
+        &self,
+        seq: u64,
+        tx_id: B256,
+        outcome: Result<Option<B256>, String>,
+    ) -> Result<(), StoreError> {
+        (&self.claims, &self.outbox).transaction(|(claims, outbox)| {
+            if let Some(bytes) = claims.get(tx_id)? {
+                let mut claim: Claim =
+                    serde_json::from_slice(&bytes).map_err(ConflictableTransactionError::Abort)?;
+                match &outcome {
+                    Ok(hash) => {
+                        claim.status = ClaimStatus::Delivered;
+                        claim.delivery_tx = *hash;
+                    }
+                    Err(reason) => {
+                        claim.status = ClaimStatus::Failed;
+                        claim.failure = Some(reason.clone());
+                    }
+                }
+                claim.started = true;
+                claims.insert(
+                    tx_id.as_slice(),
+                    serde_json::to_vec(&claim).map_err(ConflictableTransactionError::Abort)?,
+                )?;
+            }
+            outbox.remove(&seq.to_be_bytes())?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    pub(crate) fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn claim_release_serve_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = B256::repeat_byte(1);
+        let req = B256::repeat_byte(2);
+        assert_eq!(
+            store.claim(id, req).unwrap(),
+            ClaimOutcome::Claimed { started: false }
+        );
+        assert_eq!(store.claim(id, req).unwrap(), ClaimOutcome::Taken);
+        store.mark_started(id).unwrap();
+        store.release(id).unwrap();
+        assert_eq!(
+            store.claim(id, req).unwrap(),
+            ClaimOutcome::Claimed { started: true }
+        );
+        let seq = store.serve(id, B256::repeat_byte(3), true).await.unwrap();
+        assert_eq!(store.claim(id, req).unwrap(), ClaimOutcome::Taken);
+        assert_eq!(store.pending().unwrap().len(), 1);
+        store
+            .finish(seq, id, Ok(Some(B256::repeat_byte(4))))
+            .unwrap();
+        assert!(store.pending().unwrap().is_empty());
+        let claim = store.claim_of(id).unwrap().unwrap();
+        assert_eq!(claim.status, ClaimStatus::Delivered);
+        assert_eq!(claim.delivery_tx, Some(B256::repeat_byte(4)));
+    }
+
+    #[tokio::test]
+    async fn outbox_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = B256::repeat_byte(9);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.claim(id, B256::ZERO).unwrap();
+            store.serve(id, B256::repeat_byte(5), false).await.unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let pending = store.pending().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].1.proof_hash, B256::repeat_byte(5));
+    }
+
+    #[test]
+    fn concurrent_claims_have_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = B256::repeat_byte(7);
+        let wins: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..16)
+                .map(|_| s.spawn(|| store.claim(id, B256::ZERO).unwrap()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(|o| matches!(o, ClaimOutcome::Claimed { .. }))
+                .count()
+        });
+        assert_eq!(wins, 1);
+    }
+}
