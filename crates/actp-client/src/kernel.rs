@@ -165,6 +165,20 @@ pub struct Kernel {
 }
 
 /// How long a fee estimate is reused.
+/// How many times a send starts over after another sender took its nonce.
+const NONCE_CONFLICT_RETRIES: u32 = 4;
+
+/// The node refused a transaction because its nonce was used (by another process with the same key).
+fn is_nonce_conflict(error: &ClientError) -> bool {
+    let ClientError::Rpc { message, .. } = error else {
+        return false;
+    };
+    let m = message.to_ascii_lowercase();
+    m.contains("nonce too low")
+        || m.contains("replacement transaction underpriced")
+        || m.contains("nonce has already been used")
+}
+
 const FEE_CACHE: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for Kernel {
@@ -686,7 +700,25 @@ impl Kernel {
 
     /// Estimates, signs with a reserved nonce, sends (re-sending the same bytes on transient errors) and
     /// waits for the receipt. `to: None` deploys `input` as init code.
+    ///
+    /// Another process sending with the same key (provider replicas) can take a nonce this client reserved;
+    /// the node then refuses the send as a nonce conflict, and the whole send starts again from the estimate
+    /// with a nonce read from the chain, so a call the other process made pointless surfaces as its typed
+    /// rejection rather than as an RPC error.
     pub async fn send(&self, to: Option<Address>, input: Bytes) -> Result<Sent> {
+        let mut attempt = 0;
+        loop {
+            match self.send_once(to, input.clone()).await {
+                Err(e) if attempt < NONCE_CONFLICT_RETRIES && is_nonce_conflict(&e) => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "nonce taken by another sender; sending again");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn send_once(&self, to: Option<Address>, input: Bytes) -> Result<Sent> {
         let account = self.account.as_ref().ok_or_else(|| {
             ClientError::Config(
                 "this operation sends a transaction: configure a signing key".into(),
