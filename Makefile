@@ -53,10 +53,11 @@ fmt: deps
 gas: deps
 	scripts/gas.sh
 
-## bench: hashing throughput and client pipelining (release builds); figures on stdout, JSON in target/bench/
+## bench: hashing throughput, client pipelining, paywall throughput (release builds); figures on stdout, JSON in target/bench/
 bench: deps
 	cargo bench --locked -p actp-core --bench hashing
 	cargo bench --locked -p actp-client --bench pipelining
+	cargo bench --locked -p actp-axum --bench paywall
 
 clean:
 	rm -rf out cache target broadcast

@@ -78,6 +78,14 @@ impl Outbox {
                 let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                     return;
                 };
+                // While this loop waited for a permit, the delivery may have been sent and closed by an
+                // earlier pass: the snapshot is older than the queue.
+                if !self.store.is_pending(seq) {
+                    if let Ok(mut s) = in_flight.lock() {
+                        s.remove(&seq);
+                    }
+                    continue;
+                }
                 let check = doubtful.lock().map(|s| s.contains(&seq)).unwrap_or(true);
                 let this = self.clone();
                 let in_flight = Arc::clone(&in_flight);
@@ -173,15 +181,19 @@ impl Outbox {
     }
 
     fn close(&self, seq: u64, id: B256, outcome: Result<Option<B256>, String>) -> Attempt {
-        match &outcome {
-            Ok(_) => self.metrics.delivery("delivered"),
-            Err(reason) => {
-                tracing::error!(tx_id = %id, reason, "the kernel refused the delivery; it is dropped from the outbox");
-                self.metrics.delivery("refused");
-            }
-        }
+        let refused = outcome.as_ref().err().cloned();
         match self.store.finish(seq, id, outcome) {
-            Ok(()) => Attempt::Done,
+            Ok(false) => Attempt::Done,
+            Ok(true) => {
+                match refused {
+                    None => self.metrics.delivery("delivered"),
+                    Some(reason) => {
+                        tracing::error!(tx_id = %id, reason, "the kernel refused the delivery; it is dropped from the outbox");
+                        self.metrics.delivery("refused");
+                    }
+                }
+                Attempt::Done
+            }
             Err(e) => {
                 tracing::error!(tx_id = %id, error = %e, "could not close the delivery");
                 Attempt::Retry

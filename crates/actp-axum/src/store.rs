@@ -224,14 +224,18 @@ impl Store {
         Ok(out)
     }
 
-    /// Closes a delivery: removes it from the outbox and records the outcome on the claim.
+    /// Closes a delivery: removes it from the outbox and records the outcome on the claim. `false` if it was
+    /// closed already (nothing changes).
     pub(crate) fn finish(
         &self,
         seq: u64,
         tx_id: B256,
         outcome: Result<Option<B256>, String>,
-    ) -> Result<(), StoreError> {
-        (&self.claims, &self.outbox).transaction(|(claims, outbox)| {
+    ) -> Result<bool, StoreError> {
+        let closed = (&self.claims, &self.outbox).transaction(|(claims, outbox)| {
+            if outbox.remove(&seq.to_be_bytes())?.is_none() {
+                return Ok(false);
+            }
             if let Some(bytes) = claims.get(tx_id)? {
                 let mut claim: Claim =
                     serde_json::from_slice(&bytes).map_err(ConflictableTransactionError::Abort)?;
@@ -251,10 +255,14 @@ impl Store {
                     serde_json::to_vec(&claim).map_err(ConflictableTransactionError::Abort)?,
                 )?;
             }
-            outbox.remove(&seq.to_be_bytes())?;
-            Ok(())
+            Ok(true)
         })?;
-        Ok(())
+        Ok(closed)
+    }
+
+    /// Whether delivery `seq` is still queued (a snapshot of the queue may be older than a finished send).
+    pub(crate) fn is_pending(&self, seq: u64) -> bool {
+        self.outbox.contains_key(seq.to_be_bytes()).unwrap_or(false)
     }
 
     pub(crate) fn outbox_len(&self) -> usize {
