@@ -49,7 +49,11 @@ struct Args {
 /// The service itself: what the provider sells.
 async fn summarise(text: String) -> String {
     let words = text.split_whitespace().count();
-    let first: String = text.split_whitespace().take(8).collect::<Vec<_>>().join(" ");
+    let first: String = text
+        .split_whitespace()
+        .take(8)
+        .collect::<Vec<_>>()
+        .join(" ");
     serde_json::json!({ "summary": first, "words": words }).to_string()
 }
 
@@ -57,8 +61,7 @@ async fn summarise(text: String) -> String {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = Args::parse();
@@ -72,7 +75,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let key = std::env::var("ACTP_PRIVATE_KEY")
                 .map_err(|_| "set ACTP_PRIVATE_KEY to the provider's key")?;
             let signer = Signer::from_private_key(&key)?;
-            let kernel = Kernel::connect(url, kernel, Some(signer), ClientConfig::default()).await?;
+            let kernel =
+                Kernel::connect(url, kernel, Some(signer), ClientConfig::default()).await?;
             (None, kernel)
         }
         None => {

@@ -3,10 +3,16 @@
 //! transaction) and unpaid. Reports requests per second of each and their ratio, the latency the paywall adds
 //! at p50 and p99, and how long the outbox takes to get every delivery mined.
 //!
-//! `make bench` runs it; `ACTP_BENCH_TXS` and `ACTP_BENCH_CLIENTS` change the size. The figures go to stdout
+//! `make bench` runs it; `ACTP_BENCH_TXS`, `ACTP_BENCH_CLIENTS`, `ACTP_BENCH_OUTBOX` (deliveries in flight) and
+//! `ACTP_BENCH_BLOCK_TIME` (seconds; default 0.5, 0 mines per transaction) change the setup. The figures go to stdout
 //! and `target/bench/paywall.json`. Everything shares the machine (anvil, server, clients), so read the
 //! ratio, not the absolute numbers.
-#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs
+)]
 
 use std::time::{Duration, Instant};
 
@@ -131,9 +137,16 @@ async fn main() {
     let clients = env("ACTP_BENCH_CLIENTS", 32);
     let devnet = Devnet::start_with(DevnetOptions {
         funds: Amount::from_tokens(1_000_000),
-        block_time: std::env::var("ACTP_BENCH_BLOCK_TIME")
+        // A block every 0.5 s (a real chain's cadence, scaled down); `ACTP_BENCH_BLOCK_TIME=0` mines per
+        // transaction.
+        block_time: match std::env::var("ACTP_BENCH_BLOCK_TIME")
             .ok()
-            .and_then(|v| v.parse().ok()),
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            Some(t) if t <= 0.0 => None,
+            Some(t) => Some(t),
+            None => Some(0.5),
+        },
         ..DevnetOptions::default()
     })
     .await
@@ -158,8 +171,13 @@ async fn main() {
     let paid_requests: Vec<Option<(String, String)>> = ids
         .iter()
         .map(|id| {
-            let request =
-                RequestAuthorization::new(*id, "POST", "/paid", content_hash(BODY.as_bytes()), expires);
+            let request = RequestAuthorization::new(
+                *id,
+                "POST",
+                "/paid",
+                content_hash(BODY.as_bytes()),
+                expires,
+            );
             let auth = AuthorizationHeader::sign(&request, &domain, requester.inner()).unwrap();
             Some((id.to_string(), auth.to_string()))
         })
@@ -173,7 +191,7 @@ async fn main() {
                 .flat(Amount::from_base_units(100_000))
                 .service("summarise"),
         )
-        .outbox_concurrency(env("ACTP_BENCH_OUTBOX", 256))
+        .outbox_concurrency(env("ACTP_BENCH_OUTBOX", 128))
         .build()
         .await
         .unwrap();
@@ -196,8 +214,17 @@ async fn main() {
     let paid = drive(&http, format!("{url}/paid"), paid_requests, clients).await;
     assert_eq!(paid.ok, n, "every paid request must be served");
     let load_end = Instant::now();
+    println!(
+        "paid run: {} served in {:.1}s; waiting for the outbox",
+        paid.ok, paid.seconds
+    );
+    let mut last_report = Instant::now();
     while paywall.outbox_len() > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
+        if last_report.elapsed() > Duration::from_secs(10) {
+            println!("  outbox: {} deliveries still queued", paywall.outbox_len());
+            last_report = Instant::now();
+        }
     }
     let drain_after_load = load_end.elapsed();
     let deliveries_total = paid_start.elapsed();
@@ -215,7 +242,6 @@ async fn main() {
         .collect()
         .await;
     let reads_per_second = reads.len() as f64 / t.elapsed().as_secs_f64();
-
 
     let ratio = paid.rps() / unpaid.rps();
     let (p50_paid, p50_unpaid) = (paid.percentile(0.5), unpaid.percentile(0.5));

@@ -8,10 +8,6 @@ use std::path::Path;
 
 use actp_core::B256;
 use serde::{Deserialize, Serialize};
-use sled::{
-    Transactional,
-    transaction::{ConflictableTransactionError, TransactionError},
-};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -20,12 +16,6 @@ pub struct StoreError(String);
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
-        StoreError(e.to_string())
-    }
-}
-
-impl From<TransactionError<serde_json::Error>> for StoreError {
-    fn from(e: TransactionError<serde_json::Error>) -> Self {
         StoreError(e.to_string())
     }
 }
@@ -173,7 +163,11 @@ impl Store {
         self.update(tx_id, |c| c.status = ClaimStatus::Released)
     }
 
-    /// Records the request as served and queues its delivery, atomically, then flushes to disk.
+    /// Queues the delivery and records the request as served, then flushes to disk.
+    ///
+    /// Two single-key writes, queue first: a crash between them leaves the delivery queued and the claim
+    /// active, which delivers and refuses a second use all the same. (sled 0.34's multi-tree transactions
+    /// can deadlock against a concurrent flush, so the store uses none.)
     pub(crate) async fn serve(
         &self,
         tx_id: B256,
@@ -186,30 +180,12 @@ impl Store {
             proof_hash,
             started,
         })?;
-        (&self.claims, &self.outbox).transaction(|(claims, outbox)| {
-            let mut claim: Claim = match claims.get(tx_id)? {
-                Some(bytes) => {
-                    serde_json::from_slice(&bytes).map_err(ConflictableTransactionError::Abort)?
-                }
-                None => Claim {
-                    status: ClaimStatus::Active,
-                    request_hash: B256::ZERO,
-                    started,
-                    proof_hash: None,
-                    delivery_tx: None,
-                    failure: None,
-                },
-            };
-            claim.status = ClaimStatus::Served;
-            claim.proof_hash = Some(proof_hash);
-            claims.insert(
-                tx_id.as_slice(),
-                serde_json::to_vec(&claim).map_err(ConflictableTransactionError::Abort)?,
-            )?;
-            outbox.insert(&seq.to_be_bytes(), delivery.clone())?;
-            Ok(())
+        self.outbox.insert(seq.to_be_bytes(), delivery)?;
+        self.update(tx_id, |c| {
+            c.status = ClaimStatus::Served;
+            c.proof_hash = Some(proof_hash);
         })?;
-        self.db.flush_async().await?;
+        self.flush().await?;
         Ok(seq)
     }
 
@@ -224,40 +200,32 @@ impl Store {
         Ok(out)
     }
 
-    /// Closes a delivery: removes it from the outbox and records the outcome on the claim. `false` if it was
-    /// closed already (nothing changes).
+    /// Closes a delivery: records the outcome on the claim, then removes it from the outbox. `false` if it
+    /// was closed already (nothing is counted twice). A crash between the two leaves it queued; the next
+    /// start reads the chain and closes it without sending.
     pub(crate) fn finish(
         &self,
         seq: u64,
         tx_id: B256,
         outcome: Result<Option<B256>, String>,
     ) -> Result<bool, StoreError> {
-        let closed = (&self.claims, &self.outbox).transaction(|(claims, outbox)| {
-            if outbox.remove(&seq.to_be_bytes())?.is_none() {
-                return Ok(false);
-            }
-            if let Some(bytes) = claims.get(tx_id)? {
-                let mut claim: Claim =
-                    serde_json::from_slice(&bytes).map_err(ConflictableTransactionError::Abort)?;
-                match &outcome {
-                    Ok(hash) => {
-                        claim.status = ClaimStatus::Delivered;
-                        claim.delivery_tx = *hash;
-                    }
-                    Err(reason) => {
-                        claim.status = ClaimStatus::Failed;
-                        claim.failure = Some(reason.clone());
-                    }
+        if !self.is_pending(seq) {
+            return Ok(false);
+        }
+        self.update(tx_id, |claim| {
+            match &outcome {
+                Ok(hash) => {
+                    claim.status = ClaimStatus::Delivered;
+                    claim.delivery_tx = *hash;
                 }
-                claim.started = true;
-                claims.insert(
-                    tx_id.as_slice(),
-                    serde_json::to_vec(&claim).map_err(ConflictableTransactionError::Abort)?,
-                )?;
+                Err(reason) => {
+                    claim.status = ClaimStatus::Failed;
+                    claim.failure = Some(reason.clone());
+                }
             }
-            Ok(true)
+            claim.started = true;
         })?;
-        Ok(closed)
+        Ok(self.outbox.remove(seq.to_be_bytes())?.is_some())
     }
 
     /// Whether delivery `seq` is still queued (a snapshot of the queue may be older than a finished send).
@@ -269,8 +237,14 @@ impl Store {
         self.outbox.len()
     }
 
+    /// Makes every write so far durable. A blocking `flush` on tokio's blocking pool: sled 0.34's
+    /// `flush_async` runs on sled's own small IO pool, and enough concurrent callers fill that pool with
+    /// waiters so the write they wait for never runs.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| StoreError(format!("flush task failed: {e}")))??;
         Ok(())
     }
 }

@@ -165,6 +165,12 @@ pub struct Kernel {
 }
 
 /// How long a fee estimate is reused.
+/// How many times a transaction the node dropped is signed and sent again.
+const MAX_RESENDS: u32 = 5;
+
+/// How long a transaction may go without a receipt before the client asks whether the node still has it.
+const DROP_CHECK_AFTER: Duration = Duration::from_secs(2);
+
 /// How many times a send starts over after another sender took its nonce.
 const NONCE_CONFLICT_RETRIES: u32 = 4;
 
@@ -791,38 +797,49 @@ impl Kernel {
             .with_max_fee_per_gas(fees.max_fee_per_gas)
             .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas);
         let replay = request.clone();
-        let envelope: TxEnvelope = match request.build(&account.wallet).await {
-            Ok(env) => env,
+        let mut request = request;
+        let mut tx_hash = match self.broadcast(account, &request).await {
+            Ok(hash) => hash,
             Err(e) => {
+                // The reserved nonce may now be a gap: read it from the chain again next time.
                 *account.next_nonce.lock().await = None;
-                return Err(ClientError::Signer(format!(
-                    "could not sign the transaction: {e}"
-                )));
+                return Err(e);
             }
         };
-        let tx_hash = *envelope.tx_hash();
-        let raw = envelope.encoded_2718();
-        let sent = self
-            .config
-            .retry
-            .run("sendRawTransaction", || async {
-                match self.provider.send_raw_transaction(&raw).await {
-                    Ok(_) => Ok(()),
-                    // A retry of bytes the node already has is a success, not a second transaction.
-                    Err(e) if e.to_string().to_ascii_lowercase().contains("already known") => {
-                        Ok(())
-                    }
-                    Err(e) => Err(rpc_error(e)),
-                }
-            })
-            .await;
-        if let Err(e) = sent {
-            // The reserved nonce may now be a gap: read it from the chain again next time.
-            *account.next_nonce.lock().await = None;
-            return Err(e);
-        }
         tracing::debug!(%tx_hash, nonce, "sent");
-        let receipt = self.wait_for_receipt(tx_hash).await?;
+        let deadline = tokio::time::Instant::now() + self.config.receipt_timeout;
+        let mut resends = 0;
+        let receipt = loop {
+            match self.await_inclusion(tx_hash, deadline).await {
+                Ok(Some(receipt)) => break receipt,
+                // The node dropped it (e.g. its fee fell below the base fee): every later nonce of this
+                // signer would wait behind the gap forever. Sign the same call again, same nonce, fresh fees.
+                Ok(None) if resends < MAX_RESENDS && tokio::time::Instant::now() < deadline => {
+                    resends += 1;
+                    let fees = self.fresh_fees().await?;
+                    let bump = |old: u128, new: u128| new.max(old + old / 8 + 1);
+                    let max_fee = bump(request.max_fee_per_gas.unwrap_or(0), fees.max_fee_per_gas);
+                    let tip = bump(
+                        request.max_priority_fee_per_gas.unwrap_or(0),
+                        fees.max_priority_fee_per_gas,
+                    )
+                    .min(max_fee);
+                    request = request
+                        .with_max_fee_per_gas(max_fee)
+                        .with_max_priority_fee_per_gas(tip);
+                    tracing::warn!(%tx_hash, nonce, resends, "the node dropped the transaction; sending it again");
+                    tx_hash = self.broadcast(account, &request).await?;
+                }
+                Ok(None) | Err(_) => {
+                    // Stuck or unknown: the next send reads the nonce from the chain again.
+                    *account.next_nonce.lock().await = None;
+                    return Err(ClientError::ReceiptTimeout {
+                        tx_hash,
+                        seconds: self.config.receipt_timeout.as_secs(),
+                    });
+                }
+            }
+        };
         if !receipt.status() {
             return Err(self
                 .explain_revert(&replay, tx_hash, receipt.block_number)
@@ -837,11 +854,56 @@ impl Kernel {
         })
     }
 
-    /// Polls for the receipt (fast at first, backing off to `poll_interval`) until it has the configured
-    /// confirmations, or fails with [`ClientError::ReceiptTimeout`].
-    pub async fn wait_for_receipt(&self, tx_hash: B256) -> Result<TransactionReceipt> {
-        let deadline = tokio::time::Instant::now() + self.config.receipt_timeout;
+    /// Signs `request` and hands it to the node (re-sending the same bytes on transient errors).
+    async fn broadcast(&self, account: &Account, request: &TransactionRequest) -> Result<B256> {
+        let envelope: TxEnvelope = request
+            .clone()
+            .build(&account.wallet)
+            .await
+            .map_err(|e| ClientError::Signer(format!("could not sign the transaction: {e}")))?;
+        let tx_hash = *envelope.tx_hash();
+        let raw = envelope.encoded_2718();
+        self.config
+            .retry
+            .run("sendRawTransaction", || async {
+                match self.provider.send_raw_transaction(&raw).await {
+                    Ok(_) => Ok(()),
+                    // A retry of bytes the node already has is a success, not a second transaction.
+                    Err(e) if e.to_string().to_ascii_lowercase().contains("already known") => {
+                        Ok(())
+                    }
+                    Err(e) => Err(rpc_error(e)),
+                }
+            })
+            .await?;
+        Ok(tx_hash)
+    }
+
+    /// A fee estimate from the node now, also refreshing the shared cache.
+    async fn fresh_fees(&self) -> Result<alloy::eips::eip1559::Eip1559Estimation> {
+        let fees = self
+            .config
+            .retry
+            .run("fees", || async {
+                self.provider
+                    .estimate_eip1559_fees()
+                    .await
+                    .map_err(rpc_error)
+            })
+            .await?;
+        *self.fees.lock().await = Some((tokio::time::Instant::now(), fees));
+        Ok(fees)
+    }
+
+    /// The receipt once included with the configured confirmations; `None` if the node no longer knows the
+    /// transaction (dropped from its pool) or the deadline passed.
+    async fn await_inclusion(
+        &self,
+        tx_hash: B256,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<TransactionReceipt>> {
         let mut pause = Duration::from_millis(5);
+        let mut waited = Duration::ZERO;
         loop {
             let receipt = self
                 .config
@@ -858,8 +920,40 @@ impl Kernel {
                 if self.config.confirmations == 0
                     || self.block_number().await? + 1 >= included + self.config.confirmations
                 {
-                    return Ok(receipt);
+                    return Ok(Some(receipt));
                 }
+            } else if waited >= DROP_CHECK_AFTER {
+                let known = self
+                    .config
+                    .retry
+                    .run("transactionByHash", || async {
+                        self.provider
+                            .get_transaction_by_hash(tx_hash)
+                            .await
+                            .map_err(rpc_error)
+                    })
+                    .await?;
+                if known.is_none() {
+                    return Ok(None);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(pause).await;
+            waited += pause;
+            pause = (pause * 2).min(self.config.poll_interval);
+        }
+    }
+
+    /// Polls for the receipt (fast at first, backing off to `poll_interval`) until it has the configured
+    /// confirmations, or fails with [`ClientError::ReceiptTimeout`].
+    pub async fn wait_for_receipt(&self, tx_hash: B256) -> Result<TransactionReceipt> {
+        let deadline = tokio::time::Instant::now() + self.config.receipt_timeout;
+        loop {
+            // `None` before the deadline: this node does not know the transaction (yet); keep asking.
+            if let Some(receipt) = self.await_inclusion(tx_hash, deadline).await? {
+                return Ok(receipt);
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ClientError::ReceiptTimeout {
@@ -867,8 +961,7 @@ impl Kernel {
                     seconds: self.config.receipt_timeout.as_secs(),
                 });
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(self.config.poll_interval);
+            tokio::time::sleep(self.config.poll_interval).await;
         }
     }
 
