@@ -714,7 +714,7 @@ where
         Err(e) => return Err(paywall.storage_failed(&e)),
     };
     let started = if paywall.claim_mode == ClaimMode::OnChain && !started {
-        paywall.claim_on_chain(tx_id, &record).await?;
+        paywall.claim_on_chain(tx_id, &record, payment).await?;
         true
     } else {
         started
@@ -814,7 +814,12 @@ impl Inner {
     }
 
     /// Sends and confirms COMMITTED → IN_PROGRESS: the chain-wide claim. Losing the race is `409`.
-    async fn claim_on_chain(&self, tx_id: B256, record: &TransactionRecord) -> Result<(), Refusal> {
+    async fn claim_on_chain(
+        &self,
+        tx_id: B256,
+        record: &TransactionRecord,
+        payment: impl Fn() -> Box<PaymentInstructions>,
+    ) -> Result<(), Refusal> {
         let outcome = tokio::time::timeout(self.claim_timeout, self.kernel.start(tx_id)).await;
         let refusal = match outcome {
             Ok(Ok(_)) => {
@@ -828,7 +833,7 @@ impl Inner {
                     tx_id,
                     deadline: record.deadline,
                     now: self.clock.now(),
-                    payment: Box::new(self.instructions_for_record(record)),
+                    payment: payment(),
                 }
             }
             Ok(Err(ClientError::Rejected(rejection))) => {
@@ -852,22 +857,6 @@ impl Inner {
             tracing::error!(error = %e, "could not release the claim");
         }
         Err(refusal)
-    }
-
-    fn instructions_for_record(&self, record: &TransactionRecord) -> PaymentInstructions {
-        let now = self.clock.now();
-        PaymentInstructions {
-            terms: self.terms.clone(),
-            method: String::new(),
-            path: String::new(),
-            amount: record.amount.to_string(),
-            price: Amount::try_from_u256(record.amount)
-                .map(|a| a.to_string())
-                .unwrap_or_default(),
-            service: String::new(),
-            service_hash: record.service_hash,
-            min_deadline: now + self.min_time_to_deadline,
-        }
     }
 
     fn storage_failed(&self, error: &StoreError) -> Refusal {

@@ -753,16 +753,7 @@ impl Kernel {
             match *cached {
                 Some((at, fees)) if at.elapsed() < FEE_CACHE => fees,
                 _ => {
-                    let fees = self
-                        .config
-                        .retry
-                        .run("fees", || async {
-                            self.provider
-                                .estimate_eip1559_fees()
-                                .await
-                                .map_err(rpc_error)
-                        })
-                        .await?;
+                    let fees = self.fetch_fees().await?;
                     *cached = Some((tokio::time::Instant::now(), fees));
                     fees
                 }
@@ -879,10 +870,9 @@ impl Kernel {
         Ok(tx_hash)
     }
 
-    /// A fee estimate from the node now, also refreshing the shared cache.
-    async fn fresh_fees(&self) -> Result<alloy::eips::eip1559::Eip1559Estimation> {
-        let fees = self
-            .config
+    /// The node's EIP-1559 fee estimate.
+    async fn fetch_fees(&self) -> Result<alloy::eips::eip1559::Eip1559Estimation> {
+        self.config
             .retry
             .run("fees", || async {
                 self.provider
@@ -890,7 +880,12 @@ impl Kernel {
                     .await
                     .map_err(rpc_error)
             })
-            .await?;
+            .await
+    }
+
+    /// A fee estimate from the node now, also refreshing the shared cache.
+    async fn fresh_fees(&self) -> Result<alloy::eips::eip1559::Eip1559Estimation> {
+        let fees = self.fetch_fees().await?;
         *self.fees.lock().await = Some((tokio::time::Instant::now(), fees));
         Ok(fees)
     }
