@@ -15,15 +15,11 @@
 //! The signing key is read from `ACTP_PRIVATE_KEY` only, never from the command line.
 #![allow(clippy::print_stdout)]
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf};
 
-use actp_axum::{Paywall, Route};
 use actp_client::{ClientConfig, Devnet, Kernel, Signer};
 use actp_core::{Address, Amount};
-use axum::{
-    Router,
-    routing::{get, post},
-};
+use actp_examples::provider;
 use clap::Parser;
 
 #[derive(Parser)]
@@ -44,17 +40,6 @@ struct Args {
     /// Price per call of the paid route.
     #[arg(long, default_value = "0.10")]
     price: Amount,
-}
-
-/// The service itself: what the provider sells.
-async fn summarise(text: String) -> String {
-    let words = text.split_whitespace().count();
-    let first: String = text
-        .split_whitespace()
-        .take(8)
-        .collect::<Vec<_>>()
-        .join(" ");
-    serde_json::json!({ "summary": first, "words": words }).to_string()
 }
 
 #[tokio::main]
@@ -94,26 +79,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
 
-    let paywall = Paywall::builder(kernel)
-        .data_dir(&args.data_dir)
-        .route(
-            Route::post("/v1/summarise")
-                .flat(args.price)
-                .service("summarise"),
-        )
-        .route(Route::get("/health"))
-        .min_time_to_deadline(Duration::from_secs(300))
+    let paywall = provider::paywall(kernel, &args.data_dir, args.price)
         .build()
         .await?;
-    let metrics = paywall.clone();
-    let app = Router::new()
-        .route("/v1/summarise", post(summarise))
-        .route("/health", get(|| async { "ok" }))
-        .route(
-            "/metrics",
-            get(move || async move { metrics.metrics().render_prometheus() }),
-        )
-        .layer(paywall.layer());
+    let app = provider::app(&paywall);
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!(

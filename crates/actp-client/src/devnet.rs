@@ -177,6 +177,16 @@ impl Devnet {
         self.accounts[i % self.accounts.len()].clone()
     }
 
+    /// The dev accounts' private keys, hex: anvil's well-known public test keys, printed by `actp devnet` so
+    /// that other tools can sign on the devnet. Never real secrets; never use them on a real chain.
+    pub fn dev_private_keys(&self) -> Vec<String> {
+        self.anvil
+            .keys()
+            .iter()
+            .map(|k| alloy::primitives::hex::encode_prefixed(k.to_bytes()))
+            .collect()
+    }
+
     /// A raw provider to the devnet.
     pub fn provider(&self) -> DynProvider {
         self.provider.clone()

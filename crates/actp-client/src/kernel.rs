@@ -227,6 +227,17 @@ fn contract_error(err: alloy::contract::Error) -> ClientError {
     }
 }
 
+/// An alloy provider over the HTTP JSON-RPC endpoint `rpc_url`, without fillers (this client fills itself).
+fn http_provider(rpc_url: &str) -> Result<DynProvider> {
+    let url = rpc_url
+        .parse()
+        .map_err(|_| ClientError::Config("the RPC URL is not a valid URL".into()))?;
+    Ok(ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .connect_http(url)
+        .erased())
+}
+
 impl Kernel {
     /// Connects to the kernel at `kernel` through the HTTP JSON-RPC endpoint `rpc_url`.
     pub async fn connect(
@@ -235,13 +246,7 @@ impl Kernel {
         signer: Option<Signer>,
         config: ClientConfig,
     ) -> Result<Self> {
-        let url = rpc_url
-            .parse()
-            .map_err(|_| ClientError::Config("the RPC URL is not a valid URL".into()))?;
-        let provider = ProviderBuilder::new()
-            .disable_recommended_fillers()
-            .connect_http(url)
-            .erased();
+        let provider = http_provider(rpc_url)?;
         Kernel::new(provider, kernel, signer, config).await
     }
 
@@ -285,6 +290,16 @@ impl Kernel {
             config,
             fees: Arc::default(),
         })
+    }
+
+    /// A client with a signer but no kernel yet, over the HTTP JSON-RPC endpoint `rpc_url`.
+    pub async fn connect_for_deployment(
+        rpc_url: &str,
+        signer: Signer,
+        config: ClientConfig,
+    ) -> Result<Self> {
+        let provider = http_provider(rpc_url)?;
+        Kernel::for_deployment(provider, signer, config).await
     }
 
     /// A client with a signer but no kernel yet, to deploy one (see [`crate::deploy()`]).
@@ -475,6 +490,28 @@ impl Kernel {
             .await?
             .ok_or_else(|| ClientError::rpc("the node returned no latest block"))?;
         Ok(block.header.timestamp)
+    }
+
+    /// The proof hash recorded on chain when `id` was delivered (its `DeliveryProofRecorded` event), scanning
+    /// from `from_block`; `None` if it was delivered without one or not yet.
+    pub async fn recorded_proof_hash(&self, id: B256, from_block: u64) -> Result<Option<B256>> {
+        let filter = alloy::rpc::types::Filter::new()
+            .address(self.address)
+            .event_signature(EscrowKernel::DeliveryProofRecorded::SIGNATURE_HASH)
+            .topic1(id)
+            .from_block(from_block);
+        let logs = self
+            .config
+            .retry
+            .run("getLogs", || async {
+                self.provider.get_logs(&filter).await.map_err(rpc_error)
+            })
+            .await?;
+        Ok(logs
+            .iter()
+            .filter_map(|l| EscrowKernel::DeliveryProofRecorded::decode_log(&l.inner).ok())
+            .map(|e| e.proofHash)
+            .last())
     }
 
     // ------------------------------------------------------------------------------------------------

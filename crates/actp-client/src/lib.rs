@@ -47,4 +47,4 @@ pub use error::{ClientError, Result, TokenError, decode_revert, redact_urls};
 pub use kernel::{ClientConfig, Kernel, Sent, TransactionRecord};
 pub use retry::RetryPolicy;
 pub use signer::Signer;
-pub use watcher::{KernelEvent, Watcher, WatcherConfig};
+pub use watcher::{KernelEvent, Polled, Watcher, WatcherConfig};

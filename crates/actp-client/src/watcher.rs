@@ -51,6 +51,19 @@ impl Default for WatcherConfig {
     }
 }
 
+/// What one [`Watcher::poll`] read.
+#[derive(Debug, Clone)]
+pub struct Polled {
+    /// The events of the blocks read, in order.
+    pub events: Vec<KernelEvent>,
+    /// The first block not yet read (a checkpoint to resume from).
+    pub next_block: u64,
+    /// The chain head when polled.
+    pub head: u64,
+    /// Whether any block was read.
+    pub read: bool,
+}
+
 /// Streams kernel events in order, block by block.
 ///
 /// ```no_run
@@ -104,43 +117,62 @@ impl Watcher {
     /// same block.
     pub async fn next_batch(&mut self) -> Result<(Vec<KernelEvent>, u64), ClientError> {
         loop {
-            let head = self
-                .config
-                .retry
-                .run("blockNumber", || async {
-                    self.provider
-                        .get_block_number()
-                        .await
-                        .map_err(ClientError::rpc)
-                })
-                .await?;
-            let Some(safe) = head.checked_sub(self.config.confirmations) else {
-                tokio::time::sleep(self.config.poll_interval).await;
-                continue;
-            };
-            if safe < self.next_block {
-                tokio::time::sleep(self.config.poll_interval).await;
-                continue;
+            let polled = self.poll().await?;
+            if polled.read {
+                return Ok((polled.events, polled.next_block));
             }
-            let to = safe.min(self.next_block + self.config.max_range - 1);
-            let filter = Filter::new()
-                .address(self.kernel)
-                .from_block(self.next_block)
-                .to_block(to);
-            let logs = self
-                .config
-                .retry
-                .run("getLogs", || async {
-                    self.provider
-                        .get_logs(&filter)
-                        .await
-                        .map_err(ClientError::rpc)
-                })
-                .await?;
-            let events = logs.iter().filter_map(decode).collect();
-            self.next_block = to + 1;
-            return Ok((events, self.next_block));
+            tokio::time::sleep(self.config.poll_interval).await;
         }
+    }
+
+    /// Reads the next range of confirmed blocks if there is one, without waiting: `read` is false (and
+    /// `events` empty) when the confirmed head has not moved past `next_block`. `head` is the chain head it
+    /// saw, for lag reporting. Errors leave `next_block` where it was.
+    pub async fn poll(&mut self) -> Result<Polled, ClientError> {
+        let head = self
+            .config
+            .retry
+            .run("blockNumber", || async {
+                self.provider
+                    .get_block_number()
+                    .await
+                    .map_err(ClientError::rpc)
+            })
+            .await?;
+        let nothing = |next_block| Polled {
+            events: Vec::new(),
+            next_block,
+            head,
+            read: false,
+        };
+        let Some(safe) = head.checked_sub(self.config.confirmations) else {
+            return Ok(nothing(self.next_block));
+        };
+        if safe < self.next_block {
+            return Ok(nothing(self.next_block));
+        }
+        let to = safe.min(self.next_block + self.config.max_range.max(1) - 1);
+        let filter = Filter::new()
+            .address(self.kernel)
+            .from_block(self.next_block)
+            .to_block(to);
+        let logs = self
+            .config
+            .retry
+            .run("getLogs", || async {
+                self.provider
+                    .get_logs(&filter)
+                    .await
+                    .map_err(ClientError::rpc)
+            })
+            .await?;
+        self.next_block = to + 1;
+        Ok(Polled {
+            events: logs.iter().filter_map(decode).collect(),
+            next_block: self.next_block,
+            head,
+            read: true,
+        })
     }
 
     /// An endless stream of events (errors are yielded and the stream continues from the same block).

@@ -147,6 +147,87 @@ pub enum ProofError {
     Signing(String),
 }
 
+/// Why a delivery does not match its proof. Each message says what it means for the consumer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryMismatch {
+    /// The proof is not for this transaction.
+    #[error("the proof is for transaction {found}, not {expected}")]
+    WrongTransaction {
+        /// The transaction paid for.
+        expected: B256,
+        /// The one in the proof.
+        found: B256,
+    },
+    /// The body received does not hash to the proof's result hash.
+    #[error(
+        "the body received hashes to {received}, the proof says {claimed}: the delivery was altered or is not what was signed; dispute within the window"
+    )]
+    Body {
+        /// keccak256 of the bytes received.
+        received: B256,
+        /// The proof's resultHash.
+        claimed: B256,
+    },
+    /// Someone other than the provider signed.
+    #[error(
+        "the proof is signed by {signer}, not by the provider {provider}: dispute within the window"
+    )]
+    Signer {
+        /// Who signed.
+        signer: Address,
+        /// The transaction's provider.
+        provider: Address,
+    },
+    /// The signature does not recover.
+    #[error("{0}")]
+    Signature(ProofError),
+    /// The proof hash announced (header or chain) is not this proof's hash.
+    #[error("the proof hash announced is {announced}, this proof hashes to {actual}")]
+    ProofHash {
+        /// The hash announced (response header or the chain).
+        announced: B256,
+        /// This proof's hash.
+        actual: B256,
+    },
+}
+
+/// Checks a delivery as its consumer should: the proof names `tx_id`, the body hashes to its `resultHash`,
+/// the provider signed it, and (when given) the proof hash announced alongside (the
+/// `X-AGIRAILS-PROOF-HASH` header, or the hash recorded on chain) is its hash. Returns the proof hash.
+pub fn verify_delivery(
+    signed: &SignedDeliveryProof,
+    body: &[u8],
+    tx_id: B256,
+    provider: Address,
+    domain: &Eip712Domain,
+    announced: Option<B256>,
+) -> Result<B256, DeliveryMismatch> {
+    if signed.proof.txId != tx_id {
+        return Err(DeliveryMismatch::WrongTransaction {
+            expected: tx_id,
+            found: signed.proof.txId,
+        });
+    }
+    let received = content_hash(body);
+    if received != signed.proof.resultHash {
+        return Err(DeliveryMismatch::Body {
+            received,
+            claimed: signed.proof.resultHash,
+        });
+    }
+    let signer = signed.signer(domain).map_err(DeliveryMismatch::Signature)?;
+    if signer != provider || signed.proof.provider != provider {
+        return Err(DeliveryMismatch::Signer { signer, provider });
+    }
+    let actual = signed.proof.proof_hash(domain);
+    match announced {
+        Some(announced) if announced != actual => {
+            Err(DeliveryMismatch::ProofHash { announced, actual })
+        }
+        _ => Ok(actual),
+    }
+}
+
 /// A delivery proof with the provider's signature over its EIP-712 hash.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SignedDeliveryProof {
@@ -240,6 +321,54 @@ mod tests {
         assert!(matches!(
             SignedDeliveryProof::from_header_value("e30"),
             Err(ProofError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn verify_delivery_catches_each_mismatch() {
+        use alloy_signer_local::PrivateKeySigner;
+        let provider = PrivateKeySigner::random();
+        let domain = crate::eip712::actp_domain(31337, Address::repeat_byte(0xee));
+        let tx = B256::repeat_byte(1);
+        let proof = DeliveryProof {
+            txId: tx,
+            provider: provider.address(),
+            consumer: Address::repeat_byte(2),
+            resultHash: content_hash(b"body"),
+            requestHash: B256::ZERO,
+            deliveredAt: U256::from(1u64),
+            chainId: U256::from(31337u64),
+            nonce: U256::ZERO,
+        };
+        let signed = SignedDeliveryProof::sign(proof.clone(), &domain, &provider).unwrap();
+        let hash = proof.proof_hash(&domain);
+        let ok = verify_delivery(
+            &signed,
+            b"body",
+            tx,
+            provider.address(),
+            &domain,
+            Some(hash),
+        );
+        assert_eq!(ok, Ok(hash));
+        let v = |body: &[u8], tx, who, announced| {
+            verify_delivery(&signed, body, tx, who, &domain, announced).unwrap_err()
+        };
+        assert!(matches!(
+            v(b"other", tx, provider.address(), None),
+            DeliveryMismatch::Body { .. }
+        ));
+        assert!(matches!(
+            v(b"body", B256::ZERO, provider.address(), None),
+            DeliveryMismatch::WrongTransaction { .. }
+        ));
+        assert!(matches!(
+            v(b"body", tx, Address::repeat_byte(9), None),
+            DeliveryMismatch::Signer { .. }
+        ));
+        assert!(matches!(
+            v(b"body", tx, provider.address(), Some(B256::ZERO)),
+            DeliveryMismatch::ProofHash { .. }
         ));
     }
 }

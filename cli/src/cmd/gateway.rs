@@ -1,0 +1,248 @@
+//! `actp gateway`: a reverse proxy with the paywall in front, for APIs written in any language. Only the
+//! routes given with `--route` are reachable (paid or free); anything else gets 404 unless
+//! `--pass-through` is set, so a route left out by mistake is never served for free.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use actp_axum::{ClaimMode, Payment, Paywall, Route};
+use axum::{
+    Router,
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{MethodFilter, MethodRouter},
+};
+
+use crate::{
+    args::{GatewayArgs, RouteSpec},
+    context::Ctx,
+    error::{CliError, Result},
+};
+
+/// Largest request body forwarded (the paywall has already buffered it within its own limit).
+const BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+#[derive(Clone)]
+struct Upstream {
+    base: Arc<str>,
+    http: reqwest::Client,
+}
+
+pub(crate) async fn run(ctx: &Ctx, args: GatewayArgs) -> Result<()> {
+    let upstream = parse_upstream(&args.upstream)?;
+    let (kernel, _) = ctx.kernel(true).await?;
+    let mut builder = Paywall::builder(kernel)
+        .data_dir(ctx.global.data_dir.join("gateway"))
+        .min_time_to_deadline(args.min_time_to_deadline.0)
+        .claim_mode(if args.onchain_claims {
+            ClaimMode::OnChain
+        } else {
+            ClaimMode::Local
+        });
+    for spec in &args.routes {
+        let mut route = Route::new(spec.method.clone(), spec.path.clone());
+        if let Some(price) = spec.price {
+            route = route.flat(price);
+        }
+        if let Some(service) = &spec.service {
+            route = route.service(service.clone());
+        }
+        builder = builder.route(route);
+    }
+    let paywall = builder.build().await?;
+    let app = router(&args.routes, args.pass_through, upstream)?.layer(paywall.layer());
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| CliError::usage(format!("cannot listen on {}: {e}", args.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::failure(e.to_string()))?;
+    #[derive(serde::Serialize)]
+    struct Listening {
+        listen: String,
+        provider: actp_core::Address,
+        upstream: String,
+        pricing: String,
+    }
+    let out = Listening {
+        listen: format!("http://{addr}"),
+        provider: paywall.provider(),
+        upstream: args.upstream.clone(),
+        pricing: format!("http://{addr}/pricing"),
+    };
+    ctx.out.result(&out, || {
+        let mut text = format!(
+            "gateway on http://{addr} → {} (provider {})\n",
+            args.upstream,
+            paywall.provider()
+        );
+        for r in &args.routes {
+            let price = r.price.map_or_else(|| "free".to_owned(), |p| p.to_string());
+            text.push_str(&format!("  {} {}  {price}\n", r.method, r.path));
+        }
+        text.push_str("  GET /pricing  how to pay");
+        text
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(super::shutdown_signal())
+        .await
+        .map_err(|e| CliError::failure(format!("the gateway stopped: {e}")))?;
+    paywall
+        .flush()
+        .await
+        .map_err(|e| CliError::failure(e.to_string()))?;
+    Ok(())
+}
+
+fn parse_upstream(raw: &str) -> Result<Upstream> {
+    let url = reqwest::Url::parse(raw).map_err(|e| {
+        CliError::usage(format!(
+            "--upstream `{raw}` is not a URL ({e}): write e.g. http://127.0.0.1:8000"
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(CliError::usage(
+            "--upstream must be an http:// or https:// URL",
+        ));
+    }
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| CliError::failure(e.to_string()))?;
+    Ok(Upstream {
+        base: raw.trim_end_matches('/').into(),
+        http,
+    })
+}
+
+/// One method router per path, so several methods on one path do not clash.
+fn router(specs: &[RouteSpec], pass_through: bool, upstream: Upstream) -> Result<Router> {
+    let mut by_path: BTreeMap<&str, MethodRouter<Upstream>> = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for spec in specs {
+        if !seen.insert((spec.method.clone(), spec.path.clone())) {
+            return Err(CliError::usage(format!(
+                "route {} {} is given twice",
+                spec.method, spec.path
+            )));
+        }
+        let filter = MethodFilter::try_from(spec.method.clone()).map_err(|_| {
+            CliError::usage(format!(
+                "route {} {}: unsupported method",
+                spec.method, spec.path
+            ))
+        })?;
+        let entry = by_path.remove(spec.path.as_str()).unwrap_or_default();
+        by_path.insert(&spec.path, entry.on(filter, forward));
+    }
+    let mut router = Router::new();
+    for (path, methods) in by_path {
+        router = router.route(path, methods);
+    }
+    router = if pass_through {
+        router.fallback(forward)
+    } else {
+        router.fallback(not_listed)
+    };
+    Ok(router.with_state(upstream))
+}
+
+async fn not_listed() -> Response {
+    let body = serde_json::json!({
+        "error": "Not Found",
+        "code": "unknown_route",
+        "message": "this gateway serves only the routes it lists at GET /pricing",
+    });
+    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+}
+
+/// Headers that belong to one hop and are not forwarded.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    for (name, value) in from {
+        if !hop_by_hop(name) {
+            to.append(name.clone(), value.clone());
+        }
+    }
+}
+
+async fn forward(State(upstream): State<Upstream>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let Ok(body) = axum::body::to_bytes(body, BODY_LIMIT).await else {
+        return bad_gateway(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is too large to forward",
+        );
+    };
+    let mut headers = HeaderMap::new();
+    copy_headers(&parts.headers, &mut headers);
+    if let Some(payment) = parts.extensions.get::<Payment>()
+        && let Ok(v) = HeaderValue::from_str(&payment.requester.to_string())
+    {
+        // Who paid, for the upstream's own accounting.
+        headers.insert(HeaderName::from_static("x-agirails-requester"), v);
+    }
+    let sent = upstream
+        .http
+        .request(parts.method, format!("{}{target}", upstream.base))
+        .headers(headers)
+        .body(body)
+        .send()
+        .await;
+    let response = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %actp_client::redact_urls(&e.to_string()), "upstream unreachable");
+            return bad_gateway(
+                StatusCode::BAD_GATEWAY,
+                "the upstream API could not be reached; try again",
+            );
+        }
+    };
+    let status = response.status();
+    let mut out_headers = HeaderMap::new();
+    copy_headers(response.headers(), &mut out_headers);
+    match response.bytes().await {
+        Ok(bytes) => {
+            let mut out = Response::new(Body::from(bytes));
+            *out.status_mut() = status;
+            *out.headers_mut() = out_headers;
+            out
+        }
+        Err(_) => bad_gateway(
+            StatusCode::BAD_GATEWAY,
+            "the upstream API broke off its answer; try again",
+        ),
+    }
+}
+
+fn bad_gateway(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({
+        "error": status.canonical_reason().unwrap_or("Bad Gateway"),
+        "code": "upstream_unavailable",
+        "message": message,
+    });
+    let mut response = (status, axum::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}

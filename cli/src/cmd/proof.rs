@@ -1,0 +1,131 @@
+//! `actp proof hash` and `actp proof verify`.
+
+use std::{io::Read as _, path::Path};
+
+use actp_core::{
+    B256,
+    eip712::actp_domain,
+    proof::{SignedDeliveryProof, content_hash, verify_delivery},
+};
+use serde::Serialize;
+
+use crate::{
+    args::{HashArgs, ProofCommand, VerifyArgs},
+    context::Ctx,
+    error::{CliError, Result},
+};
+
+pub(crate) async fn run(ctx: &Ctx, cmd: ProofCommand) -> Result<()> {
+    match cmd {
+        ProofCommand::Hash(args) => hash(ctx, args),
+        ProofCommand::Verify(args) => verify(ctx, args).await,
+    }
+}
+
+fn read_input(path: &Path) -> Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .map_err(|e| CliError::failure(format!("cannot read stdin: {e}")))?;
+        return Ok(buf);
+    }
+    std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            CliError::not_found(format!("{} does not exist", path.display()))
+        }
+        _ => CliError::failure(format!("cannot read {}: {e}", path.display())),
+    })
+}
+
+/// The content hash of a file (or stdin) and its length.
+pub(crate) fn hash_file(path: &Path) -> Result<(B256, usize)> {
+    let bytes = read_input(path)?;
+    Ok((content_hash(&bytes), bytes.len()))
+}
+
+fn hash(ctx: &Ctx, args: HashArgs) -> Result<()> {
+    let (hash, bytes) = hash_file(&args.file)?;
+    #[derive(Serialize)]
+    struct Hashed {
+        file: String,
+        bytes: usize,
+        content_hash: B256,
+    }
+    let out = Hashed {
+        file: args.file.display().to_string(),
+        bytes,
+        content_hash: hash,
+    };
+    ctx.out.result(&out, || hash.to_string());
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+struct Verified {
+    valid: bool,
+    tx_id: B256,
+    provider: actp_core::Address,
+    result_hash: B256,
+    proof_hash: B256,
+    /// Whether the chain was consulted (provider of record and the recorded proof hash).
+    onchain: bool,
+}
+
+async fn verify(ctx: &Ctx, args: VerifyArgs) -> Result<()> {
+    let body = read_input(&args.body)?;
+    let signed = SignedDeliveryProof::from_header_value(&args.proof).map_err(|e| {
+        CliError::usage(format!(
+            "--proof: {e}; pass the X-AGIRAILS-DELIVERY-PROOF header value"
+        ))
+    })?;
+    let tx_id = signed.proof.txId;
+    let (domain, provider, announced) = if args.onchain {
+        let (kernel, target) = ctx.kernel(false).await?;
+        let record = kernel.get(tx_id).await?;
+        let from = target.devnet.as_ref().map_or(0, |d| d.block);
+        let recorded = kernel.recorded_proof_hash(tx_id, from).await?.ok_or_else(|| {
+            CliError::not_found(format!(
+                "no proof hash recorded on chain for {tx_id} yet (state {}): try again once it is DELIVERED",
+                record.state
+            ))
+        })?;
+        if let Some(h) = args.proof_hash
+            && h != recorded
+        {
+            return Err(CliError::failure(format!(
+                "the proof hash given ({h}) is not the one recorded on chain ({recorded})"
+            )));
+        }
+        (kernel.domain(), record.provider, Some(recorded))
+    } else {
+        let kernel = ctx.target()?.kernel.ok_or_else(|| {
+            CliError::usage(
+                "the proof's domain needs the kernel address: set --kernel (ACTP_KERNEL)",
+            )
+        })?;
+        let chain_id: u64 = signed.proof.chainId.saturating_to();
+        (
+            actp_domain(chain_id, kernel),
+            signed.proof.provider,
+            args.proof_hash,
+        )
+    };
+    let proof_hash = verify_delivery(&signed, &body, tx_id, provider, &domain, announced)
+        .map_err(|e| CliError::failure(format!("the delivery does not check out: {e}")))?;
+    let out = Verified {
+        valid: true,
+        tx_id,
+        provider,
+        result_hash: signed.proof.resultHash,
+        proof_hash,
+        onchain: args.onchain,
+    };
+    ctx.out.result(&out, || {
+        format!(
+            "valid: the body matches the proof, signed by provider {provider}{}; proof hash {proof_hash}",
+            if args.onchain { ", recorded on chain" } else { "" }
+        )
+    });
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! `actp settle`: the settlement daemon (or one pass with `--once`). A progress bar on a terminal while a
+//! backlog is being caught up, structured logs otherwise; `/health` and `/metrics` with `--listen`.
+
+use std::{io::IsTerminal, sync::Arc, time::Duration};
+
+use actp_settler::{Metrics, Settler, SettlerConfig, Snapshot};
+use tokio::sync::watch;
+
+use crate::{
+    args::SettleArgs,
+    context::Ctx,
+    error::{CliError, Result},
+};
+
+pub(crate) async fn run(ctx: &Ctx, args: SettleArgs) -> Result<()> {
+    let (kernel, target) = ctx.kernel(true).await?;
+    let on_devnet = target.devnet.is_some();
+    let config = SettlerConfig {
+        data_dir: ctx.global.data_dir.join("settler"),
+        from_block: args
+            .from_block
+            .or(target.devnet.as_ref().map(|d| d.block))
+            .unwrap_or(0),
+        confirmations: args.confirmations.unwrap_or(if on_devnet { 0 } else { 2 }),
+        batch_size: args.batch_size.max(1),
+        concurrency: args.concurrency.max(1),
+        poll_interval: args.poll_interval.0,
+        max_backoff: args.max_backoff.0,
+        shard: args.shard,
+        ..SettlerConfig::default()
+    };
+    let operator = kernel.signer_address().unwrap_or_default();
+    let mut settler = Settler::open(kernel, config)?;
+    let metrics = settler.metrics();
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    if let Some(addr) = args.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| CliError::usage(format!("cannot listen on {addr}: {e}")))?;
+        let mut stop = stop_rx.clone();
+        let served = Arc::clone(&metrics);
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = actp_settler::health::serve(listener, served, shutdown).await {
+                tracing::warn!(error = %e, "health endpoint stopped");
+            }
+        });
+        ctx.out.info(format!(
+            "health on http://{addr}/health, metrics on /metrics"
+        ));
+    }
+    let progress = (std::io::stderr().is_terminal() && !ctx.global.quiet && !ctx.global.json)
+        .then(|| tokio::spawn(show_progress(Arc::clone(&metrics), stop_rx.clone())));
+
+    tracing::info!(operator = %operator, once = args.once, "settler starting");
+    let result = if args.once {
+        settler.run_once(6).await
+    } else {
+        settler.run(super::shutdown_signal()).await
+    };
+    let _ = stop_tx.send(true);
+    if let Some(p) = progress {
+        let _ = p.await;
+    }
+    let snapshot = result?;
+    report(ctx, &snapshot);
+    Ok(())
+}
+
+fn report(ctx: &Ctx, s: &Snapshot) {
+    ctx.out.result(s, || {
+        format!(
+            "settled {} in {} transactions ({} gas); skipped {} already settled; {} failed; backlog {} ({} due)",
+            s.settled, s.batches, s.gas, s.skipped, s.failed, s.backlog, s.due
+        )
+    });
+}
+
+/// A progress bar while there is a backlog: settled so far out of settled plus what is left.
+async fn show_progress(metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} settling [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    loop {
+        let s = metrics.snapshot();
+        bar.set_length(s.settled + s.backlog.max(s.due));
+        bar.set_position(s.settled);
+        bar.set_message(format!(
+            "due {} · lag {} blocks{}",
+            s.due,
+            s.lag_blocks,
+            if s.healthy {
+                ""
+            } else {
+                " · RPC trouble, retrying"
+            }
+        ));
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    bar.finish_and_clear();
+}

@@ -1,0 +1,484 @@
+//! `actp tx ...`: the lifecycle from the command line. Each command prints the transaction id (or the
+//! record) on stdout and what happened on stderr; `--json` prints one JSON document instead.
+
+use std::time::Duration;
+
+use actp_client::{
+    Kernel, KernelEvent, Sent, TransactionRecord, Watcher, WatcherConfig,
+    bindings::EscrowKernel::EscrowKernelEvents,
+};
+use actp_core::{Amount, B256, State, ids::service_hash, model::CreateParams};
+use futures::{StreamExt, stream};
+use serde::Serialize;
+
+use crate::{
+    args::{
+        DeliverArgs, DisputeArgs, IdArg, IdsArg, ListArgs, MilestoneArgs, Resolution, ResolveArgs,
+        Terms, TxCommand, WatchArgs,
+    },
+    context::Ctx,
+    error::{CliError, Result},
+};
+
+pub(crate) async fn run(ctx: &Ctx, cmd: TxCommand) -> Result<()> {
+    match cmd {
+        TxCommand::Create(terms) => create(ctx, terms, false).await,
+        TxCommand::Pay(terms) => create(ctx, terms, true).await,
+        TxCommand::Fund(IdArg { id }) => fund(ctx, id).await,
+        TxCommand::Show(IdArg { id }) => show(ctx, id).await,
+        TxCommand::List(args) => list(ctx, args).await,
+        TxCommand::Start(IdArg { id }) => {
+            let (kernel, _) = ctx.kernel(true).await?;
+            let sent = kernel.start(id).await?;
+            moved(ctx, &kernel, id, &sent).await
+        }
+        TxCommand::Deliver(args) => deliver(ctx, args).await,
+        TxCommand::Settle(IdsArg { ids }) => settle(ctx, ids).await,
+        TxCommand::Dispute(DisputeArgs { id, reason }) => {
+            let (kernel, _) = ctx.kernel(true).await?;
+            let sent = kernel.dispute(id, reason.into_bytes()).await?;
+            moved(ctx, &kernel, id, &sent).await
+        }
+        TxCommand::Resolve(args) => resolve(ctx, args).await,
+        TxCommand::Cancel(IdArg { id }) => {
+            let (kernel, _) = ctx.kernel(true).await?;
+            let sent = kernel.cancel(id).await?;
+            moved(ctx, &kernel, id, &sent).await
+        }
+        TxCommand::ReleaseMilestone(MilestoneArgs { id, amount }) => {
+            let (kernel, _) = ctx.kernel(true).await?;
+            let sent = kernel.release_milestone(id, amount.to_u256()).await?;
+            moved(ctx, &kernel, id, &sent).await
+        }
+        TxCommand::Watch(args) => watch(ctx, args).await,
+    }
+}
+
+/// A transaction as the CLI shows it: amounts in tokens and base units, times in unix seconds.
+#[derive(Debug, Serialize)]
+pub(crate) struct TxView {
+    tx_id: B256,
+    state: String,
+    requester: actp_core::Address,
+    provider: actp_core::Address,
+    amount: String,
+    amount_base_units: String,
+    deadline: u64,
+    created_at: u64,
+    updated_at: u64,
+    /// Before delivery: the window in seconds.
+    dispute_window: Option<u64>,
+    /// From delivery on: when the window ends.
+    window_end: Option<u64>,
+    service_hash: B256,
+    fee_bps: u16,
+}
+
+impl From<&TransactionRecord> for TxView {
+    fn from(r: &TransactionRecord) -> Self {
+        let amount = Amount::try_from_u256(r.amount)
+            .map_or_else(|_| r.amount.to_string(), |a| a.to_string());
+        TxView {
+            tx_id: r.id,
+            state: r.state.to_string(),
+            requester: r.requester,
+            provider: r.provider,
+            amount,
+            amount_base_units: r.amount.to_string(),
+            deadline: r.deadline,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            dispute_window: r.window_end().is_none().then_some(r.dispute_window),
+            window_end: r.window_end(),
+            service_hash: r.service_hash,
+            fee_bps: r.fee_bps,
+        }
+    }
+}
+
+impl TxView {
+    fn human(&self) -> String {
+        let window = match (self.window_end, self.dispute_window) {
+            (Some(end), _) => format!("ends at {end}"),
+            (None, Some(w)) => format!("{w}s after delivery"),
+            (None, None) => "-".into(),
+        };
+        format!(
+            "tx          {}\nstate       {}\namount      {}\nrequester   {}\nprovider    {}\ndeadline    {}\nwindow      {window}\nservice     {}\nfee         {} bps",
+            self.tx_id,
+            self.state,
+            self.amount,
+            self.requester,
+            self.provider,
+            self.deadline,
+            self.service_hash,
+            self.fee_bps
+        )
+    }
+}
+
+async fn create(ctx: &Ctx, terms: Terms, fund: bool) -> Result<()> {
+    let (kernel, _) = ctx.kernel(true).await?;
+    let now = kernel.chain_time().await?;
+    let deadline = terms.deadline.resolve(now);
+    let service = terms
+        .service_hash
+        .or_else(|| terms.service.as_deref().map(service_hash))
+        .unwrap_or(B256::ZERO);
+    let params = CreateParams::new(
+        terms.provider,
+        terms.amount.to_u256(),
+        deadline,
+        terms.window.0.as_secs(),
+        service,
+    );
+    let id = if fund {
+        kernel.pay(&params).await?
+    } else {
+        kernel.create(&params).await?
+    };
+    let record = kernel.get(id).await?;
+    ctx.out.info(format!(
+        "{} {}: {} to {}, deadline {deadline}",
+        if fund {
+            "created and funded"
+        } else {
+            "created"
+        },
+        id,
+        terms.amount,
+        terms.provider
+    ));
+    let view = TxView::from(&record);
+    ctx.out.result(&view, || id.to_string());
+    Ok(())
+}
+
+async fn fund(ctx: &Ctx, id: B256) -> Result<()> {
+    let (kernel, _) = ctx.kernel(true).await?;
+    let record = kernel.get(id).await?;
+    kernel.ensure_allowance(record.amount).await?;
+    let sent = kernel.fund(id).await?;
+    moved(ctx, &kernel, id, &sent).await
+}
+
+async fn show(ctx: &Ctx, id: B256) -> Result<()> {
+    let (kernel, _) = ctx.kernel(false).await?;
+    let view = TxView::from(&kernel.get(id).await?);
+    ctx.out.result(&view, || view.human());
+    Ok(())
+}
+
+/// The outcome of a state-changing command.
+#[derive(Debug, Serialize)]
+struct Moved {
+    tx_id: B256,
+    state: String,
+    tx_hash: B256,
+    gas_used: u64,
+}
+
+async fn moved(ctx: &Ctx, kernel: &Kernel, id: B256, sent: &Sent) -> Result<()> {
+    let state = kernel.get(id).await?.state;
+    let out = Moved {
+        tx_id: id,
+        state: state.to_string(),
+        tx_hash: sent.tx_hash,
+        gas_used: sent.gas_used,
+    };
+    ctx.out.info(format!(
+        "{id} is now {state} (transaction {}, {} gas)",
+        sent.tx_hash, sent.gas_used
+    ));
+    ctx.out.result(&out, || format!("{id} {state}"));
+    Ok(())
+}
+
+async fn deliver(ctx: &Ctx, args: DeliverArgs) -> Result<()> {
+    let proof_hash = match (&args.proof_hash, &args.result) {
+        (Some(h), _) => Some(*h),
+        (None, Some(path)) => Some(super::proof::hash_file(path)?.0),
+        (None, None) => None,
+    };
+    let (kernel, _) = ctx.kernel(true).await?;
+    let window = args.window.map_or(0, |w| w.0.as_secs());
+    let sent = kernel.deliver(args.id, window, proof_hash).await?;
+    moved(ctx, &kernel, args.id, &sent).await
+}
+
+async fn settle(ctx: &Ctx, ids: Vec<B256>) -> Result<()> {
+    let (kernel, _) = ctx.kernel(true).await?;
+    if let [id] = ids.as_slice() {
+        // One id: the plain transition, so a refusal comes back with its reason.
+        let sent = kernel.settle(*id).await?;
+        return moved(ctx, &kernel, *id, &sent).await;
+    }
+    let (settled, sent) = kernel.settle_batch(&ids).await?;
+    #[derive(Serialize)]
+    struct Batch {
+        settled: u64,
+        skipped: u64,
+        tx_hash: B256,
+        gas_used: u64,
+    }
+    let out = Batch {
+        settled,
+        skipped: ids.len() as u64 - settled,
+        tx_hash: sent.tx_hash,
+        gas_used: sent.gas_used,
+    };
+    ctx.out.result(&out, || {
+        format!(
+            "settled {settled} of {} (the rest were not due or not DELIVERED); transaction {}, {} gas",
+            ids.len(),
+            sent.tx_hash,
+            sent.gas_used
+        )
+    });
+    Ok(())
+}
+
+async fn resolve(ctx: &Ctx, args: ResolveArgs) -> Result<()> {
+    let (kernel, _) = ctx.kernel(true).await?;
+    let to = match args.to {
+        Resolution::Settled => State::Settled,
+        Resolution::Cancelled => State::Cancelled,
+    };
+    let sent = kernel
+        .resolve(
+            args.id,
+            to,
+            args.requester_amount.to_u256(),
+            args.provider_amount.to_u256(),
+        )
+        .await?;
+    moved(ctx, &kernel, args.id, &sent).await
+}
+
+async fn list(ctx: &Ctx, args: ListArgs) -> Result<()> {
+    let (kernel, target) = ctx.kernel(false).await?;
+    let from = args
+        .from_block
+        .or(target.devnet.as_ref().map(|d| d.block))
+        .unwrap_or(0);
+    let head = kernel.block_number().await?;
+    let mut watcher = Watcher::new(
+        kernel.provider().clone(),
+        kernel.address(),
+        from,
+        WatcherConfig {
+            confirmations: 0,
+            ..WatcherConfig::default()
+        },
+    );
+    let mut ids = Vec::new();
+    while watcher.next_block() <= head {
+        let polled = watcher.poll().await?;
+        if !polled.read {
+            break;
+        }
+        for e in polled.events {
+            if let EscrowKernelEvents::TransactionCreated(c) = e.event
+                && args.requester.is_none_or(|r| r == c.requester)
+                && args.provider.is_none_or(|p| p == c.provider)
+            {
+                ids.push(c.transactionId);
+            }
+        }
+    }
+    ids.reverse();
+    let records: Vec<_> = stream::iter(ids)
+        .map(|id| {
+            let kernel = kernel.clone();
+            async move { kernel.get(id).await }
+        })
+        .buffered(16)
+        .collect()
+        .await;
+    let mut views = Vec::new();
+    for r in records {
+        let r = r?;
+        if args.state.is_none_or(|s| State::from(s) == r.state) {
+            views.push(TxView::from(&r));
+        }
+        if views.len() >= args.limit {
+            break;
+        }
+    }
+    ctx.out.result(&views, || {
+        if views.is_empty() {
+            return "no transactions".into();
+        }
+        views
+            .iter()
+            .map(|v| {
+                format!(
+                    "{}  {:<11}  {:>12}  provider {}",
+                    v.tx_id, v.state, v.amount, v.provider
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+/// One event as `actp tx watch` prints it.
+#[derive(Debug, Serialize)]
+struct EventLine {
+    block: u64,
+    tx_hash: B256,
+    event: String,
+    tx_id: Option<B256>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+fn state_name(code: u8) -> String {
+    State::try_from(code).map_or_else(|_| code.to_string(), |s| s.to_string())
+}
+
+fn describe(e: &KernelEvent) -> EventLine {
+    let (event, tx_id, from, to, detail) = match &e.event {
+        EscrowKernelEvents::TransactionCreated(c) => (
+            "TransactionCreated",
+            Some(c.transactionId),
+            None,
+            None,
+            Some(format!(
+                "requester {} provider {} amount {}",
+                c.requester, c.provider, c.amount
+            )),
+        ),
+        EscrowKernelEvents::StateTransitioned(t) => (
+            "StateTransitioned",
+            Some(t.transactionId),
+            Some(state_name(t.oldState)),
+            Some(state_name(t.newState)),
+            None,
+        ),
+        EscrowKernelEvents::DeliveryProofRecorded(p) => (
+            "DeliveryProofRecorded",
+            Some(p.transactionId),
+            None,
+            None,
+            Some(format!(
+                "proof {} window ends {}",
+                p.proofHash, p.disputeWindowEnd
+            )),
+        ),
+        EscrowKernelEvents::EscrowReleased(r) => (
+            "EscrowReleased",
+            Some(r.transactionId),
+            None,
+            None,
+            Some(format!("{} to {}", r.amount, r.recipient)),
+        ),
+        EscrowKernelEvents::EscrowRefunded(r) => (
+            "EscrowRefunded",
+            Some(r.transactionId),
+            None,
+            None,
+            Some(format!("{} to {}", r.amount, r.recipient)),
+        ),
+        other => {
+            let name = format!("{other:?}");
+            let name = name
+                .split(['(', ' ', '{'])
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            return EventLine {
+                block: e.block_number,
+                tx_hash: e.tx_hash,
+                event: name,
+                tx_id: None,
+                from: None,
+                to: None,
+                detail: None,
+            };
+        }
+    };
+    EventLine {
+        block: e.block_number,
+        tx_hash: e.tx_hash,
+        event: event.to_owned(),
+        tx_id,
+        from,
+        to,
+        detail,
+    }
+}
+
+async fn watch(ctx: &Ctx, args: WatchArgs) -> Result<()> {
+    let (kernel, _) = ctx.kernel(false).await?;
+    let until: Option<State> = args.until.map(State::from);
+    if let (Some(id), Some(until)) = (args.id, until) {
+        let state = kernel.get(id).await?.state;
+        if state == until {
+            ctx.out.info(format!("{id} is already {state}"));
+            return Ok(());
+        }
+    }
+    let from = match args.from_block {
+        Some(b) => b,
+        None => kernel.block_number().await? + 1,
+    };
+    let mut watcher = Watcher::new(
+        kernel.provider().clone(),
+        kernel.address(),
+        from,
+        WatcherConfig {
+            confirmations: args.confirmations,
+            poll_interval: Duration::from_millis(250),
+            ..WatcherConfig::default()
+        },
+    );
+    let follow = async {
+        loop {
+            let (events, _) = watcher.next_batch().await?;
+            for e in &events {
+                let line = describe(e);
+                if args.id.is_some_and(|id| line.tx_id != Some(id)) {
+                    continue;
+                }
+                let reached = until.is_some_and(|u| line.to.as_deref() == Some(u.name()));
+                ctx.out.result(&line, || {
+                    let mut text = format!("block {:>8}  {:<22}", line.block, line.event);
+                    if let Some(id) = line.tx_id {
+                        text.push_str(&format!("  {id}"));
+                    }
+                    if let (Some(f), Some(t)) = (&line.from, &line.to) {
+                        text.push_str(&format!("  {f} → {t}"));
+                    }
+                    if let Some(d) = &line.detail {
+                        text.push_str(&format!("  {d}"));
+                    }
+                    text
+                });
+                if reached {
+                    return Ok::<(), CliError>(());
+                }
+            }
+        }
+    };
+    let limit = args.duration.map(|d| d.0);
+    tokio::select! {
+        r = follow => r,
+        () = super::shutdown_signal() => Ok(()),
+        () = async {
+            match limit {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        } => Err(CliError::timeout(format!(
+            "gave up after {}s{}",
+            limit.unwrap_or_default().as_secs(),
+            until.map(|u| format!(" waiting for {u}")).unwrap_or_default()
+        ))),
+    }
+}

@@ -1,0 +1,84 @@
+//! `actp`: the command line of the ACTP escrow rail. Thin commands over the crates: `actp-client` for the
+//! chain, `actp-axum` for the gateway, `actp-settler` for the settlement daemon.
+//!
+//! Exit codes are documented in [`error::EXIT_CODES`] (and printed by `actp --help`).
+
+mod args;
+mod cmd;
+mod context;
+mod error;
+mod output;
+
+use std::{io::IsTerminal, process::ExitCode};
+
+use clap::{Parser, error::ErrorKind};
+
+use crate::{
+    args::{Cli, Command},
+    context::Ctx,
+    error::{CliError, Exit},
+    output::Output,
+};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let json = std::env::args().any(|a| a == "--json");
+            if json {
+                let first = e.to_string();
+                let line = first.lines().next().unwrap_or("invalid usage");
+                let message = line.trim_start_matches("error: ").to_owned();
+                Output {
+                    json: true,
+                    quiet: false,
+                }
+                .error(&CliError::usage(message));
+            } else {
+                let _ = e.print();
+            }
+            return ExitCode::from(Exit::Usage as u8);
+        }
+    };
+    init_tracing(&cli);
+    let ctx = Ctx::new(cli.global.clone());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            ctx.out
+                .error(&CliError::failure(format!("cannot start the runtime: {e}")));
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(cmd::run(&ctx, cli.command));
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            ctx.out.error(&e);
+            e.exit_code()
+        }
+    }
+}
+
+/// Logs go to stderr: `info` for the long-running commands, `warn` otherwise; `RUST_LOG` overrides.
+fn init_tracing(cli: &Cli) {
+    let default = match cli.command {
+        Command::Devnet(_) | Command::Gateway(_) | Command::Settle(_) => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
