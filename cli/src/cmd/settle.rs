@@ -9,11 +9,32 @@ use tokio::sync::watch;
 use crate::{
     args::SettleArgs,
     context::Ctx,
-    error::{CliError, Result},
+    error::{CliError, Exit, Result},
 };
 
+/// Connects, waiting out an unreachable RPC with backoff unless `--once` (a cron job should fail loudly).
+async fn connect(
+    ctx: &Ctx,
+    args: &SettleArgs,
+) -> Result<(actp_client::Kernel, crate::context::Target)> {
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match ctx.kernel(true).await {
+            Err(e) if e.exit == Exit::Network && !args.once => {
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "RPC unreachable; waiting");
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = super::shutdown_signal() => return Err(e),
+                }
+                pause = (pause * 2).min(args.max_backoff.0);
+            }
+            other => return other,
+        }
+    }
+}
+
 pub(crate) async fn run(ctx: &Ctx, args: SettleArgs) -> Result<()> {
-    let (kernel, target) = ctx.kernel(true).await?;
+    let (kernel, target) = connect(ctx, &args).await?;
     let on_devnet = target.devnet.is_some();
     let config = SettlerConfig {
         data_dir: ctx.global.data_dir.join("settler"),
