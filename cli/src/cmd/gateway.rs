@@ -31,6 +31,7 @@ struct Upstream {
 
 pub(crate) async fn run(ctx: &Ctx, args: GatewayArgs) -> Result<()> {
     let upstream = parse_upstream(&args.upstream)?;
+    let proxy = router(&args.routes, args.pass_through, upstream)?;
     let (kernel, _) = ctx.kernel(true).await?;
     let mut builder = Paywall::builder(kernel)
         .data_dir(ctx.global.data_dir.join("gateway"))
@@ -51,7 +52,7 @@ pub(crate) async fn run(ctx: &Ctx, args: GatewayArgs) -> Result<()> {
         builder = builder.route(route);
     }
     let paywall = builder.build().await?;
-    let app = router(&args.routes, args.pass_through, upstream)?.layer(paywall.layer());
+    let app = proxy.layer(paywall.layer());
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

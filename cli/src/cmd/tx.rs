@@ -417,7 +417,9 @@ fn describe(e: &KernelEvent) -> EventLine {
 async fn watch(ctx: &Ctx, args: WatchArgs) -> Result<()> {
     let (kernel, _) = ctx.kernel(false).await?;
     let until: Option<State> = args.until.map(State::from);
-    if let (Some(id), Some(until)) = (args.id, until) {
+    // Watching from the head: a transaction already in the state asked for is done. From a given block the
+    // history is replayed instead, up to the moment it got there.
+    if let (Some(id), Some(until), None) = (args.id, until, args.from_block) {
         let state = kernel.get(id).await?.state;
         if state == until {
             ctx.out.info(format!("{id} is already {state}"));
@@ -439,14 +441,22 @@ async fn watch(ctx: &Ctx, args: WatchArgs) -> Result<()> {
         },
     );
     let follow = async {
+        // Once the state is reached, the rest of that kernel transaction's events are still shown (the
+        // proof event follows the transition), then the command ends.
+        let mut reached_in: Option<B256> = None;
         loop {
             let (events, _) = watcher.next_batch().await?;
             for e in &events {
+                if reached_in.is_some_and(|tx| tx != e.tx_hash) {
+                    return Ok::<(), CliError>(());
+                }
                 let line = describe(e);
                 if args.id.is_some_and(|id| line.tx_id != Some(id)) {
                     continue;
                 }
-                let reached = until.is_some_and(|u| line.to.as_deref() == Some(u.name()));
+                if until.is_some_and(|u| line.to.as_deref() == Some(u.name())) {
+                    reached_in = Some(e.tx_hash);
+                }
                 ctx.out.result(&line, || {
                     let mut text = format!("block {:>8}  {:<22}", line.block, line.event);
                     if let Some(id) = line.tx_id {
@@ -460,9 +470,9 @@ async fn watch(ctx: &Ctx, args: WatchArgs) -> Result<()> {
                     }
                     text
                 });
-                if reached {
-                    return Ok::<(), CliError>(());
-                }
+            }
+            if reached_in.is_some() {
+                return Ok(());
             }
         }
     };
