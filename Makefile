@@ -6,7 +6,7 @@ SHELL := /bin/bash
 FORGE := node_modules/.bin/forge
 NPM_STAMP := node_modules/.installed-from-lock
 
-.PHONY: deps test test-contracts test-contracts-deep test-rust check-fmt check-abi abi fmt gas bench build clean
+.PHONY: deps demo test test-contracts test-contracts-deep test-rust check-fmt check-abi abi fmt gas bench build clean
 
 ## deps: install the pinned toolchain (npm ci) when node_modules is missing or older than the lock file
 deps: $(NPM_STAMP)
@@ -14,12 +14,16 @@ $(NPM_STAMP): package-lock.json package.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+## demo: the whole system on an embedded devnet: provider behind the paywall, paying consumer, settlement daemon
+demo: deps
+	cargo run --locked --quiet -p actp-cli --bin actp -- --data-dir target/demo demo
+
 ## build: compile the contracts
 build: deps
 	$(FORGE) build
 
-## test: every test (contracts: unit, fuzz, invariant; Rust: unit, property, golden, anvil-backed, differential)
-## plus format, lint and ABI-freshness checks
+## test: every test (contracts: unit, fuzz, invariant; Rust: unit, property, golden, anvil-backed, differential,
+## the CLI and settlement daemon as processes, the demo in short form) plus format, lint and ABI-freshness checks
 test: deps check-fmt check-abi test-contracts test-rust
 
 test-rust: deps
@@ -53,11 +57,13 @@ fmt: deps
 gas: deps
 	scripts/gas.sh
 
-## bench: hashing throughput, client pipelining, paywall throughput (release builds); figures on stdout, JSON in target/bench/
+## bench: hashing, client pipelining, paywall throughput, batch vs single settlement (release builds);
+## figures on stdout, JSON in target/bench/
 bench: deps
 	cargo bench --locked -p actp-core --bench hashing
 	cargo bench --locked -p actp-client --bench pipelining
 	cargo bench --locked -p actp-axum --bench paywall
+	cargo bench --locked -p actp-settler --bench settle
 
 clean:
 	rm -rf out cache target broadcast
