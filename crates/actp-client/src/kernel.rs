@@ -797,26 +797,26 @@ impl Kernel {
             }
         };
 
-        let nonce = {
-            let mut next = account.next_nonce.lock().await;
-            let nonce = match *next {
-                Some(n) => n,
-                None => {
-                    self.config
-                        .retry
-                        .run("nonce", || async {
-                            self.provider
-                                .get_transaction_count(from)
-                                .pending()
-                                .await
-                                .map_err(rpc_error)
-                        })
-                        .await?
-                }
-            };
-            *next = Some(nonce + 1);
-            nonce
+        // The nonce lock is held until the node has the transaction, so that one signer's transactions reach
+        // the node in nonce order: a node that sees nonce n+1 before n holds it back, and anvil's automine
+        // can then leave it in the pool unmined (foundry-rs/foundry#10122).
+        let mut next = account.next_nonce.lock().await;
+        let nonce = match *next {
+            Some(n) => n,
+            None => {
+                self.config
+                    .retry
+                    .run("nonce", || async {
+                        self.provider
+                            .get_transaction_count(from)
+                            .pending()
+                            .await
+                            .map_err(rpc_error)
+                    })
+                    .await?
+            }
         };
+        *next = Some(nonce + 1);
 
         let request = request
             .with_nonce(nonce)
@@ -830,10 +830,11 @@ impl Kernel {
             Ok(hash) => hash,
             Err(e) => {
                 // The reserved nonce may now be a gap: read it from the chain again next time.
-                *account.next_nonce.lock().await = None;
+                *next = None;
                 return Err(e);
             }
         };
+        drop(next);
         tracing::debug!(%tx_hash, nonce, "sent");
         let deadline = tokio::time::Instant::now() + self.config.receipt_timeout;
         let mut resends = 0;
