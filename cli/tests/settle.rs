@@ -270,3 +270,62 @@ async fn once_settles_what_is_due_and_reports_it() {
     assert_eq!(report["batches"], 0);
     assert_eq!(report["backlog"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_split_the_work_by_shard() {
+    let devnet = Devnet::start().await.unwrap();
+    let d = devnet.deployment();
+    let ids = delivered_backlog(&devnet, 40).await;
+    devnet.advance_time(3_601).await.unwrap();
+    let key = devnet.dev_private_keys()[3].clone();
+    let other_key = devnet.dev_private_keys()[4].clone();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let children: Vec<_> = [("0/2", &key, &dirs[0]), ("1/2", &other_key, &dirs[1])]
+        .into_iter()
+        .map(|(shard, key, dir)| {
+            let mut cmd = actp(dir.path());
+            cmd.env("ACTP_RPC_URL", devnet.rpc_url())
+                .env("ACTP_KERNEL", d.kernel.to_string())
+                .env("ACTP_PRIVATE_KEY", key)
+                .args([
+                    "settle",
+                    "--once",
+                    "--json",
+                    "--confirmations",
+                    "0",
+                    "--shard",
+                    shard,
+                ])
+                .args(["--from-block", &d.block.to_string()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    let reports: Vec<serde_json::Value> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice(&out.stdout).unwrap()
+        })
+        .collect();
+    let settled: Vec<u64> = reports
+        .iter()
+        .map(|r| r["settled"].as_u64().unwrap())
+        .collect();
+    assert_eq!(settled.iter().sum::<u64>(), 40, "{reports:?}");
+    assert!(
+        settled.iter().all(|s| *s > 0),
+        "each shard settles its share: {reports:?}"
+    );
+    assert!(
+        reports.iter().all(|r| r["skipped"] == 0),
+        "no shard touched the other's ids: {reports:?}"
+    );
+    assert_eq!(settled_count(&devnet, &ids).await, 40);
+}
