@@ -144,6 +144,38 @@ struct Account {
     next_nonce: Mutex<Option<u64>>,
 }
 
+/// A transaction as its `TransactionCreated` event tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Created {
+    /// The transaction id.
+    pub id: B256,
+    /// The provider.
+    pub provider: Address,
+    /// The amount (base units).
+    pub amount: U256,
+    /// The service hash.
+    pub service_hash: B256,
+    /// The block it was created in.
+    pub block: u64,
+}
+
+/// The nonce lock of one send, held until the node has the transaction. Dropped before that (an error, or
+/// the caller's future cancelled mid-send), it forgets the next nonce so the following send reads it from the
+/// chain: a reserved nonce that never reached the node would otherwise leave a gap that every later
+/// transaction of the signer waits behind.
+struct NonceSlot<'a> {
+    next: tokio::sync::MutexGuard<'a, Option<u64>>,
+    sent: bool,
+}
+
+impl Drop for NonceSlot<'_> {
+    fn drop(&mut self) {
+        if !self.sent {
+            *self.next = None;
+        }
+    }
+}
+
 /// A client of one escrow kernel. Cheap to clone; clones share the signer's nonce sequence.
 #[derive(Clone)]
 pub struct Kernel {
@@ -514,6 +546,77 @@ impl Kernel {
             .last())
     }
 
+    /// The transactions `requester` created from `from_block` on (their `TransactionCreated` events), oldest
+    /// first: how a paying client that crashed between sending a payment and recording it finds the escrow.
+    pub async fn created_by(&self, requester: Address, from_block: u64) -> Result<Vec<Created>> {
+        let filter = alloy::rpc::types::Filter::new()
+            .address(self.address)
+            .event_signature(EscrowKernel::TransactionCreated::SIGNATURE_HASH)
+            .topic2(requester.into_word())
+            .from_block(from_block);
+        let logs = self
+            .config
+            .retry
+            .run("getLogs", || async {
+                self.provider.get_logs(&filter).await.map_err(rpc_error)
+            })
+            .await?;
+        Ok(logs
+            .iter()
+            .filter_map(|l| {
+                let e = EscrowKernel::TransactionCreated::decode_log(&l.inner).ok()?;
+                Some(Created {
+                    id: e.transactionId,
+                    provider: e.provider,
+                    amount: e.amount,
+                    service_hash: e.serviceHash,
+                    block: l.block_number.unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    /// Whether the node holds transactions sent by `who` that are not mined yet (its pending nonce is ahead
+    /// of its latest one).
+    pub async fn has_pending(&self, who: Address) -> Result<bool> {
+        let count = |pending: bool| async move {
+            self.config
+                .retry
+                .run("nonce", || async {
+                    let call = self.provider.get_transaction_count(who);
+                    let call = if pending {
+                        call.pending()
+                    } else {
+                        call.latest()
+                    };
+                    call.await.map_err(rpc_error)
+                })
+                .await
+        };
+        Ok(count(true).await? > count(false).await?)
+    }
+
+    /// What the kernel refunded to the requester of `id` (its `EscrowRefunded` events from `from_block` on):
+    /// the whole escrow after a cancellation, the requester's share after a dispute resolution.
+    pub async fn refunded(&self, id: B256, from_block: u64) -> Result<U256> {
+        let filter = alloy::rpc::types::Filter::new()
+            .address(self.address)
+            .event_signature(EscrowKernel::EscrowRefunded::SIGNATURE_HASH)
+            .topic1(id)
+            .from_block(from_block);
+        let logs = self
+            .config
+            .retry
+            .run("getLogs", || async {
+                self.provider.get_logs(&filter).await.map_err(rpc_error)
+            })
+            .await?;
+        Ok(logs
+            .iter()
+            .filter_map(|l| EscrowKernel::EscrowRefunded::decode_log(&l.inner).ok())
+            .fold(U256::ZERO, |sum, e| sum + e.amount))
+    }
+
     // ------------------------------------------------------------------------------------------------
     // Lifecycle
     // ------------------------------------------------------------------------------------------------
@@ -800,8 +903,11 @@ impl Kernel {
         // The nonce lock is held until the node has the transaction, so that one signer's transactions reach
         // the node in nonce order: a node that sees nonce n+1 before n holds it back, and anvil's automine
         // can then leave it in the pool unmined (foundry-rs/foundry#10122).
-        let mut next = account.next_nonce.lock().await;
-        let nonce = match *next {
+        let mut next = NonceSlot {
+            next: account.next_nonce.lock().await,
+            sent: false,
+        };
+        let nonce = match *next.next {
             Some(n) => n,
             None => {
                 self.config
@@ -816,7 +922,7 @@ impl Kernel {
                     .await?
             }
         };
-        *next = Some(nonce + 1);
+        *next.next = Some(nonce + 1);
 
         let request = request
             .with_nonce(nonce)
@@ -828,12 +934,10 @@ impl Kernel {
         let mut request = request;
         let mut tx_hash = match self.broadcast(account, &request).await {
             Ok(hash) => hash,
-            Err(e) => {
-                // The reserved nonce may now be a gap: read it from the chain again next time.
-                *next = None;
-                return Err(e);
-            }
+            // The reserved nonce may now be a gap: the slot reads it from the chain again next time.
+            Err(e) => return Err(e),
         };
+        next.sent = true;
         drop(next);
         tracing::debug!(%tx_hash, nonce, "sent");
         let deadline = tokio::time::Instant::now() + self.config.receipt_timeout;

@@ -44,7 +44,7 @@ mod watcher;
 pub use deploy::{DeployOptions, Deployment, deploy};
 pub use devnet::{Devnet, DevnetOptions, find_anvil};
 pub use error::{ClientError, Result, TokenError, decode_revert, redact_urls};
-pub use kernel::{ClientConfig, Kernel, Sent, TransactionRecord};
+pub use kernel::{ClientConfig, Created, Kernel, Sent, TransactionRecord};
 pub use retry::RetryPolicy;
 pub use signer::Signer;
 pub use watcher::{KernelEvent, Polled, Watcher, WatcherConfig};

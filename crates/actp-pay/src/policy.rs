@@ -1,0 +1,323 @@
+//! An agent's spend policy: caps per call, per day and per month, in total and per provider; an allowlist or
+//! a denylist of providers; and a soft threshold that warns before a cap is reached.
+//!
+//! Written as TOML (or set field by field with `actp budget set`); amounts are strings in any form
+//! [`Amount`] parses (`"5"`, `"$0.10"`, `"100000 units"`):
+//!
+//! ```toml
+//! per_call = "0.50"
+//! daily = "5.00"
+//! monthly = "50"
+//! provider_daily = "2.00"        # each provider, each day
+//! soft_threshold = 80            # percent of any cap: warn when a payment crosses it
+//! deny = ["0x0000000000000000000000000000000000000bad"]
+//!
+//! [providers."0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]
+//! daily = "3.00"                 # this provider's own caps replace provider_daily / provider_monthly
+//! ```
+//!
+//! A policy with no caps allows any spend; there is no implicit limit. Dates are UTC.
+
+use std::{collections::BTreeMap, fmt, str::FromStr};
+
+use actp_core::{Address, Amount};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Why a policy file or value is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The TOML does not parse or has an unknown field.
+    #[error("the policy is not valid TOML: {0}")]
+    Toml(String),
+    /// A provider is both allowed and denied.
+    #[error("{0} is both in `allow` and in `deny`: keep it in one list")]
+    AllowedAndDenied(Address),
+    /// The soft threshold is not a percentage in 1..=100.
+    #[error("soft_threshold {0} is not a percentage: give a whole number from 1 to 100")]
+    SoftThreshold(u8),
+    /// A cap is zero.
+    #[error(
+        "`{0}` is zero, which would refuse every payment: remove it, or suspend the agent instead"
+    )]
+    ZeroCap(&'static str),
+}
+
+/// Caps on one provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderCaps {
+    /// Most spent with this provider in one UTC day.
+    #[serde(default, with = "opt_amount", skip_serializing_if = "Option::is_none")]
+    pub daily: Option<Amount>,
+    /// Most spent with this provider in one UTC month.
+    #[serde(default, with = "opt_amount", skip_serializing_if = "Option::is_none")]
+    pub monthly: Option<Amount>,
+}
+
+/// The spend policy of one agent (one signing key).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpendPolicy {
+    /// Most paid for one call.
+    #[serde(default, with = "opt_amount", skip_serializing_if = "Option::is_none")]
+    pub per_call: Option<Amount>,
+    /// Most spent in one UTC day, all providers together.
+    #[serde(default, with = "opt_amount", skip_serializing_if = "Option::is_none")]
+    pub daily: Option<Amount>,
+    /// Most spent in one UTC month, all providers together.
+    #[serde(default, with = "opt_amount", skip_serializing_if = "Option::is_none")]
+    pub monthly: Option<Amount>,
+    /// Most spent with any one provider in one UTC day.
+    #[serde(default, with = "opt_amount", skip_serializing_if = "Option::is_none")]
+    pub provider_daily: Option<Amount>,
+    /// Most spent with any one provider in one UTC month.
+    #[serde(default, with = "opt_amount", skip_serializing_if = "Option::is_none")]
+    pub provider_monthly: Option<Amount>,
+    /// Caps of named providers, replacing `provider_daily` / `provider_monthly` for them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub providers: BTreeMap<Address, ProviderCaps>,
+    /// When not empty, only these providers are paid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<Address>,
+    /// These providers are never paid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<Address>,
+    /// Percent of a cap at which a payment raises a soft-limit warning (default 80).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_threshold: Option<u8>,
+}
+
+/// The default soft threshold, in percent of a cap.
+pub const DEFAULT_SOFT_THRESHOLD: u8 = 80;
+
+/// Which cap a limit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapKind {
+    /// One call.
+    PerCall,
+    /// All providers, one UTC day.
+    Daily,
+    /// All providers, one UTC month.
+    Monthly,
+    /// One provider, one UTC day.
+    ProviderDaily,
+    /// One provider, one UTC month.
+    ProviderMonthly,
+}
+
+impl CapKind {
+    /// The policy field that sets it.
+    pub fn field(self) -> &'static str {
+        match self {
+            CapKind::PerCall => "per_call",
+            CapKind::Daily => "daily",
+            CapKind::Monthly => "monthly",
+            CapKind::ProviderDaily => "provider_daily",
+            CapKind::ProviderMonthly => "provider_monthly",
+        }
+    }
+
+    /// Whether it counts one provider's spend only.
+    pub fn per_provider(self) -> bool {
+        matches!(self, CapKind::ProviderDaily | CapKind::ProviderMonthly)
+    }
+
+    /// Whether it counts a month (else a day, or the call itself).
+    pub fn monthly(self) -> bool {
+        matches!(self, CapKind::Monthly | CapKind::ProviderMonthly)
+    }
+}
+
+impl fmt::Display for CapKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CapKind::PerCall => "per-call cap",
+            CapKind::Daily => "daily cap",
+            CapKind::Monthly => "monthly cap",
+            CapKind::ProviderDaily => "daily cap for this provider",
+            CapKind::ProviderMonthly => "monthly cap for this provider",
+        })
+    }
+}
+
+impl SpendPolicy {
+    /// Parses and validates a TOML policy.
+    pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
+        let policy: SpendPolicy =
+            toml::from_str(text).map_err(|e| PolicyError::Toml(e.message().to_owned()))?;
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// The policy as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// Checks that the policy can be enforced as written.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if let Some(both) = self.allow.iter().find(|a| self.deny.contains(a)) {
+            return Err(PolicyError::AllowedAndDenied(*both));
+        }
+        if let Some(t) = self.soft_threshold
+            && !(1..=100).contains(&t)
+        {
+            return Err(PolicyError::SoftThreshold(t));
+        }
+        for kind in [
+            CapKind::PerCall,
+            CapKind::Daily,
+            CapKind::Monthly,
+            CapKind::ProviderDaily,
+            CapKind::ProviderMonthly,
+        ] {
+            if self.cap(kind, None) == Some(Amount::ZERO) {
+                return Err(PolicyError::ZeroCap(kind.field()));
+            }
+        }
+        for caps in self.providers.values() {
+            if caps.daily == Some(Amount::ZERO) || caps.monthly == Some(Amount::ZERO) {
+                return Err(PolicyError::ZeroCap("providers.<address>"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The cap of `kind`; for per-provider caps, `provider`'s own cap when it has one.
+    pub fn cap(&self, kind: CapKind, provider: Option<Address>) -> Option<Amount> {
+        let own = provider.and_then(|p| self.providers.get(&p));
+        match kind {
+            CapKind::PerCall => self.per_call,
+            CapKind::Daily => self.daily,
+            CapKind::Monthly => self.monthly,
+            CapKind::ProviderDaily => own.and_then(|c| c.daily).or(self.provider_daily),
+            CapKind::ProviderMonthly => own.and_then(|c| c.monthly).or(self.provider_monthly),
+        }
+    }
+
+    /// Whether `provider` may be paid at all.
+    pub fn allows(&self, provider: Address) -> bool {
+        !self.deny.contains(&provider) && (self.allow.is_empty() || self.allow.contains(&provider))
+    }
+
+    /// The soft threshold in percent.
+    pub fn soft_percent(&self) -> u8 {
+        self.soft_threshold.unwrap_or(DEFAULT_SOFT_THRESHOLD)
+    }
+}
+
+impl FromStr for SpendPolicy {
+    type Err = PolicyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SpendPolicy::from_toml(s)
+    }
+}
+
+/// `Option<Amount>` as a human amount string (`"5.00"`).
+mod opt_amount {
+    use super::*;
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<Amount>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(a) => s.serialize_str(&a.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Amount>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| t.parse::<Amount>().map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const PROVIDER: Address = Address::repeat_byte(0x70);
+
+    #[test]
+    fn toml_round_trip_with_every_field() {
+        let text = r#"
+per_call = "0.50"
+daily = "$5"
+monthly = "50"
+provider_daily = "2.00"
+provider_monthly = "20000000 units"
+soft_threshold = 90
+deny = ["0x0000000000000000000000000000000000000bad"]
+
+[providers."0x7070707070707070707070707070707070707070"]
+daily = "3"
+"#;
+        let policy = SpendPolicy::from_toml(text).unwrap();
+        assert_eq!(policy.per_call, Some(Amount::from_base_units(500_000)));
+        assert_eq!(policy.daily, Some(Amount::from_tokens(5)));
+        assert_eq!(policy.provider_monthly, Some(Amount::from_tokens(20)));
+        assert_eq!(policy.soft_percent(), 90);
+        assert_eq!(
+            policy.cap(CapKind::ProviderDaily, Some(PROVIDER)),
+            Some(Amount::from_tokens(3))
+        );
+        assert_eq!(
+            policy.cap(CapKind::ProviderDaily, Some(Address::ZERO)),
+            Some(Amount::from_tokens(2))
+        );
+        // own caps replace only what they set
+        assert_eq!(
+            policy.cap(CapKind::ProviderMonthly, Some(PROVIDER)),
+            Some(Amount::from_tokens(20))
+        );
+        let again = SpendPolicy::from_toml(&policy.to_toml()).unwrap();
+        assert_eq!(again, policy);
+    }
+
+    #[test]
+    fn allow_and_deny_lists() {
+        let mut policy = SpendPolicy::default();
+        assert!(policy.allows(PROVIDER));
+        policy.deny.push(PROVIDER);
+        assert!(!policy.allows(PROVIDER));
+        policy.deny.clear();
+        policy.allow.push(Address::ZERO);
+        assert!(!policy.allows(PROVIDER));
+        assert!(policy.allows(Address::ZERO));
+        policy.deny.push(Address::ZERO);
+        assert_eq!(
+            policy.validate(),
+            Err(PolicyError::AllowedAndDenied(Address::ZERO))
+        );
+    }
+
+    #[test]
+    fn bad_policies_say_what_to_fix() {
+        let unknown = SpendPolicy::from_toml("dayly = \"5\"").unwrap_err();
+        assert!(unknown.to_string().contains("dayly"), "{unknown}");
+        let bad_amount = SpendPolicy::from_toml("daily = \"five\"").unwrap_err();
+        assert!(bad_amount.to_string().contains("five"), "{bad_amount}");
+        assert_eq!(
+            SpendPolicy::from_toml("daily = \"0\"").unwrap_err(),
+            PolicyError::ZeroCap("daily")
+        );
+        assert_eq!(
+            SpendPolicy::from_toml("soft_threshold = 0").unwrap_err(),
+            PolicyError::SoftThreshold(0)
+        );
+        assert_eq!(
+            SpendPolicy::from_toml("soft_threshold = 101").unwrap_err(),
+            PolicyError::SoftThreshold(101)
+        );
+    }
+
+    #[test]
+    fn empty_policy_has_no_caps() {
+        let policy = SpendPolicy::from_toml("").unwrap();
+        assert_eq!(policy, SpendPolicy::default());
+        assert_eq!(policy.cap(CapKind::Daily, None), None);
+        assert_eq!(policy.soft_percent(), DEFAULT_SOFT_THRESHOLD);
+    }
+}
