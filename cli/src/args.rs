@@ -77,6 +77,150 @@ pub(crate) enum Command {
     Settle(SettleArgs),
     /// The whole system on an embedded devnet: provider, paying consumer, settlement daemon.
     Demo(DemoArgs),
+    /// Call a URL, paying for a 402 by itself within the agent's spend policy.
+    Call(CallArgs),
+    /// The agent's spend policy and kill switch.
+    #[command(subcommand)]
+    Budget(BudgetCommand),
+    /// What the agent spent, by provider, route or day.
+    Usage(UsageArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CallArgs {
+    /// The URL to call.
+    pub(crate) url: String,
+    /// HTTP method (default: GET, or POST with -d).
+    #[arg(short = 'X', long)]
+    pub(crate) request: Option<String>,
+    /// Request body; `@FILE` reads a file, `@-` standard input. Implies POST unless -X is given.
+    #[arg(short = 'd', long)]
+    pub(crate) data: Option<String>,
+    /// A request header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    pub(crate) headers: Vec<String>,
+    /// The call's idempotency key: however often this call is repeated with it, at most one escrow is paid.
+    #[arg(long)]
+    pub(crate) idempotency_key: Option<String>,
+    /// Settle the escrow at once once the delivery checks out (default: leave it to the dispute window).
+    #[arg(long)]
+    pub(crate) settle: bool,
+    /// Do not dispute a delivery that does not match its proof (only report it).
+    #[arg(long)]
+    pub(crate) no_dispute: bool,
+    /// Attempts of the paid request while the provider fails (same escrow each time).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) attempts: u32,
+    /// Lifetime of the escrow: a provider that never serves ties the money up until then.
+    #[arg(long, default_value = "15m")]
+    pub(crate) escrow_ttl: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BudgetCommand {
+    /// Set the spend policy: from a TOML file, and/or field by field on top of the current one.
+    Set(Box<BudgetSetArgs>),
+    /// The policy, the kill switch, and what is spent and reserved today and this month.
+    Show(AgentArg),
+    /// Stop every new payment of the agent at once, in every process sharing the data directory.
+    Suspend(SuspendArgs),
+    /// Let the agent pay again.
+    Resume(AgentArg),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentArg {
+    /// The agent (its signing address). Default: the configured signer.
+    pub(crate) agent: Option<Address>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SuspendArgs {
+    /// The agent (its signing address). Default: the configured signer.
+    pub(crate) agent: Option<Address>,
+    /// Why, shown to the agent's refused calls.
+    #[arg(long)]
+    pub(crate) reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BudgetSetArgs {
+    /// The agent (its signing address). Default: the configured signer.
+    pub(crate) agent: Option<Address>,
+    /// A TOML policy file: replaces the whole policy (flags then apply on top).
+    #[arg(long)]
+    pub(crate) file: Option<PathBuf>,
+    /// Most paid for one call.
+    #[arg(long)]
+    pub(crate) per_call: Option<Amount>,
+    /// Most spent in one UTC day, all providers.
+    #[arg(long)]
+    pub(crate) daily: Option<Amount>,
+    /// Most spent in one UTC month, all providers.
+    #[arg(long)]
+    pub(crate) monthly: Option<Amount>,
+    /// Most spent with any one provider in one UTC day.
+    #[arg(long)]
+    pub(crate) provider_daily: Option<Amount>,
+    /// Most spent with any one provider in one UTC month.
+    #[arg(long)]
+    pub(crate) provider_monthly: Option<Amount>,
+    /// Pay only these providers (repeatable; adds to the allowlist).
+    #[arg(long)]
+    pub(crate) allow: Vec<Address>,
+    /// Never pay these providers (repeatable; adds to the denylist).
+    #[arg(long)]
+    pub(crate) deny: Vec<Address>,
+    /// Percent of a cap at which a payment logs a soft-limit warning.
+    #[arg(long)]
+    pub(crate) soft_threshold: Option<u8>,
+    /// Remove a field first (per_call, daily, monthly, provider_daily, provider_monthly, allow, deny,
+    /// soft_threshold, providers); repeatable.
+    #[arg(long, value_parser = ["per_call", "daily", "monthly", "provider_daily", "provider_monthly", "allow", "deny", "soft_threshold", "providers"])]
+    pub(crate) clear: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum UsageBy {
+    /// By provider address.
+    Provider,
+    /// By `METHOD /path`.
+    Route,
+    /// By UTC day.
+    Day,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UsageArgs {
+    /// The agent (its signing address). Default: the configured signer.
+    pub(crate) agent: Option<Address>,
+    /// How to group.
+    #[arg(long, value_enum, default_value = "provider")]
+    pub(crate) by: UsageBy,
+    /// First UTC day included, YYYY-MM-DD.
+    #[arg(long, value_parser = parse_day)]
+    pub(crate) since: Option<String>,
+    /// Last UTC day included, YYYY-MM-DD.
+    #[arg(long, value_parser = parse_day)]
+    pub(crate) until: Option<String>,
+}
+
+fn parse_day(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && digits(0..4)
+        && digits(5..7)
+        && digits(8..10)
+    {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a day: write YYYY-MM-DD, e.g. 2026-11-23"
+        ))
+    }
 }
 
 #[derive(Debug, Args)]

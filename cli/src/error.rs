@@ -21,6 +21,7 @@ pub(crate) enum Exit {
     Timeout = 5,
     /// 6: the transaction, file or devnet asked for does not exist.
     NotFound = 6,
+    Budget = 7,
 }
 
 /// The exit-code table printed after `--help`.
@@ -32,7 +33,8 @@ Exit codes:
   3  rejected by the kernel or its token (the decoded error is printed)
   4  network: the RPC endpoint or the provider could not be reached
   5  timeout: no receipt (or state) in time; check before retrying
-  6  not found: no such transaction, file or devnet";
+  6  not found: no such transaction, file or devnet
+  7  refused by the spend policy: a cap is reached, the provider is not allowed, or the agent is suspended";
 
 /// An error of a command: one line saying what went wrong and what to do.
 #[derive(Debug)]
@@ -143,6 +145,32 @@ impl From<actp_axum::PaywallError> for CliError {
                 CliError::usage(e.to_string())
             }
             other => CliError::failure(other.to_string()),
+        }
+    }
+}
+
+impl From<actp_pay::LedgerError> for CliError {
+    fn from(e: actp_pay::LedgerError) -> Self {
+        match e {
+            actp_pay::LedgerError::InvalidKey(_) => CliError::usage(e.to_string()),
+            other => CliError::failure(other.to_string()),
+        }
+    }
+}
+
+impl From<actp_pay::PayError> for CliError {
+    fn from(e: actp_pay::PayError) -> Self {
+        use actp_pay::PayError::*;
+        match e {
+            Budget(_) => CliError::new(Exit::Budget, e.to_string()),
+            Ledger(l) => l.into(),
+            Chain(c) => c.into(),
+            Unreachable { .. } | ProviderFailed { .. } => CliError::network(e.to_string()),
+            Unconfirmed { .. } => CliError::timeout(e.to_string()),
+            WrongKernel { .. } | AlreadyServed { .. } => CliError::usage(e.to_string()),
+            BadInstructions { .. } | Refused { .. } | DeliveryMismatch { .. } => {
+                CliError::failure(e.to_string())
+            }
         }
     }
 }

@@ -4,6 +4,7 @@ mod demo;
 mod deploy;
 mod devnet;
 mod gateway;
+mod pay;
 mod proof;
 mod settle;
 mod token;
@@ -22,6 +23,9 @@ pub(crate) async fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Gateway(args) => gateway::run(ctx, args).await,
         Command::Settle(args) => settle::run(ctx, args).await,
         Command::Demo(args) => demo::run(ctx, args).await,
+        Command::Call(args) => pay::call(ctx, args).await,
+        Command::Budget(cmd) => pay::budget(ctx, cmd).await,
+        Command::Usage(args) => pay::usage(ctx, args).await,
     }
 }
 
