@@ -152,7 +152,9 @@ impl From<actp_axum::PaywallError> for CliError {
 impl From<actp_pay::LedgerError> for CliError {
     fn from(e: actp_pay::LedgerError) -> Self {
         match e {
-            actp_pay::LedgerError::InvalidKey(_) => CliError::usage(e.to_string()),
+            actp_pay::LedgerError::InvalidKey(_) | actp_pay::LedgerError::InvalidPolicy(_) => {
+                CliError::usage(e.to_string())
+            }
             other => CliError::failure(other.to_string()),
         }
     }

@@ -927,7 +927,10 @@ impl Kernel {
         let request = request
             .with_nonce(nonce)
             .with_chain_id(self.chain_id)
-            .with_gas_limit(gas.saturating_mul(12) / 10 + 10_000)
+            // Headroom for state that changes between the estimate and the block: a storage slot written
+            // from zero costs ~17k more than one already set (an allowance another transaction used up).
+            // Only gas used is paid, so the margin costs nothing.
+            .with_gas_limit(gas.saturating_mul(12) / 10 + 30_000)
             .with_max_fee_per_gas(fees.max_fee_per_gas)
             .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas);
         let replay = request.clone();

@@ -430,7 +430,7 @@ impl PayingClient {
             }
         };
         let payment = self.fund(payment, &quote).await?;
-        self.deliver(payment, call).await
+        self.deliver(payment, call, false).await
     }
 
     /// Reads and checks the payment instructions of a 402.
@@ -560,12 +560,12 @@ impl PayingClient {
     /// A call whose key already has a payment: never a second escrow.
     async fn resume(&self, payment: Payment, call: &Call) -> Result<PaidResponse, PayError> {
         match (payment.state, payment.tx_id) {
-            (PaymentState::Funded, Some(_)) => self.deliver(payment, call).await,
+            (PaymentState::Funded, Some(_)) => self.deliver(payment, call, true).await,
             (PaymentState::Reserved, _) => {
                 // An earlier attempt's outcome was lost: find its escrow first.
                 let payment = self.recover(payment).await?;
                 if payment.state == PaymentState::Funded {
-                    self.deliver(payment, call).await
+                    self.deliver(payment, call, true).await
                 } else {
                     Err(PayError::Unconfirmed {
                         key: payment.key,
@@ -585,7 +585,12 @@ impl PayingClient {
     }
 
     /// Sends the paid request (retrying with the same txId while the provider fails) and verifies it.
-    async fn deliver(&self, payment: Payment, call: &Call) -> Result<PaidResponse, PayError> {
+    async fn deliver(
+        &self,
+        payment: Payment,
+        call: &Call,
+        resumed: bool,
+    ) -> Result<PaidResponse, PayError> {
         let inner = &*self.inner;
         let tx_id = payment.tx_id.unwrap_or_default();
         let deadline = payment.deadline.unwrap_or_default();
@@ -626,7 +631,7 @@ impl PayingClient {
                 }
                 // An earlier, interrupted attempt of this call was served: its response is lost, and the
                 // escrow pays for that one request. It is never paid again.
-                Ok(r) if r.status == StatusCode::CONFLICT => {
+                Ok(r) if r.status == StatusCode::CONFLICT && resumed => {
                     inner.ledger.update(inner.agent, &payment.key, |p| {
                         p.note = Some(
                             "served to an earlier, interrupted attempt; the response was lost"

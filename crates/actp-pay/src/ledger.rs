@@ -46,6 +46,9 @@ pub enum LedgerError {
     /// No payment has this idempotency key.
     #[error("no payment with idempotency key {0:?} in the ledger")]
     UnknownPayment(String),
+    /// The policy cannot be enforced as written.
+    #[error(transparent)]
+    InvalidPolicy(#[from] crate::policy::PolicyError),
     /// The idempotency key is empty or too long.
     #[error("idempotency key {0:?} is not usable: give 1 to 200 printable characters")]
     InvalidKey(String),
@@ -534,6 +537,7 @@ impl Ledger {
 
     /// Replaces the policy of `agent`. Takes effect at the next reservation.
     pub fn set_policy(&self, agent: Address, policy: &SpendPolicy) -> Result<(), LedgerError> {
+        policy.validate()?;
         let _g = self.guard();
         self.inner.tree.insert(
             format!("{POLICY}{}", hex(agent)).as_bytes(),
@@ -989,6 +993,14 @@ mod tests {
             },
         );
         ledger.set_policy(AGENT, &policy).unwrap();
+        let zero = SpendPolicy {
+            daily: Some(Amount::ZERO),
+            ..SpendPolicy::default()
+        };
+        assert!(matches!(
+            ledger.set_policy(AGENT, &zero),
+            Err(LedgerError::InvalidPolicy(_))
+        ));
         assert!(matches!(
             refused(&ledger, intent("big", P1, 51, NOON)),
             BudgetError::CapReached {
