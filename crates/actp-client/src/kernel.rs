@@ -524,20 +524,36 @@ impl Kernel {
         Ok(block.header.timestamp)
     }
 
-    /// The proof hash recorded on chain when `id` was delivered (its `DeliveryProofRecorded` event), scanning
-    /// from `from_block`; `None` if it was delivered without one or not yet.
-    pub async fn recorded_proof_hash(&self, id: B256, from_block: u64) -> Result<Option<B256>> {
-        let filter = alloy::rpc::types::Filter::new()
-            .address(self.address)
-            .event_signature(EscrowKernel::DeliveryProofRecorded::SIGNATURE_HASH)
-            .topic1(id)
-            .from_block(from_block);
-        let logs = self
-            .config
+    /// This kernel's logs of one event from `from_block` on, narrowed by `topics`.
+    async fn event_logs(
+        &self,
+        signature: B256,
+        topics: impl FnOnce(alloy::rpc::types::Filter) -> alloy::rpc::types::Filter,
+        from_block: u64,
+    ) -> Result<Vec<alloy::rpc::types::Log>> {
+        let filter = topics(
+            alloy::rpc::types::Filter::new()
+                .address(self.address)
+                .event_signature(signature)
+                .from_block(from_block),
+        );
+        self.config
             .retry
             .run("getLogs", || async {
                 self.provider.get_logs(&filter).await.map_err(rpc_error)
             })
+            .await
+    }
+
+    /// The proof hash recorded on chain when `id` was delivered (its `DeliveryProofRecorded` event), scanning
+    /// from `from_block`; `None` if it was delivered without one or not yet.
+    pub async fn recorded_proof_hash(&self, id: B256, from_block: u64) -> Result<Option<B256>> {
+        let logs = self
+            .event_logs(
+                EscrowKernel::DeliveryProofRecorded::SIGNATURE_HASH,
+                |f| f.topic1(id),
+                from_block,
+            )
             .await?;
         Ok(logs
             .iter()
@@ -549,17 +565,12 @@ impl Kernel {
     /// The transactions `requester` created from `from_block` on (their `TransactionCreated` events), oldest
     /// first: how a paying client that crashed between sending a payment and recording it finds the escrow.
     pub async fn created_by(&self, requester: Address, from_block: u64) -> Result<Vec<Created>> {
-        let filter = alloy::rpc::types::Filter::new()
-            .address(self.address)
-            .event_signature(EscrowKernel::TransactionCreated::SIGNATURE_HASH)
-            .topic2(requester.into_word())
-            .from_block(from_block);
         let logs = self
-            .config
-            .retry
-            .run("getLogs", || async {
-                self.provider.get_logs(&filter).await.map_err(rpc_error)
-            })
+            .event_logs(
+                EscrowKernel::TransactionCreated::SIGNATURE_HASH,
+                |f| f.topic2(requester.into_word()),
+                from_block,
+            )
             .await?;
         Ok(logs
             .iter()
@@ -599,17 +610,12 @@ impl Kernel {
     /// What the kernel refunded to the requester of `id` (its `EscrowRefunded` events from `from_block` on):
     /// the whole escrow after a cancellation, the requester's share after a dispute resolution.
     pub async fn refunded(&self, id: B256, from_block: u64) -> Result<U256> {
-        let filter = alloy::rpc::types::Filter::new()
-            .address(self.address)
-            .event_signature(EscrowKernel::EscrowRefunded::SIGNATURE_HASH)
-            .topic1(id)
-            .from_block(from_block);
         let logs = self
-            .config
-            .retry
-            .run("getLogs", || async {
-                self.provider.get_logs(&filter).await.map_err(rpc_error)
-            })
+            .event_logs(
+                EscrowKernel::EscrowRefunded::SIGNATURE_HASH,
+                |f| f.topic1(id),
+                from_block,
+            )
             .await?;
         Ok(logs
             .iter()
