@@ -41,7 +41,7 @@ check-fmt: deps
 	$(FORGE) fmt --check
 	cargo fmt --all -- --check
 
-## abi: regenerate contracts/abi/*.json (read by the Rust bindings) from a fresh forge build
+## abi: regenerate crates/actp-client/abi/*.json (read by the Rust bindings) from a fresh forge build
 abi: build
 	node scripts/export-abi.mjs
 

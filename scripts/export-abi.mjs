@@ -1,12 +1,12 @@
 // Writes the ABI and bytecode of the deployable contracts from forge's build output (out/) into
-// contracts/abi/, where the Rust bindings (alloy `sol!`) read them. With --check, compares instead and fails
+// crates/actp-client/abi/, where the Rust bindings (alloy `sol!`) read them. With --check, compares instead and fails
 // when the committed files differ from a fresh build. Run through `make abi` / `make check-abi`.
 import { readFileSync, writeFileSync, mkdirSync, existsSync } from "node:fs";
 
 const contracts = ["EscrowKernel", "MockUSDC"];
 const check = process.argv.includes("--check");
 let stale = [];
-mkdirSync("contracts/abi", { recursive: true });
+mkdirSync("crates/actp-client/abi", { recursive: true });
 for (const name of contracts) {
   const artifact = JSON.parse(readFileSync(`out/${name}.sol/${name}.json`, "utf8"));
   const trimmed = {
@@ -15,7 +15,7 @@ for (const name of contracts) {
     deployedBytecode: artifact.deployedBytecode.object,
   };
   const text = JSON.stringify(trimmed, null, 2) + "\n";
-  const path = `contracts/abi/${name}.json`;
+  const path = `crates/actp-client/abi/${name}.json`;
   if (check) {
     if (!existsSync(path) || readFileSync(path, "utf8") !== text) stale.push(path);
   } else {
