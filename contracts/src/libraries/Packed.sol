@@ -17,6 +17,9 @@ import {IACTPKernel} from "../interfaces/IACTPKernel.sol";
 /// - D (delivered): set at DELIVERED; kept afterwards.
 /// - M (milestones): set once a milestone was released; the released total then lives in a side slot.
 /// - updated, deadline: unix seconds (uint32: valid until 2106-02-07; creation refuses later deadlines).
+///   A funded transaction can still move after that date (settlement, refunds and resolution have no time
+///   limit): `moved` then stores `updated` as 2^32 - 1 (saturated, so it never spills into the deadline and
+///   never goes backwards).
 /// - window: before and during DELIVERED, a dispute window in seconds (the requester's minimum, then the
 ///   window chosen at delivery, whose end is `updated + window` while DELIVERED); after leaving DELIVERED,
 ///   the window end minus `createdAt` (at most 365 + 30 days, below 2^26).
@@ -90,12 +93,14 @@ library Packed {
         return s & flag != 0;
     }
 
-    /// @dev `s` moved to `to` at `now_`, with `window_` in the window field and `flags` added.
+    /// @dev `s` moved to `to` at `now_` (saturated to 32 bits), with `window_` in the window field and `flags`
+    /// added.
     function moved(uint256 s, IACTPKernel.State to, uint256 now_, uint256 window_, uint256 flags)
         internal
         pure
         returns (uint256)
     {
+        if (now_ > U32_MASK) now_ = U32_MASK;
         return (s & TRANSITION_CLEAR) | (uint256(to) << STATE_OFFSET) | flags | (now_ << UPDATED_OFFSET)
             | (window_ << WINDOW_OFFSET);
     }

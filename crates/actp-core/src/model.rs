@@ -47,7 +47,7 @@ pub struct Transaction {
     pub amount: U256,
     /// Creation time (unix seconds).
     pub created_at: u64,
-    /// Time of the last change.
+    /// Time of the last change (saturated at 2^32 - 1, as the kernel stores it).
     pub updated_at: u64,
     /// Start and delivery must happen by this time.
     pub deadline: u64,
@@ -436,7 +436,7 @@ pub fn apply(
                 next.escrow_alias = Some(*escrow_id);
             }
             next.state = State::Committed;
-            next.updated_at = now;
+            next.updated_at = stamp(now);
             next.escrowed = true;
             moves.pulled = tx.amount;
         }
@@ -450,7 +450,7 @@ pub fn apply(
             require_caller(caller, tx.requester)?;
             require_before_deadline(tx, now)?;
             next.amount = *new_amount;
-            next.updated_at = now;
+            next.updated_at = stamp(now);
         }
         Action::ReleaseEscrow => {
             if tx.state != State::Delivered {
@@ -474,7 +474,7 @@ pub fn apply(
                 });
             }
             next.released = tx.released + *amount;
-            next.updated_at = now;
+            next.updated_at = stamp(now);
             let (net, fee) = fee::split(tx.released, *amount, tx.fee_bps);
             moves.to_provider = net;
             moves.fee = fee;
@@ -524,7 +524,7 @@ fn transition(
                 return Err(Rejection::InvalidProofLength(proof_len));
             }
             next.state = State::InProgress;
-            next.updated_at = now;
+            next.updated_at = stamp(now);
         }
         State::Delivered => {
             if from != State::InProgress {
@@ -549,7 +549,7 @@ fn transition(
                 window = chosen.to::<u64>();
             }
             next.state = State::Delivered;
-            next.updated_at = now;
+            next.updated_at = stamp(now);
             next.dispute_window = window;
             next.window_end = Some(now + window);
         }
@@ -584,7 +584,7 @@ fn transition(
                 _ => return Err(invalid(tx, to)),
             }
             next.state = State::Cancelled;
-            next.updated_at = now;
+            next.updated_at = stamp(now);
         }
         State::Disputed => {
             if from != State::Delivered {
@@ -598,7 +598,7 @@ fn transition(
                 return Err(Rejection::DisputeWindowClosed(u(end)));
             }
             next.state = State::Disputed;
-            next.updated_at = now;
+            next.updated_at = stamp(now);
             next.dispute_initiator = Some(caller);
         }
         State::Quoted => {
@@ -619,7 +619,7 @@ fn transition(
                 _ => return Err(Rejection::InvalidProofLength(proof_len)),
             }
             next.state = State::Quoted;
-            next.updated_at = now;
+            next.updated_at = stamp(now);
         }
         State::Initiated | State::Committed | State::Settled => return Err(invalid(tx, to)),
     }
@@ -643,7 +643,7 @@ fn settle(
     let gross = tx.amount - tx.released;
     let (net, fee) = fee::split(tx.released, gross, tx.fee_bps);
     next.state = State::Settled;
-    next.updated_at = now;
+    next.updated_at = stamp(now);
     Ok(Moves {
         to_provider: net,
         fee,
@@ -678,13 +678,19 @@ fn resolve(
     }
     let (net, fee) = fee::split(tx.released, to_provider, tx.fee_bps);
     next.state = to;
-    next.updated_at = now;
+    next.updated_at = stamp(now);
     Ok(Moves {
         to_provider: net,
         fee,
         to_requester,
         ..Moves::default()
     })
+}
+
+/// The time a transition records: the kernel stores 32-bit seconds and saturates later times (after
+/// 2106-02-07 a funded transaction can still be settled, refunded or resolved).
+fn stamp(now: u64) -> u64 {
+    now.min(MAX_TIMESTAMP)
 }
 
 fn window_end(tx: &Transaction) -> u64 {

@@ -1,0 +1,44 @@
+//! Rules of the model that mirror the kernel's review fixes (issue 12, section 7): each test states one rule
+//! the way `contracts/test` states it for the kernel.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use actp_core::model::{Action, CreateParams, KernelModel};
+use actp_core::{Address, B256, Rejection, State, U256};
+
+const KERNEL: Address = Address::repeat_byte(0xee);
+const ADMIN: Address = Address::repeat_byte(0xad);
+const REQUESTER: Address = Address::repeat_byte(1);
+const PROVIDER: Address = Address::repeat_byte(2);
+const AMOUNT: u64 = 1_000_000;
+const U32_MAX: u64 = u32::MAX as u64;
+
+fn model() -> KernelModel {
+    let mut m = KernelModel::new(KERNEL, ADMIN, ADMIN, 100);
+    m.mint(REQUESTER, U256::from(1_000_000_000u64));
+    m
+}
+
+fn delivered_at(m: &mut KernelModel, now: u64, deadline: u64, window: u64) -> B256 {
+    let terms = CreateParams::new(PROVIDER, U256::from(AMOUNT), deadline, 3_600, B256::ZERO);
+    let (id, _) = m.create_and_fund(REQUESTER, &terms, now).unwrap();
+    m.act(id, &Action::start(), PROVIDER, now).unwrap();
+    m.act(id, &Action::deliver(window, None), PROVIDER, now)
+        .unwrap();
+    id
+}
+
+#[test]
+fn a_move_after_2106_records_a_saturated_time() {
+    let mut m = model();
+    let late = U32_MAX - 10 * 86_400;
+    let id = delivered_at(&mut m, late, U32_MAX - 1, 30 * 86_400);
+    m.act(id, &Action::dispute(), REQUESTER, U32_MAX + 86_400)
+        .unwrap();
+    let tx = m.transaction(id).unwrap();
+    assert_eq!(tx.updated_at, U32_MAX);
+    assert_eq!(tx.deadline, U32_MAX - 1);
+    assert_eq!(tx.window_end, Some(late + 30 * 86_400));
+    let refused = m.act(id, &Action::dispute(), REQUESTER, U32_MAX + 86_400);
+    assert!(matches!(refused, Err(Rejection::InvalidTransition { .. })));
+    assert_eq!(m.transaction(id).unwrap().state, State::Disputed);
+}
