@@ -72,7 +72,8 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
 
     /// @dev fee recipient (bits 0..159) | accrued fees (bits 160..255). Settlement reads and writes it once.
     uint256 private _feeAccount;
-    /// @dev pauser (bits 0..159) | platform fee bps (160..175) | paused (176). Creation reads it once.
+    /// @dev pauser (bits 0..159; zero: the admin) | platform fee bps (160..175) | paused (176). Creation reads
+    /// it once.
     uint256 private _config;
     /// @dev scheduled fee bps (0..15) | executeAfter (16..).
     uint256 private _pendingFee;
@@ -96,7 +97,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         _TOKEN = token_;
         _admin = admin_;
         _feeAccount = uint256(uint160(feeRecipient_));
-        _config = uint256(uint160(admin_)) | (uint256(feeBps_) << FEE_SHIFT);
+        _config = uint256(feeBps_) << FEE_SHIFT; // no pauser named: the admin pauses
         emit AdminTransferred(address(0), admin_);
     }
 
@@ -387,7 +388,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         if (newPauser == address(0)) revert ZeroAddress();
         uint256 config = _config;
         _config = (config & ~Packed.ADDRESS_MASK) | uint256(uint160(newPauser));
-        emit PauserUpdated(address(uint160(config)), newPauser);
+        emit PauserUpdated(_pauserOf(config, msg.sender), newPauser);
     }
 
     /// @inheritdoc IEscrowKernel
@@ -415,9 +416,14 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
     function acceptAdmin() external {
         if (msg.sender != _pendingAdmin) revert NotPendingAdmin(msg.sender);
         address oldAdmin = _admin;
+        uint256 config = _config;
+        address oldPauser = _pauserOf(config, oldAdmin);
         _admin = msg.sender;
         delete _pendingAdmin;
+        // The pause power moves with the role: whoever the old admin named (or the old admin itself) loses it.
+        _config = config & ~Packed.ADDRESS_MASK;
         emit AdminTransferred(oldAdmin, msg.sender);
+        emit PauserUpdated(oldPauser, msg.sender);
     }
 
     // ================================================================================================
@@ -559,7 +565,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
 
     /// @inheritdoc IEscrowKernel
     function pauser() external view returns (address) {
-        return address(uint160(_config));
+        return _pauserOf(_config, _admin);
     }
 
     // ================================================================================================
@@ -831,6 +837,12 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
 
     function _requireBeforeDeadline(uint256 s) private view {
         if (block.timestamp > s.deadline()) revert DeadlinePassed(s.deadline());
+    }
+
+    /// @dev The pauser named in `config`, or `admin_` when none is.
+    function _pauserOf(uint256 config, address admin_) private pure returns (address pauser_) {
+        pauser_ = address(uint160(config));
+        if (pauser_ == address(0)) pauser_ = admin_;
     }
 
     function _requirePauser() private view returns (uint256 config) {

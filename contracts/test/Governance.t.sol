@@ -161,4 +161,51 @@ contract GovernanceTest is KernelTestBase {
         assertEq(kernel.pendingAdmin(), address(0), "cleared");
         assertTrue(!kernel.isResolver(admin), "old admin lost its powers");
     }
+
+    /// The pause power follows the admin role: a retired (or stolen) admin key cannot pause once replaced.
+    function test_adminTransfer_pauserMovesWithAdmin() public {
+        address next = makeAddr("next admin");
+        vm.prank(admin);
+        kernel.transferAdmin(next);
+        vm.expectEmit(true, true, true, true, address(kernel));
+        emit IEscrowKernel.PauserUpdated(admin, next);
+        vm.prank(next);
+        kernel.acceptAdmin();
+        assertEq(kernel.pauser(), next, "the new admin pauses");
+        vm.expectRevert(abi.encodeWithSelector(IEscrowKernel.NotPauser.selector, admin));
+        vm.prank(admin);
+        kernel.pause();
+        vm.prank(next);
+        kernel.pause();
+        vm.expectRevert(abi.encodeWithSelector(IEscrowKernel.NotPauser.selector, admin));
+        vm.prank(admin);
+        kernel.unpause();
+        assertTrue(kernel.paused(), "still paused");
+    }
+
+    /// A pauser the old admin named is reset too: the new admin names its own.
+    function test_adminTransfer_resetsThePauserTheOldAdminNamed() public {
+        address pauserKey = makeAddr("pauser");
+        address next = makeAddr("next admin");
+        vm.prank(admin);
+        kernel.setPauser(pauserKey);
+        vm.prank(admin);
+        kernel.transferAdmin(next);
+        vm.prank(pauserKey);
+        kernel.pause(); // still the pauser until the transfer completes
+        vm.expectEmit(true, true, true, true, address(kernel));
+        emit IEscrowKernel.PauserUpdated(pauserKey, next);
+        vm.prank(next);
+        kernel.acceptAdmin();
+        assertEq(kernel.pauser(), next, "reset to the new admin");
+        vm.expectRevert(abi.encodeWithSelector(IEscrowKernel.NotPauser.selector, pauserKey));
+        vm.prank(pauserKey);
+        kernel.unpause();
+        address nextKey = makeAddr("next pauser");
+        vm.prank(next);
+        kernel.setPauser(nextKey);
+        vm.prank(nextKey);
+        kernel.unpause();
+        assertTrue(!kernel.paused(), "unpaused by the new admin's pauser");
+    }
 }

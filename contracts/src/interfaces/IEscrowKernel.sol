@@ -194,7 +194,7 @@ interface IEscrowKernel is IACTPKernel, IEscrowVault {
     /// @notice A mediator was approved (resolves disputes from `activeFrom`) or revoked (`activeFrom` = 0).
     event MediatorUpdated(address indexed mediator, uint256 activeFrom);
 
-    /// @notice The pauser changed.
+    /// @notice The pauser changed (by `setPauser`, or to the new admin by an admin transfer).
     event PauserUpdated(address indexed oldPauser, address indexed newPauser);
 
     /// @notice The admin started a transfer of the admin role; `pendingAdmin` must accept it.
@@ -265,7 +265,7 @@ interface IEscrowKernel is IACTPKernel, IEscrowVault {
     /// @param approved True to approve, false to revoke.
     function setMediator(address mediator, bool approved) external;
 
-    /// @notice Sets the pauser (admin).
+    /// @notice Names a pauser besides the admin (admin). Every admin transfer resets it to the new admin.
     /// @param newPauser The new pauser.
     function setPauser(address newPauser) external;
 
@@ -279,7 +279,8 @@ interface IEscrowKernel is IACTPKernel, IEscrowVault {
     /// @param newAdmin The proposed admin, who must call `acceptAdmin`.
     function transferAdmin(address newAdmin) external;
 
-    /// @notice Completes the admin transfer (pending admin).
+    /// @notice Completes the admin transfer (pending admin). The pause power moves too: the pauser becomes the
+    /// new admin.
     function acceptAdmin() external;
 
     // ------------------------------------------------------------------------------------------------
@@ -334,7 +335,8 @@ interface IEscrowKernel is IACTPKernel, IEscrowVault {
     /// @return The pending admin (0 when none).
     function pendingAdmin() external view returns (address);
 
-    /// @notice The pauser.
+    /// @notice Who may pause besides the admin: the pauser the admin named, or the admin itself when it named
+    /// none (as after deployment and after every admin transfer).
     /// @return The pauser address.
     function pauser() external view returns (address);
 }

@@ -727,7 +727,8 @@ pub struct KernelModel {
     kernel: Address,
     admin: Address,
     pending_admin: Option<Address>,
-    pauser: Address,
+    /// The pauser the admin named; `None`: the admin alone (after deployment and every admin transfer).
+    pauser: Option<Address>,
     paused: bool,
     fee_bps: u16,
     pending_fee: Option<(u16, u64)>,
@@ -765,13 +766,13 @@ impl KernelView for KernelModel {
 }
 
 impl KernelModel {
-    /// A freshly deployed kernel at `kernel` (the pauser is the admin).
+    /// A freshly deployed kernel at `kernel` (no pauser named: the admin pauses).
     pub fn new(kernel: Address, admin: Address, fee_recipient: Address, fee_bps: u16) -> Self {
         KernelModel {
             kernel,
             admin,
             pending_admin: None,
-            pauser: admin,
+            pauser: None,
             paused: false,
             fee_bps,
             pending_fee: None,
@@ -990,14 +991,35 @@ impl KernelModel {
         Ok(())
     }
 
-    /// `acceptAdmin` by `caller`.
+    /// `acceptAdmin` by `caller`. The pause power moves with the role: a pauser the old admin named is reset.
     pub fn accept_admin(&mut self, caller: Address) -> Result<(), Rejection> {
         if self.pending_admin != Some(caller) {
             return Err(Rejection::NotPendingAdmin(caller));
         }
         self.admin = caller;
         self.pending_admin = None;
+        self.pauser = None;
         Ok(())
+    }
+
+    /// `setPauser` by `caller`.
+    pub fn set_pauser(&mut self, caller: Address, pauser: Address) -> Result<(), Rejection> {
+        self.require_admin(caller)?;
+        if pauser == Address::ZERO {
+            return Err(Rejection::ZeroAddress);
+        }
+        self.pauser = Some(pauser);
+        Ok(())
+    }
+
+    /// The admin.
+    pub fn admin(&self) -> Address {
+        self.admin
+    }
+
+    /// Who may pause besides the admin: the named pauser, or the admin when none is named (the `pauser` view).
+    pub fn pauser(&self) -> Address {
+        self.pauser.unwrap_or(self.admin)
     }
 
     fn require_admin(&self, caller: Address) -> Result<(), Rejection> {
@@ -1009,7 +1031,7 @@ impl KernelModel {
     }
 
     fn require_pauser(&self, caller: Address) -> Result<(), Rejection> {
-        if caller == self.pauser || caller == self.admin {
+        if Some(caller) == self.pauser || caller == self.admin {
             Ok(())
         } else {
             Err(Rejection::NotPauser(caller))

@@ -42,3 +42,18 @@ fn a_move_after_2106_records_a_saturated_time() {
     assert!(matches!(refused, Err(Rejection::InvalidTransition { .. })));
     assert_eq!(m.transaction(id).unwrap().state, State::Disputed);
 }
+
+#[test]
+fn the_pause_power_moves_with_the_admin_role() {
+    let mut m = model();
+    let (next, named) = (Address::repeat_byte(0x0a), Address::repeat_byte(0x0b));
+    m.set_pauser(ADMIN, named).unwrap();
+    assert_eq!(m.pauser(), named);
+    m.transfer_admin(ADMIN, next).unwrap();
+    m.pause(named).unwrap();
+    m.accept_admin(next).unwrap();
+    assert_eq!(m.pauser(), next, "reset to the new admin");
+    assert_eq!(m.unpause(named), Err(Rejection::NotPauser(named)));
+    assert_eq!(m.unpause(ADMIN), Err(Rejection::NotPauser(ADMIN)));
+    m.unpause(next).unwrap();
+}
