@@ -42,6 +42,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
     uint256 private constant BPS = 10_000;
     uint256 private constant FEE_SHIFT = 160;
     uint256 private constant PAUSED = 1 << 176;
+    uint256 private constant RESOLVES_FROM_SHIFT = 160;
 
     /// @dev One transaction: three slots, see `Packed` for the two packed words.
     struct Record {
@@ -77,11 +78,13 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
     uint256 private _config;
     /// @dev scheduled fee bps (0..15) | executeAfter (16..).
     uint256 private _pendingFee;
-    address private _admin;
+    /// @dev admin (bits 0..159) | the time from which it may resolve disputes (160..): a new admin waits the
+    /// mediator delay, as a newly approved mediator does.
+    uint256 private _adminAccount;
     address private _pendingAdmin;
 
     modifier onlyAdmin() {
-        if (msg.sender != _admin) revert NotAdmin(msg.sender);
+        if (msg.sender != _currentAdmin()) revert NotAdmin(msg.sender);
         _;
     }
 
@@ -95,7 +98,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         }
         if (feeBps_ > MAX_PLATFORM_FEE_BPS) revert FeeAboveCap(feeBps_, MAX_PLATFORM_FEE_BPS);
         _TOKEN = token_;
-        _admin = admin_;
+        _adminAccount = uint256(uint160(admin_)); // the deployer's admin resolves from the start
         _feeAccount = uint256(uint160(feeRecipient_));
         _config = uint256(feeBps_) << FEE_SHIFT; // no pauser named: the admin pauses
         emit AdminTransferred(address(0), admin_);
@@ -415,10 +418,10 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
     /// @inheritdoc IEscrowKernel
     function acceptAdmin() external {
         if (msg.sender != _pendingAdmin) revert NotPendingAdmin(msg.sender);
-        address oldAdmin = _admin;
+        address oldAdmin = _currentAdmin();
         uint256 config = _config;
         address oldPauser = _pauserOf(config, oldAdmin);
-        _admin = msg.sender;
+        _adminAccount = uint256(uint160(msg.sender)) | ((block.timestamp + MEDIATOR_DELAY) << RESOLVES_FROM_SHIFT);
         delete _pendingAdmin;
         // The pause power moves with the role: whoever the old admin named (or the old admin itself) loses it.
         _config = config & ~Packed.ADDRESS_MASK;
@@ -522,7 +525,10 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
 
     /// @inheritdoc IEscrowKernel
     function isResolver(address account) public view returns (bool) {
-        if (account == _admin) return true;
+        uint256 adminAccount = _adminAccount;
+        if (account == address(uint160(adminAccount)) && block.timestamp >= adminAccount >> RESOLVES_FROM_SHIFT) {
+            return true;
+        }
         uint256 activeFrom = _mediators[account];
         return activeFrom != 0 && block.timestamp >= activeFrom;
     }
@@ -555,7 +561,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
 
     /// @inheritdoc IEscrowKernel
     function admin() external view returns (address) {
-        return _admin;
+        return _currentAdmin();
     }
 
     /// @inheritdoc IEscrowKernel
@@ -565,7 +571,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
 
     /// @inheritdoc IEscrowKernel
     function pauser() external view returns (address) {
-        return _pauserOf(_config, _admin);
+        return _pauserOf(_config, _currentAdmin());
     }
 
     // ================================================================================================
@@ -690,16 +696,20 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         emit DisputeOpened(transactionId, msg.sender, 0, block.timestamp);
     }
 
-    /// @dev DISPUTED -> SETTLED or CANCELLED by a resolver, splitting exactly what remains. No time limit.
+    /// @dev DISPUTED -> SETTLED or CANCELLED by a resolver who is neither party, splitting exactly what remains.
+    /// No time limit.
     function _resolve(Record storage record, bytes32 transactionId, uint256 s, State to, bytes calldata proof)
         private
         nonReentrant
     {
-        if (!isResolver(msg.sender)) revert NotResolver(msg.sender);
+        uint256 t = record.terms;
+        // A resolver never decides a dispute it is a party to.
+        if (!isResolver(msg.sender) || msg.sender == s.provider() || msg.sender == t.requester()) {
+            revert NotResolver(msg.sender);
+        }
         if (proof.length != 64 && proof.length != 96) revert InvalidProofLength(proof.length);
         uint256 toRequester = uint256(bytes32(proof[:32]));
         uint256 toProvider = uint256(bytes32(proof[32:64]));
-        uint256 t = record.terms;
         (uint256 left, uint256 paidBefore) = _remaining(transactionId, s, t);
         if (toRequester > left || toProvider != left - toRequester) {
             revert ResolutionMismatch(toRequester, toProvider, left);
@@ -839,6 +849,10 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         if (block.timestamp > s.deadline()) revert DeadlinePassed(s.deadline());
     }
 
+    function _currentAdmin() private view returns (address) {
+        return address(uint160(_adminAccount));
+    }
+
     /// @dev The pauser named in `config`, or `admin_` when none is.
     function _pauserOf(uint256 config, address admin_) private pure returns (address pauser_) {
         pauser_ = address(uint160(config));
@@ -847,6 +861,6 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
 
     function _requirePauser() private view returns (uint256 config) {
         config = _config;
-        if (msg.sender != address(uint160(config)) && msg.sender != _admin) revert NotPauser(msg.sender);
+        if (msg.sender != address(uint160(config)) && msg.sender != _currentAdmin()) revert NotPauser(msg.sender);
     }
 }

@@ -156,4 +156,76 @@ contract DisputeTest is KernelTestBase {
         assertEq(bal(provider), 800_000 - fee(800_000), "fee on the provider's running total");
         assertEq(bal(address(kernel)), kernel.accruedFees(), "nothing stranded");
     }
+
+    /// A resolver never decides its own dispute: not as the provider (an approved mediator)...
+    function test_resolve_notByTheProviderEvenWhenMediator() public {
+        vm.prank(admin);
+        kernel.setMediator(provider, true);
+        vm.warp(T0 + 2 days);
+        assertTrue(kernel.isResolver(provider), "an active mediator");
+        bytes32 id = createWith(AMOUNT, T0 + 3 days, WINDOW);
+        fund(id);
+        start(id);
+        deliver(id);
+        transition(requester, id, DISPUTED, "");
+        expectRevertTransition(
+            provider,
+            id,
+            SETTLED,
+            abi.encode(uint256(0), AMOUNT),
+            abi.encodeWithSelector(IEscrowKernel.NotResolver.selector, provider)
+        );
+        transition(admin, id, CANCELLED, abi.encode(AMOUNT, uint256(0)));
+    }
+
+    /// ... nor as the requester (the admin paying a provider).
+    function test_resolve_notByTheRequesterEvenWhenAdmin() public {
+        usdc.mint(admin, AMOUNT);
+        vm.startPrank(admin);
+        usdc.approve(address(kernel), AMOUNT);
+        bytes32 id = kernel.createAndFund(provider, AMOUNT, DEADLINE, WINDOW, SERVICE, 0, 0);
+        vm.stopPrank();
+        start(id);
+        deliver(id);
+        transition(provider, id, DISPUTED, "");
+        expectRevertTransition(
+            admin,
+            id,
+            CANCELLED,
+            abi.encode(AMOUNT, uint256(0)),
+            abi.encodeWithSelector(IEscrowKernel.NotResolver.selector, admin)
+        );
+        vm.prank(admin);
+        kernel.setMediator(mediator, true);
+        vm.warp(T0 + 2 days);
+        transition(mediator, id, CANCELLED, abi.encode(AMOUNT, uint256(0)));
+        assertState(id, CANCELLED);
+    }
+
+    /// A new admin waits the mediator delay before it resolves, as an approved mediator does.
+    function test_resolve_newAdminWaitsTheMediatorDelay() public {
+        bytes32 id = disputed();
+        address next = makeAddr("next admin");
+        vm.prank(admin);
+        kernel.transferAdmin(next);
+        vm.warp(T0 + 1 hours);
+        vm.prank(next);
+        kernel.acceptAdmin();
+        assertTrue(!kernel.isResolver(next), "not yet");
+        bytes memory split = abi.encode(uint256(0), AMOUNT);
+        expectRevertTransition(
+            next, id, SETTLED, split, abi.encodeWithSelector(IEscrowKernel.NotResolver.selector, next)
+        );
+        expectRevertTransition(
+            admin, id, SETTLED, split, abi.encodeWithSelector(IEscrowKernel.NotResolver.selector, admin)
+        );
+        vm.warp(T0 + 1 hours + 2 days - 1);
+        expectRevertTransition(
+            next, id, SETTLED, split, abi.encodeWithSelector(IEscrowKernel.NotResolver.selector, next)
+        );
+        vm.warp(T0 + 1 hours + 2 days);
+        assertTrue(kernel.isResolver(next), "after the delay");
+        transition(next, id, SETTLED, split);
+        assertState(id, SETTLED);
+    }
 }

@@ -40,7 +40,8 @@ interface IEscrowKernel is IACTPKernel, IEscrowVault {
     /// @param caller The caller.
     error NotParty(address caller);
 
-    /// @notice The caller is neither the admin nor a mediator whose approval has taken effect.
+    /// @notice The caller may not resolve this dispute: it is neither the admin nor a mediator whose delay has
+    /// passed (a new admin waits the mediator delay too), or it is the requester or the provider.
     /// @param caller The caller.
     error NotResolver(address caller);
 
@@ -280,7 +281,7 @@ interface IEscrowKernel is IACTPKernel, IEscrowVault {
     function transferAdmin(address newAdmin) external;
 
     /// @notice Completes the admin transfer (pending admin). The pause power moves too: the pauser becomes the
-    /// new admin.
+    /// new admin. The new admin resolves disputes only after the mediator delay, as a new mediator does.
     function acceptAdmin() external;
 
     // ------------------------------------------------------------------------------------------------
@@ -299,9 +300,10 @@ interface IEscrowKernel is IACTPKernel, IEscrowVault {
         view
         returns (address requester, address provider, uint256 amount, uint256 releasedAmount, bool active);
 
-    /// @notice Whether `account` may resolve disputes now.
+    /// @notice Whether `account` may resolve disputes now (on transactions it is not a party to).
     /// @param account The account.
-    /// @return True for the admin and for mediators whose approval has taken effect.
+    /// @return True for the admin (a new admin once the mediator delay after `acceptAdmin` has passed) and for
+    /// mediators whose approval has taken effect.
     function isResolver(address account) external view returns (bool);
 
     /// @notice When a mediator's approval takes effect (0 when not approved).

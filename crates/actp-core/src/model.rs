@@ -660,7 +660,8 @@ fn resolve(
     now: u64,
     kernel: &impl KernelView,
 ) -> Result<Moves, Rejection> {
-    if !kernel.is_resolver(caller, now) {
+    // A resolver never decides a dispute it is a party to.
+    if !kernel.is_resolver(caller, now) || caller == tx.requester || caller == tx.provider {
         return Err(Rejection::NotResolver(caller));
     }
     if proof.len() != 64 && proof.len() != 96 {
@@ -726,6 +727,8 @@ fn require_before_deadline(tx: &Transaction, now: u64) -> Result<(), Rejection> 
 pub struct KernelModel {
     kernel: Address,
     admin: Address,
+    /// When the admin may start resolving disputes: a new admin waits the mediator delay.
+    admin_resolves_from: u64,
     pending_admin: Option<Address>,
     /// The pauser the admin named; `None`: the admin alone (after deployment and every admin transfer).
     pauser: Option<Address>,
@@ -751,7 +754,7 @@ impl KernelView for KernelModel {
     }
 
     fn is_resolver(&self, who: Address, now: u64) -> bool {
-        who == self.admin
+        (who == self.admin && now >= self.admin_resolves_from)
             || self
                 .mediators
                 .get(&who)
@@ -771,6 +774,7 @@ impl KernelModel {
         KernelModel {
             kernel,
             admin,
+            admin_resolves_from: 0,
             pending_admin: None,
             pauser: None,
             paused: false,
@@ -991,12 +995,14 @@ impl KernelModel {
         Ok(())
     }
 
-    /// `acceptAdmin` by `caller`. The pause power moves with the role: a pauser the old admin named is reset.
-    pub fn accept_admin(&mut self, caller: Address) -> Result<(), Rejection> {
+    /// `acceptAdmin` by `caller` at `now`. The pause power moves with the role (a pauser the old admin named is
+    /// reset); the new admin resolves disputes only after the mediator delay.
+    pub fn accept_admin(&mut self, caller: Address, now: u64) -> Result<(), Rejection> {
         if self.pending_admin != Some(caller) {
             return Err(Rejection::NotPendingAdmin(caller));
         }
         self.admin = caller;
+        self.admin_resolves_from = now + MEDIATOR_DELAY;
         self.pending_admin = None;
         self.pauser = None;
         Ok(())

@@ -43,9 +43,10 @@ pub enum Rejection {
     /// The caller is neither requester nor provider.
     #[error("{0} is neither the requester nor the provider of this transaction")]
     NotParty(Address),
-    /// The caller may not resolve disputes.
+    /// The caller may not resolve this dispute.
     #[error(
-        "{0} is not a resolver: only the admin or an approved mediator (after its delay) may resolve"
+        "{0} may not resolve this dispute: only the admin or an approved mediator, each after its delay, and \
+         never the requester or the provider"
     )]
     NotResolver(Address),
     /// The caller is not the admin.

@@ -51,9 +51,67 @@ fn the_pause_power_moves_with_the_admin_role() {
     assert_eq!(m.pauser(), named);
     m.transfer_admin(ADMIN, next).unwrap();
     m.pause(named).unwrap();
-    m.accept_admin(next).unwrap();
+    m.accept_admin(next, 1_700_000_000).unwrap();
     assert_eq!(m.pauser(), next, "reset to the new admin");
     assert_eq!(m.unpause(named), Err(Rejection::NotPauser(named)));
     assert_eq!(m.unpause(ADMIN), Err(Rejection::NotPauser(ADMIN)));
     m.unpause(next).unwrap();
+}
+
+fn disputed_by(m: &mut KernelModel, requester: Address, provider: Address, now: u64) -> B256 {
+    let terms = CreateParams::new(
+        provider,
+        U256::from(AMOUNT),
+        now + 86_400,
+        3_600,
+        B256::ZERO,
+    );
+    let (id, _) = m.create_and_fund(requester, &terms, now).unwrap();
+    m.act(id, &Action::start(), provider, now).unwrap();
+    m.act(id, &Action::deliver(0, None), provider, now).unwrap();
+    m.act(id, &Action::dispute(), requester, now).unwrap();
+    id
+}
+
+#[test]
+fn a_resolver_never_decides_its_own_dispute() {
+    let mut m = model();
+    let now = 1_700_000_000;
+    m.mint(ADMIN, U256::from(AMOUNT));
+    m.set_mediator(ADMIN, PROVIDER, true, now).unwrap();
+    let later = now + 2 * 86_400;
+    let split = Action::resolve(State::Cancelled, U256::from(AMOUNT), U256::ZERO);
+    let a = disputed_by(&mut m, REQUESTER, PROVIDER, later);
+    assert_eq!(
+        m.act(a, &split, PROVIDER, later),
+        Err(Rejection::NotResolver(PROVIDER))
+    );
+    let b = disputed_by(&mut m, ADMIN, Address::repeat_byte(3), later);
+    assert_eq!(
+        m.act(b, &split, ADMIN, later),
+        Err(Rejection::NotResolver(ADMIN))
+    );
+    m.act(a, &split, ADMIN, later).unwrap();
+    m.act(b, &split, PROVIDER, later).unwrap();
+}
+
+#[test]
+fn a_new_admin_waits_the_mediator_delay_to_resolve() {
+    let mut m = model();
+    let now = 1_700_000_000;
+    let id = disputed_by(&mut m, REQUESTER, PROVIDER, now);
+    let next = Address::repeat_byte(0x0a);
+    m.transfer_admin(ADMIN, next).unwrap();
+    m.accept_admin(next, now).unwrap();
+    let split = Action::resolve(State::Settled, U256::ZERO, U256::from(AMOUNT));
+    let delay = actp_core::limits::MEDIATOR_DELAY;
+    assert_eq!(
+        m.act(id, &split, next, now + delay - 1),
+        Err(Rejection::NotResolver(next))
+    );
+    assert_eq!(
+        m.act(id, &split, ADMIN, now),
+        Err(Rejection::NotResolver(ADMIN))
+    );
+    m.act(id, &split, next, now + delay).unwrap();
 }
