@@ -31,7 +31,8 @@ Exit codes:
   1  failure (storage, I/O, a proof that does not check out)
   2  usage: bad arguments, configuration or input
   3  rejected by the kernel or its token (the decoded error is printed)
-  4  network: the RPC endpoint or the provider could not be reached
+  4  network: the RPC endpoint or the provider could not be reached, its TLS certificate was not trusted
+     (see --ca-cert), or the network's fees are above --max-fee-per-gas
   5  timeout: no receipt (or state) in time; check before retrying
   6  not found: no such transaction, file or devnet
   7  refused by the spend policy: a cap is reached, the provider is not allowed, or the agent is suspended";
@@ -118,9 +119,16 @@ impl From<ClientError> for CliError {
             ClientError::Token(_)
             | ClientError::UnknownRevert { .. }
             | ClientError::RevertedOnChain { .. } => CliError::new(Exit::Rejected, message),
-            ClientError::Rpc { .. } => CliError::network(format!(
-                "{message} (check --rpc-url / ACTP_RPC_URL, or that `actp devnet` is running)"
-            )),
+            ClientError::Rpc { .. } | ClientError::LogRangeTooLarge { .. } => {
+                CliError::network(format!(
+                    "{message} (check --rpc-url / ACTP_RPC_URL, or that `actp devnet` is running)"
+                ))
+            }
+            ClientError::Tls { .. } | ClientError::FeeCapExceeded { .. } => {
+                CliError::network(message)
+            }
+            ClientError::UnsupportedToken { .. } => CliError::usage(message),
+            ClientError::UnknownState { .. } => CliError::failure(message),
             ClientError::ReceiptTimeout { .. } => CliError::timeout(message),
             ClientError::Signer(_) | ClientError::Config(_) => CliError::usage(message),
             ClientError::Devnet(_) => CliError::failure(message),

@@ -427,9 +427,8 @@ fn proof_verify_checks_body_signature_and_chain() {
         nonce: U256::ZERO,
     };
     let proof_hash = proof.proof_hash(&domain);
-    let header = SignedDeliveryProof::sign(proof, &domain, provider.inner())
-        .unwrap()
-        .to_header_value();
+    let signature = futures::executor::block_on(provider.sign_typed(&proof, &domain)).unwrap();
+    let header = SignedDeliveryProof { proof, signature }.to_header_value();
     let body = dir.path().join("body");
     std::fs::write(&body, b"served body").unwrap();
     let verify = |extra: &[&str]| {

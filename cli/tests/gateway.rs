@@ -141,12 +141,12 @@ async fn gateway_sells_an_upstream_api() {
         .unwrap()
         .as_secs()
         + 60;
-    let auth = AuthorizationHeader::sign(
-        &RequestAuthorization::new(tx_id, "POST", "/v1/echo", content_hash(b"hi"), exp),
-        &consumer.domain(),
-        signer.inner(),
-    )
-    .unwrap();
+    let request = RequestAuthorization::new(tx_id, "POST", "/v1/echo", content_hash(b"hi"), exp);
+    let signature = signer
+        .sign_typed(&request, &consumer.domain())
+        .await
+        .unwrap();
+    let auth = AuthorizationHeader::from_signature(&request, signature);
     let served = http
         .post(format!("{url}/v1/echo"))
         .header(TX_ID_HEADER, tx_id.to_string())

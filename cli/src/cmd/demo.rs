@@ -278,8 +278,8 @@ async fn pay_and_call(
         content_hash(text.as_bytes()),
         expires,
     );
-    let authorization = AuthorizationHeader::sign(&request, &consumer.domain(), signer.inner())
-        .map_err(|e| CliError::failure(e.to_string()))?;
+    let signature = signer.sign_typed(&request, &consumer.domain()).await?;
+    let authorization = AuthorizationHeader::from_signature(&request, signature);
     let response = http
         .post(&endpoint)
         .header(TX_ID_HEADER, tx_id.to_string())

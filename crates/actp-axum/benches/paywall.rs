@@ -178,7 +178,9 @@ async fn main() {
                 content_hash(BODY.as_bytes()),
                 expires,
             );
-            let auth = AuthorizationHeader::sign(&request, &domain, requester.inner()).unwrap();
+            let signature =
+                futures::executor::block_on(requester.sign_typed(&request, &domain)).unwrap();
+            let auth = AuthorizationHeader::from_signature(&request, signature);
             Some((id.to_string(), auth.to_string()))
         })
         .collect();

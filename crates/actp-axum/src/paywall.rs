@@ -909,8 +909,8 @@ impl Inner {
             chainId: U256::from(self.terms.chain_id),
             nonce: U256::ZERO,
         };
-        let signed = match SignedDeliveryProof::sign(proof, &self.domain, self.signer.inner()) {
-            Ok(signed) => signed,
+        let signed = match self.signer.sign_typed(&proof, &self.domain).await {
+            Ok(signature) => SignedDeliveryProof { proof, signature },
             Err(e) => {
                 tracing::error!(error = %e, "could not sign the delivery proof");
                 self.give_back(tx_id, "handler_failed");

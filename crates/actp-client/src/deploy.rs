@@ -9,16 +9,19 @@ use crate::{
     bindings::{EscrowKernel, MockUSDC},
 };
 
-/// Where a deployment landed: the fields of the deployment JSON.
+/// Where a deployment landed: the fields of the deployment JSON (addresses EIP-55 checksummed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Deployment {
     /// Chain id.
     pub chain_id: u64,
     /// The kernel.
+    #[serde(with = "actp_core::checksum")]
     pub kernel: Address,
     /// The escrow vault (the kernel itself).
+    #[serde(with = "actp_core::checksum")]
     pub escrow_vault: Address,
     /// The escrow token.
+    #[serde(with = "actp_core::checksum")]
     pub token: Address,
     /// A block at or before the deployment: event scans start here.
     pub block: u64,
@@ -63,7 +66,10 @@ pub async fn deploy(deployer: &Kernel, options: DeployOptions) -> Result<Deploym
     }
     let block = deployer.block_number().await?;
     let token = match options.token {
-        Some(t) => t,
+        Some(t) => {
+            deployer.check_token(t).await?;
+            t
+        }
         None => created(deployer.send(None, MockUSDC::BYTECODE.clone()).await?)?,
     };
     let admin = options.admin.unwrap_or(me);
@@ -89,5 +95,5 @@ pub async fn deploy(deployer: &Kernel, options: DeployOptions) -> Result<Deploym
 
 fn created(sent: crate::kernel::Sent) -> Result<Address> {
     sent.contract_address
-        .ok_or_else(|| ClientError::rpc("the deployment receipt has no contract address"))
+        .ok_or_else(|| ClientError::protocol("the deployment receipt has no contract address"))
 }

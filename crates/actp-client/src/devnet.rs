@@ -113,7 +113,7 @@ impl Devnet {
         let accounts: Vec<Signer> = anvil
             .keys()
             .iter()
-            .map(|k| Signer::from_alloy(PrivateKeySigner::from(k.clone())))
+            .map(|k| Signer::new(PrivateKeySigner::from(k.clone())))
             .collect();
         let url = anvil.endpoint_url();
         let provider = ProviderBuilder::new()
@@ -214,8 +214,18 @@ impl Devnet {
             .provider
             .raw_request("evm_increaseTime".into(), (seconds,))
             .await
-            .map_err(ClientError::rpc)?;
+            .map_err(crate::kernel::rpc_error)?;
         self.mine().await
+    }
+
+    /// Mines `blocks` empty blocks at once (`anvil_mine`): a long history in a moment.
+    pub async fn mine_blocks(&self, blocks: u64) -> Result<()> {
+        let _: serde_json::Value = self
+            .provider
+            .raw_request("anvil_mine".into(), (blocks,))
+            .await
+            .map_err(crate::kernel::rpc_error)?;
+        Ok(())
     }
 
     /// Mines one block.
@@ -224,7 +234,7 @@ impl Devnet {
             .provider
             .raw_request("evm_mine".into(), ())
             .await
-            .map_err(ClientError::rpc)?;
+            .map_err(crate::kernel::rpc_error)?;
         Ok(())
     }
 
@@ -234,8 +244,8 @@ impl Devnet {
             .provider
             .get_block(alloy::eips::BlockId::latest())
             .await
-            .map_err(ClientError::rpc)?
-            .ok_or_else(|| ClientError::rpc("no latest block"))?;
+            .map_err(crate::kernel::rpc_error)?
+            .ok_or_else(|| ClientError::protocol("no latest block"))?;
         Ok(block.header.timestamp)
     }
 

@@ -1,11 +1,13 @@
 //! Errors of the chain client: typed kernel rejections decoded from revert data, token errors, RPC and
 //! timeout errors that say whether retrying can help. Never carries a key or an RPC URL.
 
-use actp_core::{B256, Rejection, U256};
-use alloy::primitives::Bytes;
-use alloy::sol_types::SolInterface;
+use std::time::Duration;
 
-use crate::bindings::{EscrowKernel::EscrowKernelErrors as K, MockUSDC::MockUSDCErrors as T};
+use actp_core::{B256, Rejection, U256};
+use alloy::{
+    primitives::Bytes,
+    transports::{RpcError, TransportErrorKind},
+};
 
 /// Result alias.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
@@ -25,13 +27,60 @@ pub enum ClientError {
         /// The raw revert data, for support.
         data: Bytes,
     },
-    /// The RPC endpoint failed or could not be reached.
+    /// The RPC endpoint failed, could not be reached, or answered something unusable.
     #[error("RPC error: {message}")]
     Rpc {
         /// What happened (URLs redacted).
         message: String,
-        /// Whether trying again may succeed.
+        /// Whether trying again may succeed: decided from the transport's typed error and the HTTP status
+        /// (connection failures, timeouts, 429 and 5xx are; other 4xx, TLS and malformed answers are not).
         retryable: bool,
+        /// How long the server asked to wait first (`Retry-After`).
+        retry_after: Option<Duration>,
+    },
+    /// A TLS connection could not be set up; retrying does not help.
+    #[error("{}", tls_message(.untrusted, .reason))]
+    Tls {
+        /// True when the server's certificate was not trusted (as opposed to another handshake failure).
+        untrusted: bool,
+        /// What rustls reported.
+        reason: String,
+    },
+    /// A transaction would cost more per gas than the configured cap.
+    #[error(
+        "the network asks up to {asked} wei per gas, above the cap of {cap} wei: wait for fees to fall, or raise --max-fee-per-gas (ACTP_MAX_FEE_PER_GAS)"
+    )]
+    FeeCapExceeded {
+        /// The fee the transaction would have offered (max fee per gas, wei).
+        asked: u128,
+        /// The cap (wei).
+        cap: u128,
+    },
+    /// The kernel's token does not have the 6 decimals every amount here assumes.
+    #[error(
+        "token {token} has {decimals} decimals: ACTP amounts are in units of a 6-decimal token (USDC); use a kernel whose token has 6 decimals"
+    )]
+    UnsupportedToken {
+        /// The token.
+        token: actp_core::Address,
+        /// Its decimals.
+        decimals: u8,
+    },
+    /// The chain reported a state code this client does not know (a newer or different kernel).
+    #[error(
+        "transaction {id} has state code {code}, which this client does not know: check the kernel address, or upgrade actp"
+    )]
+    UnknownState {
+        /// The transaction.
+        id: B256,
+        /// The code read.
+        code: u8,
+    },
+    /// The node refused an `eth_getLogs` range (too many blocks or results); [`crate::LogReader`] halves it.
+    #[error("the node refused the log range: {message}")]
+    LogRangeTooLarge {
+        /// What the node said.
+        message: String,
     },
     /// No receipt arrived in time.
     #[error(
@@ -82,29 +131,111 @@ impl ClientError {
         }
     }
 
-    pub(crate) fn rpc(err: impl std::fmt::Display) -> Self {
+    /// How long the server asked to wait before a retry, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ClientError::Rpc { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// An answer that is not what the protocol promises (a receipt without its event, a missing block):
+    /// not retried.
+    pub(crate) fn protocol(what: impl std::fmt::Display) -> Self {
+        ClientError::Rpc {
+            message: redact_urls(&what.to_string()),
+            retryable: false,
+            retry_after: None,
+        }
+    }
+
+    /// Classifies a transport error by its type and HTTP status, never by its text.
+    pub fn from_transport(err: RpcError<TransportErrorKind>) -> Self {
         let message = redact_urls(&err.to_string());
-        let lower = message.to_ascii_lowercase();
-        let retryable = [
-            "connection",
-            "timed out",
-            "timeout",
-            "429",
-            "too many requests",
-            "503",
-            "502",
-            "504",
-            "temporarily",
-            "reset",
-            "broken pipe",
-            "eof",
-            "error sending request",
-            "dns",
-            "unavailable",
-        ]
-        .iter()
-        .any(|needle| lower.contains(needle));
-        ClientError::Rpc { message, retryable }
+        let (retryable, retry_after) = match &err {
+            RpcError::Transport(kind) => match kind {
+                TransportErrorKind::HttpError(http) => (retryable_status(http.status), None),
+                TransportErrorKind::HttpErrorWithRetryAfter { error, retry_after } => {
+                    (retryable_status(error.status), Some(*retry_after))
+                }
+                TransportErrorKind::Custom(source) => {
+                    if let Some(tls) = crate::http::tls_failure(source.as_ref()) {
+                        return tls_error(tls);
+                    }
+                    (retryable_connection(source.as_ref()), None)
+                }
+                TransportErrorKind::NonRetryable(_) | TransportErrorKind::PubsubUnavailable => {
+                    (false, None)
+                }
+                TransportErrorKind::MissingBatchResponse(_) | TransportErrorKind::BackendGone => {
+                    (true, None)
+                }
+                _ => (false, None),
+            },
+            // A JSON-RPC error object: rate limits by their codes (429, -32005, ...); everything else is
+            // an answer, and asking again gets the same answer.
+            RpcError::ErrorResp(payload) => (payload.is_retry_err(), None),
+            // A 200 whose body is not JSON-RPC: a proxy's error page or a truncated answer.
+            RpcError::DeserError { .. } | RpcError::NullResp => (true, None),
+            _ => (false, None),
+        };
+        ClientError::Rpc {
+            message,
+            retryable,
+            retry_after,
+        }
+    }
+}
+
+/// 429 and 5xx: the server may answer next time. Other statuses (400, 401, 403, 404...) will not change.
+fn retryable_status(status: u16) -> bool {
+    status == 429 || status == 408 || (500..600).contains(&status)
+}
+
+/// A reqwest failure that says nothing about the request itself: connecting, timing out, a connection
+/// dropped mid-answer. A request that could not be built or a redirect loop is not retried.
+fn retryable_connection(source: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    match source.downcast_ref::<reqwest::Error>() {
+        Some(e) => e.is_connect() || e.is_timeout() || e.is_request() || e.is_body(),
+        None => false,
+    }
+}
+
+fn tls_error(failure: crate::http::TlsFailure) -> ClientError {
+    match failure {
+        crate::http::TlsFailure::Untrusted(reason) => ClientError::Tls {
+            untrusted: true,
+            reason,
+        },
+        crate::http::TlsFailure::Handshake(reason) => ClientError::Tls {
+            untrusted: false,
+            reason,
+        },
+    }
+}
+
+/// A reqwest error as a [`ClientError`]: TLS failures typed, the rest classified like transport errors.
+pub fn from_reqwest(err: &reqwest::Error) -> ClientError {
+    if let Some(tls) = crate::http::tls_failure(err) {
+        return tls_error(tls);
+    }
+    let retryable = err.is_connect() || err.is_timeout() || err.is_request() || err.is_body();
+    ClientError::Rpc {
+        message: redact_urls(&err.to_string()),
+        retryable,
+        retry_after: None,
+    }
+}
+
+fn tls_message(untrusted: &bool, reason: &str) -> String {
+    if *untrusted {
+        format!(
+            "the server's TLS certificate was not trusted ({reason}): if the endpoint uses a private CA, pass its certificate (PEM) with --ca-cert or ACTP_CA_CERT"
+        )
+    } else {
+        format!(
+            "the TLS handshake failed ({reason}): check that the URL's scheme (https://) matches the server, or pass a private CA with --ca-cert"
+        )
     }
 }
 
@@ -132,123 +263,6 @@ pub enum TokenError {
     /// Another token error.
     #[error("token error {0}")]
     Other(String),
-}
-
-/// Decodes revert data into the kernel's or the token's typed error.
-pub fn decode_revert(data: &[u8]) -> ClientError {
-    if let Ok(err) = K::abi_decode(data) {
-        return match err {
-            K::SafeERC20FailedOperation(e) => ClientError::Token(TokenError::Other(format!(
-                "token {} refused the operation",
-                e.token
-            ))),
-            K::ReentrancyGuardReentrantCall(_) => ClientError::Token(TokenError::Other(
-                "re-entrant call refused by the kernel".into(),
-            )),
-            other => ClientError::Rejected(kernel_rejection(other)),
-        };
-    }
-    if let Ok(err) = T::abi_decode(data) {
-        return ClientError::Token(match err {
-            T::ERC20InsufficientAllowance(e) => TokenError::InsufficientAllowance {
-                allowance: e.allowance,
-                needed: e.needed,
-            },
-            T::ERC20InsufficientBalance(e) => TokenError::InsufficientBalance {
-                balance: e.balance,
-                needed: e.needed,
-            },
-            other => TokenError::Other(format!("{other:?}")),
-        });
-    }
-    ClientError::UnknownRevert {
-        data: Bytes::copy_from_slice(data),
-    }
-}
-
-fn state(code: u8) -> actp_core::State {
-    actp_core::State::try_from(code).unwrap_or(actp_core::State::Initiated)
-}
-
-/// Maps the kernel's generated error enum to the model's [`Rejection`] (same names, same data). The two
-/// errors inherited from OpenZeppelin are not lifecycle rules; [`decode_revert`] reports them as token errors.
-fn kernel_rejection(err: K) -> Rejection {
-    use Rejection as R;
-    match err {
-        K::TransactionNotFound(e) => R::TransactionNotFound(e.transactionId),
-        K::TransactionExists(e) => R::TransactionExists(e.transactionId),
-        K::InvalidTransition(e) => R::InvalidTransition {
-            id: e.transactionId,
-            from: state(e.from),
-            to: state(e.to),
-        },
-        K::InvalidState(e) => R::InvalidState {
-            id: e.transactionId,
-            state: state(e.state),
-        },
-        K::Unauthorized(e) => R::Unauthorized {
-            caller: e.caller,
-            expected: e.expected,
-        },
-        K::NotParty(e) => R::NotParty(e.caller),
-        K::NotResolver(e) => R::NotResolver(e.caller),
-        K::NotAdmin(e) => R::NotAdmin(e.caller),
-        K::NotPendingAdmin(e) => R::NotPendingAdmin(e.caller),
-        K::NotPauser(e) => R::NotPauser(e.caller),
-        K::RequesterMismatch(e) => R::RequesterMismatch {
-            requester: e.requester,
-            caller: e.caller,
-        },
-        K::SelfDealing(e) => R::SelfDealing(e.account),
-        K::ZeroAddress(_) => R::ZeroAddress,
-        K::KernelIsPaused(_) => R::KernelIsPaused,
-        K::AmountOutOfRange(e) => R::AmountOutOfRange {
-            amount: e.amount,
-            min: e.min,
-            max: e.max,
-        },
-        K::DeadlineOutOfRange(e) => R::DeadlineOutOfRange {
-            deadline: e.deadline,
-            min: e.min,
-            max: e.max,
-        },
-        K::DisputeWindowOutOfRange(e) => R::DisputeWindowOutOfRange {
-            window: e.disputeWindow,
-            min: e.min,
-            max: e.max,
-        },
-        K::DeadlinePassed(e) => R::DeadlinePassed(e.deadline),
-        K::DeadlineNotPassed(e) => R::DeadlineNotPassed(e.deadline),
-        K::DisputeWindowOpen(e) => R::DisputeWindowOpen(e.windowEnd),
-        K::DisputeWindowClosed(e) => R::DisputeWindowClosed(e.windowEnd),
-        K::InvalidProofLength(e) => R::InvalidProofLength(e.length),
-        K::ZeroQuoteHash(_) => R::ZeroQuoteHash,
-        K::ResolutionMismatch(e) => R::ResolutionMismatch {
-            to_requester: e.toRequester,
-            to_provider: e.toProvider,
-            remaining: e.remaining,
-        },
-        K::InvalidMilestone(e) => R::InvalidMilestone {
-            amount: e.amount,
-            remaining: e.remaining,
-        },
-        K::UnsupportedEscrowContract(e) => R::UnsupportedEscrowContract(e.escrowContract),
-        K::EscrowIdUnavailable(e) => R::EscrowIdUnavailable(e.escrowId),
-        K::TransferAmountMismatch(e) => R::TransferAmountMismatch {
-            expected: e.expected,
-            received: e.received,
-        },
-        K::ZeroAttestation(_) => R::ZeroAttestation,
-        K::FeeAboveCap(e) => R::FeeAboveCap {
-            fee_bps: e.feeBps,
-            cap: e.cap,
-        },
-        K::NoPendingFeeChange(_) => R::NoPendingFeeChange,
-        K::FeeChangeNotReady(e) => R::FeeChangeNotReady(e.executeAfter),
-        K::NoFeesAccrued(_) => R::NoFeesAccrued,
-        K::NothingToClaim(_) => R::NothingToClaim,
-        K::ReentrancyGuardReentrantCall(_) | K::SafeERC20FailedOperation(_) => R::ZeroAddress,
-    }
 }
 
 /// Replaces every `http(s)://…` / `ws(s)://…` in `text` with `<rpc-url>`: URLs of hosted RPCs carry API keys.

@@ -1,11 +1,15 @@
-//! Retrying transient RPC failures with exponential backoff and full jitter. Only errors that say they are
-//! retryable are retried; a revert or a rejection never is.
+//! Retrying transient RPC failures with exponential backoff and full jitter, never sooner than the server's
+//! `Retry-After`. Only errors that say they are retryable are retried; a revert, a rejection or a TLS
+//! failure never is.
 
 use std::{future::Future, time::Duration};
 
 use rand::Rng;
 
 use crate::ClientError;
+
+/// The longest `Retry-After` honoured: a server asking for more gets retried after this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// How to retry.
 #[derive(Debug, Clone, Copy)]
@@ -48,8 +52,9 @@ impl RetryPolicy {
             match op().await {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retryable() && attempt < self.attempts => {
-                    // full jitter: a random wait in [0, backoff]
-                    let wait = rand::rng().random_range(Duration::ZERO..=backoff);
+                    // full jitter: a random wait in [0, backoff], but never sooner than the server asked
+                    let jitter = rand::rng().random_range(Duration::ZERO..=backoff);
+                    let wait = jitter.max(e.retry_after().unwrap_or_default().min(MAX_RETRY_AFTER));
                     tracing::debug!(what, attempt, ?wait, error = %e, "transient RPC error, retrying");
                     tokio::time::sleep(wait).await;
                     backoff = (backoff * 2).min(self.max);

@@ -1,13 +1,25 @@
-//! Signers: a raw private key or an encrypted Ethereum keystore (JSON v3) with a password. The key never
-//! appears in `Debug`, `Display`, logs or errors: only the address does.
+//! Signers: any alloy signer that signs transactions and hashes (a local key, an encrypted keystore, a
+//! hardware wallet, a KMS or a remote signer), behind one cheap handle. The key never appears in `Debug`,
+//! `Display`, logs or errors: only the address does.
 
-use std::{fmt, path::Path};
+use std::{fmt, path::Path, sync::Arc};
 
-use alloy::signers::local::PrivateKeySigner;
+use actp_core::{Address, B256};
+use alloy::{
+    network::{FullSigner, TxSigner},
+    primitives::Signature,
+    signers::local::PrivateKeySigner,
+    sol_types::{Eip712Domain, SolStruct},
+};
 
 use crate::{ClientError, Result};
 
-/// A local signing key. `Debug` shows the address only.
+/// What a signer must be able to do here: sign transactions ([`TxSigner`]) and 32-byte hashes
+/// ([`alloy::signers::Signer`], for EIP-712 request authorizations and delivery proofs). Every alloy signer
+/// does (`PrivateKeySigner`, `LedgerSigner`, `AwsSigner`, `GcpSigner`, ...), and so can your own.
+pub type DynSigner = dyn FullSigner<Signature> + Send + Sync + 'static;
+
+/// A signing account. Cheap to clone; `Debug` and `Display` show the address only.
 ///
 /// ```
 /// use actp_client::Signer;
@@ -16,24 +28,43 @@ use crate::{ClientError, Result};
 /// let shown = format!("{signer:?}");
 /// assert!(shown.contains("0x70997970") && !shown.contains("59c6995e"));
 /// // or: Signer::from_keystore(Path::new("key.json"), &password)
+/// // or any alloy signer: Signer::new(aws_kms_signer)
 /// ```
 #[derive(Clone)]
-pub struct Signer(PrivateKeySigner);
+pub struct Signer {
+    inner: Arc<DynSigner>,
+    address: Address,
+}
 
 impl Signer {
+    /// Any alloy signer that signs both transactions and hashes: a hardware wallet, a KMS key, a remote
+    /// signer, or a local key.
+    pub fn new<S>(signer: S) -> Self
+    where
+        S: FullSigner<Signature> + Send + Sync + 'static,
+    {
+        Self::from_arc(Arc::new(signer))
+    }
+
+    /// A signer already behind an `Arc`.
+    pub fn from_arc(inner: Arc<DynSigner>) -> Self {
+        let address = TxSigner::address(&inner);
+        Signer { inner, address }
+    }
+
     /// From a hex private key (with or without `0x`). The error never echoes the input.
     pub fn from_private_key(hex_key: &str) -> Result<Self> {
         hex_key
             .trim()
             .parse::<PrivateKeySigner>()
-            .map(Signer)
+            .map(Signer::new)
             .map_err(|_| ClientError::Signer("not a valid 32-byte hex private key".into()))
     }
 
     /// From an encrypted keystore file and its password.
     pub fn from_keystore(path: &Path, password: &str) -> Result<Self> {
         PrivateKeySigner::decrypt_keystore(path, password)
-            .map(Signer)
+            .map(Signer::new)
             .map_err(|e| {
                 let why = e.to_string();
                 let hint = if why.to_ascii_lowercase().contains("mac") {
@@ -45,38 +76,51 @@ impl Signer {
             })
     }
 
-    /// Wraps an alloy signer.
-    pub fn from_alloy(signer: PrivateKeySigner) -> Self {
-        Signer(signer)
-    }
-
-    /// A fresh random key (tests, throwaway accounts).
+    /// A fresh random local key (tests, throwaway accounts).
     pub fn random() -> Self {
-        Signer(PrivateKeySigner::random())
+        Signer::new(PrivateKeySigner::random())
     }
 
     /// The address.
-    pub fn address(&self) -> actp_core::Address {
-        self.0.address()
+    pub fn address(&self) -> Address {
+        self.address
     }
 
-    /// The underlying alloy signer (for EIP-712 signing in `actp-core`).
-    pub fn inner(&self) -> &PrivateKeySigner {
-        &self.0
+    /// Signs a 32-byte hash. The signature is normalized to low `s` (EIP-2), which verifiers such as the
+    /// ACTP SDKs require, whatever the backend returned.
+    pub async fn sign_hash(&self, hash: &B256) -> Result<Signature> {
+        alloy::signers::Signer::sign_hash(&*self.inner, hash)
+            .await
+            .map(Signature::normalized_s)
+            .map_err(|e| ClientError::Signer(format!("the signer refused to sign: {e}")))
+    }
+
+    /// Signs an EIP-712 struct in `domain` (its signing hash).
+    pub async fn sign_typed<T: SolStruct>(
+        &self,
+        value: &T,
+        domain: &Eip712Domain,
+    ) -> Result<Signature> {
+        self.sign_hash(&value.eip712_signing_hash(domain)).await
+    }
+
+    /// The transaction signer, for alloy's wallet.
+    pub(crate) fn tx_signer(&self) -> Arc<DynSigner> {
+        Arc::clone(&self.inner)
     }
 }
 
 impl fmt::Debug for Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Signer")
-            .field("address", &self.address())
+            .field("address", &self.address)
             .finish_non_exhaustive()
     }
 }
 
 impl fmt::Display for Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.address())
+        write!(f, "{}", self.address)
     }
 }
 
@@ -119,5 +163,56 @@ mod tests {
             .to_string();
         assert!(err.contains("wrong password"), "{err}");
         assert!(!err.contains("correct horse"));
+    }
+
+    /// A backend that answers with the high-`s` twin of a valid signature (as some KMS do).
+    struct HighS(PrivateKeySigner);
+
+    #[async_trait::async_trait]
+    impl alloy::signers::Signer for HighS {
+        async fn sign_hash(&self, hash: &B256) -> alloy::signers::Result<Signature> {
+            let low = alloy::signers::SignerSync::sign_hash_sync(&self.0, hash)?;
+            let n = alloy::primitives::U256::from_be_slice(&[
+                0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                0xff, 0xfe, 0xba, 0xae, 0xdc, 0xe6, 0xaf, 0x48, 0xa0, 0x3b, 0xbf, 0xd2, 0x5e, 0x8c,
+                0xd0, 0x36, 0x41, 0x41,
+            ]);
+            Ok(Signature::new(low.r(), n - low.s(), !low.v()))
+        }
+        fn address(&self) -> Address {
+            self.0.address()
+        }
+        fn chain_id(&self) -> Option<u64> {
+            None
+        }
+        fn set_chain_id(&mut self, _: Option<u64>) {}
+    }
+
+    #[async_trait::async_trait]
+    impl TxSigner<Signature> for HighS {
+        fn address(&self) -> Address {
+            self.0.address()
+        }
+        async fn sign_transaction(
+            &self,
+            tx: &mut dyn alloy::consensus::SignableTransaction<Signature>,
+        ) -> alloy::signers::Result<Signature> {
+            TxSigner::sign_transaction(&self.0, tx).await
+        }
+    }
+
+    #[tokio::test]
+    async fn signatures_come_out_low_s_and_recover_to_the_signer() {
+        let backend = PrivateKeySigner::random();
+        let who = backend.address();
+        let signer = Signer::new(HighS(backend));
+        let hash = B256::repeat_byte(0x42);
+        let raw = alloy::signers::Signer::sign_hash(&*signer.inner, &hash)
+            .await
+            .unwrap();
+        assert!(raw.normalize_s().is_some(), "the backend answers high s");
+        let signature = signer.sign_hash(&hash).await.unwrap();
+        assert!(signature.normalize_s().is_none(), "normalized to low s");
+        assert_eq!(signature.recover_address_from_prehash(&hash).unwrap(), who);
     }
 }

@@ -12,7 +12,10 @@ use alloy::{
 };
 use futures::Stream;
 
-use crate::{ClientError, RetryPolicy, bindings::EscrowKernel::EscrowKernelEvents};
+use crate::{
+    ClientError, LogReader, RetryPolicy, bindings::EscrowKernel::EscrowKernelEvents,
+    kernel::rpc_error,
+};
 
 /// One decoded kernel event with where it happened.
 #[derive(Debug, Clone)]
@@ -34,7 +37,8 @@ pub struct WatcherConfig {
     pub confirmations: u64,
     /// Pause between polls once caught up.
     pub poll_interval: Duration,
-    /// Largest block range per `eth_getLogs`.
+    /// Most blocks read per poll, and the largest block range per `eth_getLogs` (halved while the node
+    /// refuses a range; see [`LogReader`]).
     pub max_range: u64,
     /// Retries per request before an error is reported (the stream goes on after reporting it).
     pub retry: RetryPolicy,
@@ -88,10 +92,11 @@ pub struct Watcher {
     kernel: Address,
     next_block: u64,
     config: WatcherConfig,
+    logs: LogReader,
 }
 
 impl Watcher {
-    /// Events of `kernel` from block `from_block` on.
+    /// Events of `kernel` from block `from_block` on (its deployment block, for a whole history).
     pub fn new(
         provider: DynProvider,
         kernel: Address,
@@ -99,6 +104,7 @@ impl Watcher {
         config: WatcherConfig,
     ) -> Self {
         Watcher {
+            logs: LogReader::new(config.max_range, config.retry),
             provider,
             kernel,
             next_block: from_block,
@@ -133,10 +139,7 @@ impl Watcher {
             .config
             .retry
             .run("blockNumber", || async {
-                self.provider
-                    .get_block_number()
-                    .await
-                    .map_err(ClientError::rpc)
+                self.provider.get_block_number().await.map_err(rpc_error)
             })
             .await?;
         let nothing = |next_block| Polled {
@@ -152,19 +155,10 @@ impl Watcher {
             return Ok(nothing(self.next_block));
         }
         let to = safe.min(self.next_block + self.config.max_range.max(1) - 1);
-        let filter = Filter::new()
-            .address(self.kernel)
-            .from_block(self.next_block)
-            .to_block(to);
+        let filter = Filter::new().address(self.kernel);
         let logs = self
-            .config
-            .retry
-            .run("getLogs", || async {
-                self.provider
-                    .get_logs(&filter)
-                    .await
-                    .map_err(ClientError::rpc)
-            })
+            .logs
+            .read(&self.provider, &filter, self.next_block, to)
             .await?;
         self.next_block = to + 1;
         Ok(Polled {

@@ -180,7 +180,11 @@ async fn keystore_signer_sends() {
     let dir = tempfile::tempdir().unwrap();
     let key = devnet.signer(4);
     let mut rng = rand08::thread_rng();
-    let secret: [u8; 32] = key.inner().credential().to_bytes().into();
+    let hex_key = &devnet.dev_private_keys()[4];
+    let secret: [u8; 32] = alloy::primitives::hex::decode(hex_key)
+        .unwrap()
+        .try_into()
+        .unwrap();
     let (_, name) = alloy::signers::local::PrivateKeySigner::encrypt_keystore(
         dir.path(),
         &mut rng,

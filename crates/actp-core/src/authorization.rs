@@ -149,7 +149,16 @@ pub struct AuthorizationHeader {
 }
 
 impl AuthorizationHeader {
-    /// Signs `request` as the requester.
+    /// The header for `request` with the requester's signature over its EIP-712 signing hash, made by any
+    /// signer (a hardware wallet, a KMS).
+    pub fn from_signature(request: &RequestAuthorization, signature: Signature) -> Self {
+        AuthorizationHeader {
+            expires_at: request.expiresAt.saturating_to(),
+            signature,
+        }
+    }
+
+    /// Signs `request` as the requester with a local key.
     pub fn sign(
         request: &RequestAuthorization,
         domain: &Eip712Domain,

@@ -53,12 +53,15 @@ pub struct PaymentTerms {
     /// Chain id.
     pub chain_id: u64,
     /// The escrow kernel (also the escrow vault to approve and link).
+    #[serde(with = "crate::checksum")]
     pub kernel: Address,
     /// The payment token.
+    #[serde(with = "crate::checksum")]
     pub token: Address,
     /// The token's decimals.
     pub decimals: u8,
     /// The provider to name in the transaction.
+    #[serde(with = "crate::checksum")]
     pub provider: Address,
     /// The least time between the moment of the request and the transaction's deadline, in seconds.
     pub min_time_to_deadline: u64,

@@ -20,12 +20,14 @@
 //! - [`fee`]: platform fee arithmetic;
 //! - [`amount`]: parsing and printing token amounts without floating point;
 //! - [`canonical`]: RFC 8785 canonical JSON and the ACTP result hash;
+//! - [`checksum`]: EIP-55 checksummed addresses in JSON;
 //! - [`proof`]: content hashes (also streaming), EIP-712 delivery proofs, the 64-byte on-chain proof;
 //! - [`authorization`]: the requester's EIP-712 authorization of one HTTP request.
 
 pub mod amount;
 pub mod authorization;
 pub mod canonical;
+pub mod checksum;
 pub mod eip712;
 pub mod fee;
 pub mod http;

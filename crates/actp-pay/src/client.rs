@@ -615,9 +615,8 @@ impl PayingClient {
                 .kernel
                 .signer()
                 .ok_or_else(|| ClientError::Config("no signing key".into()))?;
-            let authorization =
-                AuthorizationHeader::sign(&request, &inner.kernel.domain(), signer.inner())
-                    .map_err(|e| ClientError::Signer(e.to_string()))?;
+            let signature = signer.sign_typed(&request, &inner.kernel.domain()).await?;
+            let authorization = AuthorizationHeader::from_signature(&request, signature);
             let failure = match self
                 .send_http(call, Some((tx_id, authorization.to_string())))
                 .await

@@ -206,9 +206,11 @@ impl Consumer {
             .as_secs() as i64;
         let exp = (now + valid_for) as u64;
         let request = RequestAuthorization::new(tx_id, method, target, content_hash(body), exp);
-        AuthorizationHeader::sign(&request, &self.kernel.domain(), signer.inner())
-            .unwrap()
-            .to_string()
+        // A local key signs at once: blocking on it cannot stall the runtime.
+        let signature =
+            futures::executor::block_on(signer.sign_typed(&request, &self.kernel.domain()))
+                .unwrap();
+        AuthorizationHeader::from_signature(&request, signature).to_string()
     }
 
     /// Sends `POST target` with the given headers.
