@@ -43,6 +43,8 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
     uint256 private constant FEE_SHIFT = 160;
     uint256 private constant PAUSED = 1 << 176;
     uint256 private constant RESOLVES_FROM_SHIFT = 160;
+    uint256 private constant LINKED_ALIAS = 1 << 255;
+    bytes32 private constant CONTESTED = bytes32(type(uint256).max);
 
     /// @dev One transaction: three slots, see `Packed` for the two packed words.
     struct Record {
@@ -66,7 +68,14 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
 
     mapping(bytes32 transactionId => Record) private _records;
     mapping(bytes32 transactionId => Extras) private _extras;
-    mapping(bytes32 escrowId => bytes32 transactionId) private _escrowAliases;
+    /// @dev Escrow ids linked in place of a transaction id (older clients), in the linking requester's name:
+    /// nobody else can take or shadow a requester's alias.
+    mapping(address requester => mapping(bytes32 escrowId => bytes32 transactionId)) private _escrowAliases;
+    /// @dev For views that get no requester: the one transaction linked under an alias, or CONTESTED once more
+    /// than one requester linked it.
+    mapping(bytes32 escrowId => bytes32 transactionId) private _aliasIndex;
+    /// @dev nonce (bits 0..254) | LINKED_ALIAS (255): set once the requester linked an alias, so creation
+    /// checks the requester's aliases only then.
     mapping(address requester => uint256) private _nonces;
     mapping(address mediator => uint256 activeFrom) private _mediators;
     mapping(address payee => uint256) private _deferred;
@@ -465,7 +474,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
 
     /// @inheritdoc IACTPKernel
     function requesterNonces(address requester) external view returns (uint256) {
-        return _nonces[requester];
+        return _nonces[requester] & ~LINKED_ALIAS;
     }
 
     /// @inheritdoc IACTPKernel
@@ -485,7 +494,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
 
     /// @inheritdoc IEscrowVault
     function remaining(bytes32 escrowId) external view returns (uint256 left) {
-        (bytes32 id, uint256 s, uint256 t) = _escrow(escrowId);
+        (bytes32 id, uint256 s, uint256 t) = _escrow(escrowId, msg.sender, true);
         if (_isLive(s)) (left,) = _remaining(id, s, t);
     }
 
@@ -505,7 +514,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         view
         returns (bool isActive, uint256 escrowAmount)
     {
-        (bytes32 id, uint256 s, uint256 t) = _escrow(escrowId);
+        (bytes32 id, uint256 s, uint256 t) = _escrow(escrowId, requester, false);
         if (!_isLive(s)) return (false, 0);
         (escrowAmount,) = _remaining(id, s, t);
         isActive = t.requester() == requester && s.provider() == provider && escrowAmount >= amount;
@@ -517,7 +526,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         view
         returns (address requester, address provider, uint256 amount, uint256 releasedAmount, bool active)
     {
-        (bytes32 id, uint256 s, uint256 t) = _escrow(escrowId);
+        (bytes32 id, uint256 s, uint256 t) = _escrow(escrowId, msg.sender, true);
         if (!s.has(Packed.ESCROWED)) return (address(0), address(0), 0, 0, false);
         (, releasedAmount) = _remaining(id, s, t);
         return (t.requester(), s.provider(), t.amount(), releasedAmount, _isLive(s));
@@ -601,13 +610,19 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         uint256 config = _config;
         if (config & PAUSED != 0) revert KernelIsPaused();
 
-        uint256 nonce = _nonces[msg.sender];
-        transactionId = keccak256(abi.encodePacked(msg.sender, provider, amount, serviceHash, nonce));
+        uint256 nonceWord = _nonces[msg.sender];
+        transactionId =
+            keccak256(abi.encodePacked(msg.sender, provider, amount, serviceHash, nonceWord & ~LINKED_ALIAS));
         unchecked {
-            _nonces[msg.sender] = nonce + 1; // one per transaction: 2^256 transactions cannot be created
+            // One per transaction: 2^255 transactions cannot be created, so the flag bit is never reached.
+            _nonces[msg.sender] = nonceWord + 1;
         }
         Record storage record = _records[transactionId];
         if (record.status != 0) revert TransactionExists(transactionId);
+        // An id the requester already uses as an alias would name two escrows: refused.
+        if (nonceWord & LINKED_ALIAS != 0 && _escrowAliases[msg.sender][transactionId] != bytes32(0)) {
+            revert EscrowIdUnavailable(transactionId);
+        }
         uint256 flags = initial == State.COMMITTED ? Packed.ESCROWED : 0;
         record.status = Packed.status(provider, initial, flags, block.timestamp, deadline, disputeWindow);
         record.terms = Packed.terms(msg.sender, amount, uint16(config >> FEE_SHIFT), block.timestamp);
@@ -619,13 +634,23 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         if (requesterAgentId != 0) _extras[transactionId].requesterAgentId = requesterAgentId;
     }
 
-    /// @dev Records `escrowId` as another name for `transactionId` (older clients link with their own id).
+    /// @dev Records `escrowId` as the caller's (the requester's) other name for `transactionId` (older clients
+    /// link with their own id). Refused: zero, a transaction id, an alias the requester already linked. Another
+    /// requester's use of the same id is no obstacle: it only makes the id contested in `_aliasIndex`.
     function _linkAlias(bytes32 transactionId, bytes32 escrowId) private {
-        if (escrowId == bytes32(0) || _escrowAliases[escrowId] != bytes32(0) || _records[escrowId].status != 0) {
+        if (
+            escrowId == bytes32(0) || _records[escrowId].status != 0
+                || _escrowAliases[msg.sender][escrowId] != bytes32(0)
+        ) {
             revert EscrowIdUnavailable(escrowId);
         }
-        _escrowAliases[escrowId] = transactionId;
+        _escrowAliases[msg.sender][escrowId] = transactionId;
+        bytes32 listed = _aliasIndex[escrowId];
+        if (listed == bytes32(0)) _aliasIndex[escrowId] = transactionId;
+        else if (listed != CONTESTED) _aliasIndex[escrowId] = CONTESTED;
         _extras[transactionId].escrowId = escrowId;
+        uint256 nonceWord = _nonces[msg.sender];
+        if (nonceWord & LINKED_ALIAS == 0) _nonces[msg.sender] = nonceWord | LINKED_ALIAS;
     }
 
     function _quote(Record storage record, bytes32 transactionId, uint256 s, bytes calldata proof) private {
@@ -816,15 +841,24 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         left = t.amount() - paidBefore;
     }
 
-    /// @dev Resolves an escrow id (a transaction id or a linked alias) to its record.
-    function _escrow(bytes32 escrowId) private view returns (bytes32 id, uint256 s, uint256 t) {
-        id = escrowId;
-        s = _records[id].status;
-        if (s == 0) {
-            id = _escrowAliases[escrowId];
-            s = _records[id].status;
+    /// @dev Resolves an escrow id to a record for `requester` (the caller, for views that name no requester):
+    /// its own alias first, then a transaction id, then (only when `anyAlias`) an alias a single requester
+    /// linked. A missing record reads as zeros.
+    function _escrow(bytes32 escrowId, address requester, bool anyAlias)
+        private
+        view
+        returns (bytes32 id, uint256 s, uint256 t)
+    {
+        id = _escrowAliases[requester][escrowId];
+        if (id == bytes32(0)) {
+            id = escrowId;
+            if (anyAlias && _records[id].status == 0) {
+                id = _aliasIndex[escrowId];
+                if (id == CONTESTED) return (bytes32(0), 0, 0);
+            }
         }
-        t = _records[id].terms;
+        Record storage record = _records[id];
+        (s, t) = (record.status, record.terms);
     }
 
     /// @dev Funded and not terminal.

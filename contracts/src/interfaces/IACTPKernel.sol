@@ -128,7 +128,9 @@ interface IACTPKernel {
     /// (approve the kernel first) and moves it to COMMITTED.
     /// @param transactionId The transaction to fund.
     /// @param escrowContract Must be this kernel: it is its own escrow vault.
-    /// @param escrowId The escrow id; the transaction id, or an unused non-zero id (older clients).
+    /// @param escrowId The escrow id: the transaction id, or (older clients) another non-zero id that is no
+    /// transaction's id and that this requester has not linked before. Such an alias is kept in the requester's
+    /// name: another requester linking the same id neither blocks nor shadows it.
     function linkEscrow(bytes32 transactionId, address escrowContract, bytes32 escrowId) external;
 
     /// @notice Moves a transaction to `newState` under the lifecycle rules (see README, "Lifecycle").

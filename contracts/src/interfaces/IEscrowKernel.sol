@@ -128,7 +128,8 @@ interface IEscrowKernel is IACTPKernel, IEscrowVault {
     /// @param escrowContract The address given.
     error UnsupportedEscrowContract(address escrowContract);
 
-    /// @notice The escrow id is zero, already linked, or the id of another transaction.
+    /// @notice The escrow id is zero, the id of a transaction, or already linked by this requester; or, at
+    /// creation, the new transaction's id is one of the requester's aliases.
     /// @param escrowId The escrow id.
     error EscrowIdUnavailable(bytes32 escrowId);
 
@@ -288,7 +289,8 @@ interface IEscrowKernel is IACTPKernel, IEscrowVault {
     // Views
     // ------------------------------------------------------------------------------------------------
 
-    /// @notice The escrow record in the layout of the ACTP v3 escrow vault.
+    /// @notice The escrow record in the layout of the ACTP v3 escrow vault. `escrowId` resolves as in
+    /// `remaining`.
     /// @param escrowId The escrow id.
     /// @return requester The requester.
     /// @return provider The provider.

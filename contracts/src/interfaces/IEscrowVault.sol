@@ -5,6 +5,9 @@ pragma solidity ^0.8.24;
 /// @notice The escrow-vault views an ACTP v3 client reads. The kernel is its own vault and answers them.
 interface IEscrowVault {
     /// @notice What the escrow `escrowId` still holds; 0 once it reached a terminal state or was never funded.
+    /// `escrowId` names, in this order: the caller's own alias (asked by the requester that linked it), a
+    /// transaction id, an alias only one requester linked. An alias several requesters linked names nothing
+    /// for other callers: ask `verifyEscrow` with the requester instead.
     /// @param escrowId The escrow id (the transaction id, or the id an older client linked).
     /// @return The amount still held, in token base units.
     function remaining(bytes32 escrowId) external view returns (uint256);
@@ -18,6 +21,7 @@ interface IEscrowVault {
     function kernel() external view returns (address);
 
     /// @notice Whether `escrowId` is a live escrow between `requester` and `provider` holding at least `amount`.
+    /// `escrowId` is `requester`'s own alias if it linked one under that id, else a transaction id.
     /// @param escrowId The escrow id.
     /// @param requester The expected requester.
     /// @param provider The expected provider.

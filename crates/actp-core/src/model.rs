@@ -233,8 +233,9 @@ pub trait KernelView {
     fn paused(&self) -> bool;
     /// Whether `who` may resolve disputes at `now`.
     fn is_resolver(&self, who: Address, now: u64) -> bool;
-    /// Whether `escrow_id` may be linked as an alias: non-zero, not linked before, not a transaction id.
-    fn escrow_id_available(&self, escrow_id: B256) -> bool;
+    /// Whether `requester` may link `escrow_id` as an alias: non-zero, not a transaction id, not linked by
+    /// `requester` before. Aliases are kept in the requester's name: another requester's use is no obstacle.
+    fn escrow_id_available(&self, requester: Address, escrow_id: B256) -> bool;
 }
 
 /// The terms of a new transaction.
@@ -430,7 +431,7 @@ pub fn apply(
             }
             require_before_deadline(tx, now)?;
             if *escrow_id != tx.id {
-                if !kernel.escrow_id_available(*escrow_id) {
+                if !kernel.escrow_id_available(tx.requester, *escrow_id) {
                     return Err(Rejection::EscrowIdUnavailable(*escrow_id));
                 }
                 next.escrow_alias = Some(*escrow_id);
@@ -740,7 +741,10 @@ pub struct KernelModel {
     mediators: HashMap<Address, u64>,
     transactions: HashMap<B256, Transaction>,
     nonces: HashMap<Address, u64>,
-    aliases: HashMap<B256, B256>,
+    /// (requester, alias) → transaction.
+    aliases: HashMap<(Address, B256), B256>,
+    /// alias → the one transaction linked under it, or `None` once several requesters linked it.
+    alias_index: HashMap<B256, Option<B256>>,
     balances: HashMap<Address, U256>,
 }
 
@@ -761,10 +765,10 @@ impl KernelView for KernelModel {
                 .is_some_and(|from| *from != 0 && now >= *from)
     }
 
-    fn escrow_id_available(&self, escrow_id: B256) -> bool {
+    fn escrow_id_available(&self, requester: Address, escrow_id: B256) -> bool {
         !escrow_id.is_zero()
-            && !self.aliases.contains_key(&escrow_id)
             && !self.transactions.contains_key(&escrow_id)
+            && !self.aliases.contains_key(&(requester, escrow_id))
     }
 }
 
@@ -786,6 +790,7 @@ impl KernelModel {
             transactions: HashMap::new(),
             nonces: HashMap::new(),
             aliases: HashMap::new(),
+            alias_index: HashMap::new(),
             balances: HashMap::new(),
         }
     }
@@ -866,6 +871,10 @@ impl KernelModel {
         };
         let out = create(terms, caller, ctx, |id| self.transactions.contains_key(&id))?;
         let id = out.transaction.id;
+        // An id the requester already uses as an alias would name two escrows.
+        if self.aliases.contains_key(&(caller, id)) {
+            return Err(Rejection::EscrowIdUnavailable(id));
+        }
         self.nonces.insert(caller, nonce + 1);
         self.transactions.insert(id, out.transaction);
         self.book(caller, Address::ZERO, out.moves);
@@ -882,12 +891,57 @@ impl KernelModel {
     ) -> Result<Moves, Rejection> {
         let out = apply(self.transactions.get(&id), id, action, caller, now, self)?;
         let (requester, provider) = (out.transaction.requester, out.transaction.provider);
-        if let Some(alias) = out.transaction.escrow_alias {
-            self.aliases.insert(alias, id);
+        if let (Action::Fund { .. }, Some(alias)) = (action, out.transaction.escrow_alias) {
+            self.aliases.insert((requester, alias), id);
+            self.alias_index
+                .entry(alias)
+                .and_modify(|only| *only = None)
+                .or_insert(Some(id));
         }
         self.transactions.insert(id, out.transaction);
         self.book(requester, provider, out.moves);
         Ok(out.moves)
+    }
+
+    /// The transaction `escrow_id` names for `requester`: its own alias, else a transaction id.
+    fn escrow_for(&self, escrow_id: B256, requester: Address) -> Option<&Transaction> {
+        let id = self
+            .aliases
+            .get(&(requester, escrow_id))
+            .copied()
+            .unwrap_or(escrow_id);
+        self.transactions.get(&id)
+    }
+
+    /// The vault view `remaining(escrow_id)` called by `caller`: the caller's own alias, else a transaction
+    /// id, else an alias only one requester linked.
+    pub fn remaining_of(&self, escrow_id: B256, caller: Address) -> U256 {
+        let tx = self.escrow_for(escrow_id, caller).or_else(|| {
+            let only = self.alias_index.get(&escrow_id).copied().flatten()?;
+            self.transactions.get(&only)
+        });
+        tx.map(Transaction::remaining).unwrap_or_default()
+    }
+
+    /// The vault view `verifyEscrow(escrow_id, requester, provider, amount)`: `requester`'s own alias, else a
+    /// transaction id; active when funded, not terminal, the parties match and at least `amount` is held.
+    pub fn verify_escrow(
+        &self,
+        escrow_id: B256,
+        requester: Address,
+        provider: Address,
+        amount: U256,
+    ) -> (bool, U256) {
+        match self.escrow_for(escrow_id, requester) {
+            Some(tx) if tx.escrowed && !tx.state.is_terminal() => {
+                let held = tx.remaining();
+                (
+                    tx.requester == requester && tx.provider == provider && held >= amount,
+                    held,
+                )
+            }
+            _ => (false, U256::ZERO),
+        }
     }
 
     /// `settleBatch`: settles each DELIVERED id `caller` may settle now, skips the rest; returns the count.

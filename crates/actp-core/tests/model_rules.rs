@@ -115,3 +115,85 @@ fn a_new_admin_waits_the_mediator_delay_to_resolve() {
     );
     m.act(id, &split, next, now + delay).unwrap();
 }
+
+const LEGACY: B256 = B256::repeat_byte(0x1e);
+
+fn created(m: &mut KernelModel, requester: Address, provider: Address, amount: u64) -> B256 {
+    let terms = CreateParams::new(
+        provider,
+        U256::from(amount),
+        1_700_100_000,
+        3_600,
+        B256::ZERO,
+    );
+    m.create_transaction(requester, requester, &terms, 1_700_000_000)
+        .unwrap()
+        .0
+}
+
+fn link(
+    m: &mut KernelModel,
+    id: B256,
+    requester: Address,
+    escrow_id: B256,
+) -> Result<(), Rejection> {
+    let fund = Action::Fund {
+        escrow_contract: KERNEL,
+        escrow_id,
+    };
+    m.act(id, &fund, requester, 1_700_000_000).map(|_| ())
+}
+
+#[test]
+fn an_alias_cannot_be_taken_by_another_requester() {
+    let mut m = model();
+    let attacker = Address::repeat_byte(0x0c);
+    m.mint(attacker, U256::from(AMOUNT));
+    let honest = created(&mut m, REQUESTER, PROVIDER, AMOUNT);
+    let throwaway = created(&mut m, attacker, PROVIDER, 50_000);
+    link(&mut m, throwaway, attacker, LEGACY).unwrap();
+    link(&mut m, honest, REQUESTER, LEGACY).unwrap();
+    let amount = U256::from(AMOUNT);
+    assert_eq!(
+        m.verify_escrow(LEGACY, REQUESTER, PROVIDER, amount),
+        (true, amount)
+    );
+    assert_eq!(m.remaining_of(LEGACY, REQUESTER), amount);
+    assert_eq!(m.remaining_of(LEGACY, attacker), U256::from(50_000u64));
+    assert_eq!(
+        m.remaining_of(LEGACY, Address::ZERO),
+        U256::ZERO,
+        "contested"
+    );
+    let again = created(&mut m, REQUESTER, PROVIDER, AMOUNT);
+    assert_eq!(
+        link(&mut m, again, REQUESTER, LEGACY),
+        Err(Rejection::EscrowIdUnavailable(LEGACY))
+    );
+    assert_eq!(
+        link(&mut m, again, REQUESTER, throwaway),
+        Err(Rejection::EscrowIdUnavailable(throwaway))
+    );
+}
+
+#[test]
+fn a_requester_cannot_create_an_id_it_uses_as_an_alias() {
+    let mut m = model();
+    let first = created(&mut m, REQUESTER, PROVIDER, AMOUNT);
+    let next =
+        actp_core::ids::transaction_id(REQUESTER, PROVIDER, U256::from(AMOUNT), B256::ZERO, 1);
+    link(&mut m, first, REQUESTER, next).unwrap();
+    let terms = CreateParams::new(
+        PROVIDER,
+        U256::from(AMOUNT),
+        1_700_100_000,
+        3_600,
+        B256::ZERO,
+    );
+    assert_eq!(
+        m.create_transaction(REQUESTER, REQUESTER, &terms, 1_700_000_000),
+        Err(Rejection::EscrowIdUnavailable(next))
+    );
+    assert_eq!(m.nonce(REQUESTER), 1);
+    assert_eq!(m.remaining_of(next, Address::ZERO), U256::from(AMOUNT));
+}
