@@ -1,7 +1,10 @@
 //! Differential test: random sequences of actions by several actors with time jumps, applied both to the
 //! `actp-core` model and to the real kernel on a devnet, compared after every step (accepted or rejected with
 //! the same error, resulting state, every balance). `ACTP_DIFF_STEPS` (default 2,000) and `ACTP_DIFF_SEED`
-//! choose the run. A divergence prints the seed and a minimal failing sequence.
+//! choose the run. A divergence prints the seed and a minimal failing sequence. Besides the lifecycle it drives
+//! governance (admin transfer, pauser, mediators, pause by whoever) and escrow-id aliases linked by several
+//! requesters, comparing the governance views and the vault views (`remaining`, `verifyEscrow`) asked as
+//! every account.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -13,7 +16,7 @@
 use actp_client::{ClientError, Devnet, Kernel};
 use actp_core::{
     Address, B256, State, U256,
-    model::{Action, CreateParams, KernelModel, Moves},
+    model::{Action, CreateParams, KernelModel, KernelView, Moves},
 };
 use rand08::{Rng, SeedableRng, rngs::StdRng};
 
@@ -48,8 +51,31 @@ enum Step {
         who: usize,
     },
     Warp(u64),
-    Pause(bool),
+    /// `pause()` / `unpause()`, usually by the current admin, sometimes by anyone.
+    Pause {
+        on: bool,
+        who: usize,
+    },
+    /// A governance call: transferAdmin, acceptAdmin, setPauser, setMediator (approve or revoke).
+    Govern {
+        kind: u8,
+        who: usize,
+        target: usize,
+    },
+    /// Funds a live unfunded transaction under an alias equal to the id its requester would get next with
+    /// the same terms, then tries to create exactly that transaction (refused on both sides).
+    AliasNextId {
+        pick: usize,
+    },
 }
+
+/// Escrow ids older clients link in place of the transaction id; shared by all requesters on purpose.
+const ALIASES: [B256; 3] = [
+    B256::repeat_byte(0xa1),
+    B256::repeat_byte(0xa2),
+    B256::repeat_byte(0xa3),
+];
+const SERVICE: B256 = B256::repeat_byte(7);
 
 fn generate(seed: u64, n: usize) -> Vec<Step> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -91,12 +117,21 @@ fn generate(seed: u64, n: usize) -> Vec<Step> {
                 len: rng.gen_range(1..6),
                 who: rng.gen_range(0..=ACTORS + 1),
             },
-            90..=97 => Step::Warp(if rng.gen_bool(0.1) {
+            90..=95 => Step::Warp(if rng.gen_bool(0.1) {
                 rng.gen_range(86_400..20 * 86_400)
             } else {
                 rng.gen_range(1..7_200)
             }),
-            _ => Step::Pause(rng.gen_bool(0.4)),
+            96 => Step::Pause {
+                on: rng.gen_bool(0.4),
+                who: rng.r#gen(),
+            },
+            97..=98 => Step::Govern {
+                kind: rng.gen_range(0..5),
+                who: rng.r#gen(),
+                target: rng.gen_range(0..=ACTORS + 1),
+            },
+            _ => Step::AliasNextId { pick: rng.r#gen() },
         })
         .collect()
 }
@@ -110,6 +145,12 @@ struct World {
     accepted: usize,
     rejected: usize,
     states_reached: std::collections::BTreeMap<State, usize>,
+    /// The account an admin transfer is pending for (kept beside the model to pick rightful callers).
+    pending_admin: Option<usize>,
+    /// Accounts approved as mediators (approval may not have taken effect yet).
+    mediators: std::collections::BTreeSet<usize>,
+    /// Agreed rejections by error name, to show which rules a run exercised.
+    rejections: std::collections::BTreeMap<String, usize>,
 }
 
 impl World {
@@ -143,6 +184,9 @@ impl World {
             accepted: 0,
             rejected: 0,
             states_reached: Default::default(),
+            pending_admin: None,
+            mediators: Default::default(),
+            rejections: Default::default(),
         }
     }
 
@@ -185,7 +229,7 @@ impl World {
                     U256::from(*amount),
                     now + ahead,
                     *window,
-                    B256::repeat_byte(7),
+                    SERVICE,
                 );
                 let k = &self.clients[*who];
                 if *fund {
@@ -269,57 +313,305 @@ impl World {
                 }
                 (Ok(moves), c.map(|_| ()), batch)
             }
-            Step::Pause(on) => {
-                let admin = self.devnet.signer(0).address();
-                let m = if *on {
-                    self.model.pause(admin)
+            Step::Pause { on, who } => {
+                // Mostly the current admin; one time in four anyone (an old admin, the pauser, a stranger).
+                let who = if who % 4 == 0 {
+                    who / 4 % (ACTORS + 2)
                 } else {
-                    self.model.unpause(admin)
+                    self.index(self.model.admin())
+                };
+                let caller = self.addr(who);
+                let m = if *on {
+                    self.model.pause(caller)
+                } else {
+                    self.model.unpause(caller)
                 };
                 let c = if *on {
-                    self.clients[0].pause().await
+                    self.clients[who].pause().await
                 } else {
-                    self.clients[0].unpause().await
+                    self.clients[who].unpause().await
                 };
                 (m.map(|_| Moves::default()), c.map(|_| ()), vec![])
             }
+            Step::Govern { kind, who, target } => {
+                let (m, c) = self.govern(*kind, *who, *target, now).await;
+                (m.map(|_| Moves::default()), c, vec![])
+            }
+            Step::AliasNextId { pick } => {
+                let unfunded: Vec<B256> = self
+                    .ids
+                    .iter()
+                    .copied()
+                    .filter(|id| {
+                        matches!(
+                            self.model.transaction(*id).unwrap().state,
+                            State::Initiated | State::Quoted
+                        )
+                    })
+                    .collect();
+                if unfunded.is_empty() {
+                    return Ok(());
+                }
+                let tx = self
+                    .model
+                    .transaction(unfunded[pick % unfunded.len()])
+                    .unwrap()
+                    .clone();
+                let next = actp_core::ids::transaction_id(
+                    tx.requester,
+                    tx.provider,
+                    tx.amount,
+                    SERVICE,
+                    self.model.nonce(tx.requester),
+                );
+                let who = self.index(tx.requester);
+                let fund = Action::Fund {
+                    escrow_contract: self.devnet.deployment().kernel,
+                    escrow_id: next,
+                };
+                let m = self.model.act(tx.id, &fund, tx.requester, now);
+                let c = send_action(&self.clients[who], tx.id, &fund).await;
+                self.check_outcome(&m, &c)?;
+                self.compare(&[tx.id]).await?;
+                self.compare_aliases(&[next]).await?;
+                // The same requester creating the transaction whose id is now its alias.
+                self.now += 1;
+                self.set_next_timestamp().await;
+                let terms = CreateParams::new(
+                    tx.provider,
+                    tx.amount,
+                    tx.deadline.max(self.now + 600),
+                    tx.dispute_window,
+                    SERVICE,
+                );
+                let m = self
+                    .model
+                    .create_transaction(tx.requester, tx.requester, &terms, self.now);
+                let c = self.clients[who].create(&terms).await;
+                if let (Ok((a, _)), Ok(b)) = (&m, &c) {
+                    if a != b {
+                        return Err(format!("ids differ: model {a}, chain {b}"));
+                    }
+                    self.ids.push(*a);
+                }
+                (m.map(|x| x.1), c.map(|_| ()), vec![tx.id])
+            }
             Step::Warp(_) => unreachable!(),
         };
-        match (&model, &chain) {
-            (Ok(_), Ok(())) => {
-                self.accepted += 1;
-                for id in &touched {
-                    *self
-                        .states_reached
-                        .entry(self.model.transaction(*id).unwrap().state)
-                        .or_default() += 1;
-                }
+        self.check_outcome(&model, &chain)?;
+        if model.is_ok() {
+            for id in &touched {
+                *self
+                    .states_reached
+                    .entry(self.model.transaction(*id).unwrap().state)
+                    .or_default() += 1;
             }
-            (Err(r), Err(e)) if e.rejection() == Some(r) => self.rejected += 1,
+        }
+        self.compare(&touched).await?;
+        if matches!(step, Step::Pause { .. } | Step::Govern { .. }) {
+            self.compare_governance().await?;
+        }
+        if matches!(step, Step::Act { kind: 0, .. } | Step::Guided { .. }) {
+            self.compare_aliases(&ALIASES).await?;
+        }
+        Ok(())
+    }
+
+    async fn set_next_timestamp(&self) {
+        let _: serde_json::Value = alloy::providers::Provider::raw_request(
+            &self.devnet.provider(),
+            "evm_setNextBlockTimestamp".into(),
+            (self.now,),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Counts an agreeing outcome, or describes the disagreement.
+    fn check_outcome<T: std::fmt::Debug>(
+        &mut self,
+        model: &Result<T, actp_core::Rejection>,
+        chain: &Result<(), ClientError>,
+    ) -> Result<(), String> {
+        match (model, chain) {
+            (Ok(_), Ok(())) => self.accepted += 1,
+            (Err(r), Err(e)) if e.rejection() == Some(r) => {
+                self.rejected += 1;
+                let name = format!("{r:?}");
+                let name = name.split(['(', ' ']).next().unwrap_or_default().to_owned();
+                *self.rejections.entry(name).or_default() += 1;
+            }
             _ => return Err(format!("outcome differs: model {model:?}, chain {chain:?}")),
         }
-        self.compare(&touched).await
+        Ok(())
+    }
+
+    /// Index into `clients` of an address (the stranger for an unknown one).
+    fn index(&self, a: Address) -> usize {
+        (0..=ACTORS + 1)
+            .find(|i| self.addr(*i) == a)
+            .unwrap_or(ACTORS + 1)
+    }
+
+    /// One governance call on both sides. The caller is usually the one the rule names (the admin, or the
+    /// pending admin for acceptAdmin), one time in four anyone.
+    async fn govern(
+        &mut self,
+        kind: u8,
+        who: usize,
+        target: usize,
+        now: u64,
+    ) -> (Result<(), actp_core::Rejection>, Result<(), ClientError>) {
+        use actp_client::bindings::EscrowKernel as K;
+        use alloy::sol_types::SolCall;
+        let rightful = match (kind, self.pending_admin) {
+            (1, Some(pending)) => pending,
+            _ => self.index(self.model.admin()),
+        };
+        let who = if who % 4 == 0 {
+            who / 4 % (ACTORS + 2)
+        } else {
+            rightful
+        };
+        let (caller, to) = (self.addr(who), self.addr(target));
+        let (m, input) = match kind {
+            0 => (
+                self.model.transfer_admin(caller, to),
+                K::transferAdminCall { newAdmin: to }.abi_encode(),
+            ),
+            1 => (
+                self.model.accept_admin(caller, now),
+                K::acceptAdminCall {}.abi_encode(),
+            ),
+            2 => (
+                self.model.set_pauser(caller, to),
+                K::setPauserCall { newPauser: to }.abi_encode(),
+            ),
+            _ => {
+                let approved = kind == 3;
+                (
+                    self.model.set_mediator(caller, to, approved, now),
+                    K::setMediatorCall {
+                        mediator: to,
+                        approved,
+                    }
+                    .abi_encode(),
+                )
+            }
+        };
+        let k = &self.clients[who];
+        let c = k.send(Some(k.address()), input.into()).await.map(|_| ());
+        if m.is_ok() {
+            match kind {
+                0 => self.pending_admin = Some(target),
+                1 => self.pending_admin = None,
+                3 => {
+                    self.mediators.insert(target);
+                }
+                4 => {
+                    self.mediators.remove(&target);
+                }
+                _ => {}
+            }
+        }
+        (m, c)
+    }
+
+    /// The governance views against the model: admin, pauser, pause, and who may resolve now.
+    async fn compare_governance(&self) -> Result<(), String> {
+        let kernel = self.kernel_contract();
+        let admin = kernel.admin().call().await.unwrap();
+        let pauser = kernel.pauser().call().await.unwrap();
+        let paused = kernel.paused().call().await.unwrap();
+        let expect = (self.model.admin(), self.model.pauser(), self.model.paused());
+        if expect != (admin, pauser, paused) {
+            return Err(format!(
+                "governance differs: model {expect:?}, chain {:?}",
+                (admin, pauser, paused)
+            ));
+        }
+        for i in 0..=ACTORS + 1 {
+            let a = self.addr(i);
+            let c = kernel.isResolver(a).call().await.unwrap();
+            // Views see the last mined block's time; the model is asked at the same time.
+            let t = self.devnet.now().await.unwrap();
+            let m = self.model.is_resolver(a, t);
+            if c != m {
+                return Err(format!("isResolver({a}) at {t}: model {m}, chain {c}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The vault views by escrow id, asked as every account: `remaining` (resolves the caller's own alias
+    /// first) and `verifyEscrow` naming that account as the requester (against the model's provider).
+    async fn compare_aliases(&self, escrow_ids: &[B256]) -> Result<(), String> {
+        let kernel = self.kernel_contract();
+        for escrow_id in escrow_ids {
+            for i in 0..=ACTORS + 1 {
+                let a = self.addr(i);
+                let c = kernel.remaining(*escrow_id).from(a).call().await.unwrap();
+                let m = self.model.remaining_of(*escrow_id, a);
+                if c != m {
+                    return Err(format!(
+                        "remaining({escrow_id}) asked by {a}: model {m}, chain {c}"
+                    ));
+                }
+                for p in 0..=ACTORS + 1 {
+                    let provider = self.addr(p);
+                    let v = kernel
+                        .verifyEscrow(*escrow_id, a, provider, U256::ZERO)
+                        .call()
+                        .await
+                        .unwrap();
+                    let m = self
+                        .model
+                        .verify_escrow(*escrow_id, a, provider, U256::ZERO);
+                    if (v.isActive, v.escrowAmount) != m {
+                        return Err(format!(
+                            "verifyEscrow({escrow_id}, {a}, {provider}): model {m:?}, chain {:?}",
+                            (v.isActive, v.escrowAmount)
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn kernel_contract(
+        &self,
+    ) -> actp_client::bindings::EscrowKernel::EscrowKernelInstance<alloy::providers::DynProvider>
+    {
+        actp_client::bindings::EscrowKernel::new(
+            self.devnet.deployment().kernel,
+            self.devnet.provider(),
+        )
     }
 
     /// The party and action that usually come next for `tx` (index into `clients`).
     fn next_step(&self, tx: &actp_core::model::Transaction, r: u64) -> (usize, Action) {
-        let index = |a: Address| {
-            (0..=ACTORS + 1)
-                .find(|i| self.addr(*i) == a)
-                .unwrap_or(ACTORS + 1)
-        };
-        let (req, prov) = (index(tx.requester), index(tx.provider));
+        let (req, prov) = (self.index(tx.requester), self.index(tx.provider));
         let kernel = self.devnet.deployment().kernel;
         let roll = r % 100;
         let left = tx.amount - tx.released;
+        // One funding in five links an older client's escrow id, shared among requesters.
+        let fund = if (r >> 8).is_multiple_of(5) {
+            Action::Fund {
+                escrow_contract: kernel,
+                escrow_id: ALIASES[(r >> 16) as usize % ALIASES.len()],
+            }
+        } else {
+            Action::fund(kernel, tx.id)
+        };
         match tx.state {
             State::Initiated => match roll {
-                0..=69 => (req, Action::fund(kernel, tx.id)),
+                0..=69 => (req, fund),
                 70..=84 => (prov, Action::quote(Some(B256::repeat_byte(3)))),
                 _ => (req, Action::cancel()),
             },
             State::Quoted => match roll {
-                0..=59 => (req, Action::fund(kernel, tx.id)),
+                0..=59 => (req, fund),
                 60..=79 => (
                     req,
                     Action::AcceptQuote {
@@ -367,8 +659,18 @@ impl World {
                 } else {
                     U256::from(r) % (left + U256::from(1))
                 };
+                // Usually the admin, sometimes a mediator (maybe a party, maybe not yet active) or anyone.
+                let resolver = match (r >> 24) % 8 {
+                    0 => ((r >> 32) % (ACTORS as u64 + 2)) as usize,
+                    1..=2 if !self.mediators.is_empty() => *self
+                        .mediators
+                        .iter()
+                        .nth((r >> 32) as usize % self.mediators.len())
+                        .unwrap(),
+                    _ => self.index(self.model.admin()),
+                };
                 (
-                    0,
+                    resolver,
                     Action::resolve(
                         if r.is_multiple_of(2) {
                             State::Settled
@@ -441,7 +743,21 @@ impl World {
 fn action(kind: u8, arg: u64, tx: &actp_core::model::Transaction, kernel: Address) -> Action {
     let left = tx.amount - tx.released;
     match kind {
-        0 => Action::fund(kernel, tx.id),
+        0 => match arg % 6 {
+            0 => Action::Fund {
+                escrow_contract: kernel,
+                escrow_id: ALIASES[(arg >> 8) as usize % ALIASES.len()],
+            },
+            1 => Action::Fund {
+                escrow_contract: kernel,
+                escrow_id: if arg.is_multiple_of(4) {
+                    B256::ZERO
+                } else {
+                    B256::repeat_byte(0x77) // an id some transaction may have, or nobody
+                },
+            },
+            _ => Action::fund(kernel, tx.id),
+        },
         1 => Action::start(),
         2 => {
             let window = match arg % 4 {
@@ -551,8 +867,9 @@ async fn run(steps: &[Step]) -> Option<(usize, String)> {
         }
     }
     eprintln!(
-        "differential: {} accepted, {} rejected with the same error on both sides; states entered: {:?}",
-        world.accepted, world.rejected, world.states_reached
+        "differential: {} accepted, {} rejected with the same error on both sides; states entered: {:?}; \
+         rejections: {:?}",
+        world.accepted, world.rejected, world.states_reached, world.rejections
     );
     // A full run must exercise the lifecycle, or agreement proves little.
     if steps.len() >= 500 && world.accepted < steps.len() / 5 {
