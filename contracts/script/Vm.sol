@@ -16,6 +16,9 @@ interface Vm {
     function envOr(string calldata name, address defaultValue) external view returns (address);
     function envOr(string calldata name, string calldata defaultValue) external view returns (string memory);
     function writeFile(string calldata path, string calldata data) external;
+    function readFile(string calldata path) external view returns (string memory);
+    function createDir(string calldata path, bool recursive) external;
+    function parseJsonUintArray(string calldata json, string calldata key) external pure returns (uint256[] memory);
     function writeLine(string calldata path, string calldata data) external;
     function toString(address value) external pure returns (string memory);
     function toString(uint256 value) external pure returns (string memory);
