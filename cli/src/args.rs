@@ -28,9 +28,21 @@ pub(crate) struct Global {
     /// The escrow kernel's address.
     #[arg(long, env = "ACTP_KERNEL", global = true)]
     pub(crate) kernel: Option<Address>,
+    /// A named network: base, base-sepolia or devnet. Sets the chain id the RPC must be on, the USDC
+    /// address, confirmations, the eth_getLogs range and the fee cap; without --rpc-url, its public RPC.
+    #[arg(long, env = "ACTP_NETWORK", global = true, value_parser = ["base", "base-sepolia", "devnet"])]
+    pub(crate) network: Option<String>,
     /// The chain id you expect; commands refuse an RPC on another chain.
     #[arg(long, env = "ACTP_CHAIN_ID", global = true)]
     pub(crate) chain_id: Option<u64>,
+    /// An extra CA certificate (PEM) to trust, on top of the system's, for a private RPC, provider or
+    /// upstream behind TLS.
+    #[arg(long, env = "ACTP_CA_CERT", global = true)]
+    pub(crate) ca_cert: Option<PathBuf>,
+    /// The most a transaction may offer per gas, e.g. "2gwei", "0.5 gwei" or wei; a send priced above it is
+    /// refused (default: 1 gwei on base and base-sepolia, no cap elsewhere).
+    #[arg(long, env = "ACTP_MAX_FEE_PER_GAS", global = true)]
+    pub(crate) max_fee_per_gas: Option<GasPrice>,
     /// An encrypted JSON keystore with the signing key (password from ACTP_KEY_PASSWORD or a prompt).
     /// Otherwise the key is read from ACTP_PRIVATE_KEY.
     #[arg(long, env = "ACTP_KEYSTORE", global = true)]
@@ -174,9 +186,13 @@ pub(crate) struct BudgetSetArgs {
     /// Percent of a cap at which a payment logs a soft-limit warning.
     #[arg(long)]
     pub(crate) soft_threshold: Option<u8>,
+    /// The longest an escrow may lock the agent's funds, whatever a provider asks: "30m", "1h", "2d"
+    /// (default 1h). A payment that needs longer is refused before any escrow.
+    #[arg(long)]
+    pub(crate) max_escrow_ttl: Option<Duration>,
     /// Remove a field first (per_call, daily, monthly, provider_daily, provider_monthly, allow, deny,
-    /// soft_threshold, providers); repeatable.
-    #[arg(long, value_parser = ["per_call", "daily", "monthly", "provider_daily", "provider_monthly", "allow", "deny", "soft_threshold", "providers"])]
+    /// soft_threshold, max_escrow_ttl, providers); repeatable.
+    #[arg(long, value_parser = ["per_call", "daily", "monthly", "provider_daily", "provider_monthly", "allow", "deny", "soft_threshold", "max_escrow_ttl", "providers"])]
     pub(crate) clear: Vec<String>,
 }
 
@@ -205,22 +221,40 @@ pub(crate) struct UsageArgs {
     pub(crate) until: Option<String>,
 }
 
+/// A UTC calendar day, `YYYY-MM-DD`, that exists (month 1 to 12, the month's days, leap years).
 fn parse_day(s: &str) -> Result<String, String> {
+    let bad = || format!("{s:?} is not a day: write YYYY-MM-DD, e.g. 2026-11-23");
     let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    if b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && digits(0..4)
-        && digits(5..7)
-        && digits(8..10)
-    {
-        Ok(s.to_owned())
-    } else {
-        Err(format!(
-            "{s:?} is not a day: write YYYY-MM-DD, e.g. 2026-11-23"
-        ))
+    if !s.is_ascii() || b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return Err(bad());
     }
+    let number = |r: std::ops::Range<usize>| -> Result<u32, String> {
+        let part = &s[r];
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            part.parse().map_err(|_| bad())
+        } else {
+            Err(bad())
+        }
+    };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => {
+            return Err(format!(
+                "{s:?}: there is no month {month}; write YYYY-MM-DD"
+            ));
+        }
+    };
+    if day == 0 || day > days {
+        return Err(format!(
+            "{s:?}: month {month} of {year} has {days} days; write YYYY-MM-DD"
+        ));
+    }
+    Ok(s.to_owned())
 }
 
 #[derive(Debug, Args)]
@@ -241,9 +275,13 @@ pub(crate) struct DevnetArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct DeployArgs {
-    /// Use this token instead of deploying MockUSDC.
-    #[arg(long)]
+    /// The escrow token (default: the network's USDC on base and base-sepolia; a fresh MockUSDC elsewhere).
+    /// It must have 6 decimals.
+    #[arg(long, conflicts_with = "mock_token")]
     pub(crate) token: Option<Address>,
+    /// Deploy a MockUSDC dev token (anyone may mint it) even where the network has USDC.
+    #[arg(long)]
+    pub(crate) mock_token: bool,
     /// Admin (default: the deployer).
     #[arg(long)]
     pub(crate) admin: Option<Address>,
@@ -502,6 +540,9 @@ pub(crate) struct GatewayArgs {
     /// Shortest time before a transaction's deadline that the gateway accepts.
     #[arg(long, default_value = "5m")]
     pub(crate) min_time_to_deadline: Duration,
+    /// The longest the upstream may take to answer a request (then 504, and the payment can be retried).
+    #[arg(long, env = "ACTP_UPSTREAM_TIMEOUT", default_value = "60s")]
+    pub(crate) upstream_timeout: Duration,
     /// Claim with an on-chain IN_PROGRESS before serving (replicas sharing a key), instead of locally.
     #[arg(long)]
     pub(crate) onchain_claims: bool,
@@ -611,6 +652,51 @@ impl std::str::FromStr for Duration {
     }
 }
 
+/// A price per gas in wei: "1000000000", "2gwei", "0.5 gwei", "7 wei".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GasPrice(pub(crate) u128);
+
+impl std::str::FromStr for GasPrice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("`{s}` is not a gas price: write e.g. \"2gwei\", \"0.5 gwei\" or wei");
+        let t = s.trim().to_ascii_lowercase();
+        let (number, decimals) = if let Some(n) = t.strip_suffix("gwei") {
+            (n.trim(), 9u32)
+        } else if let Some(n) = t.strip_suffix("wei") {
+            (n.trim(), 0)
+        } else {
+            (t.as_str(), 0)
+        };
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if whole.is_empty() && fraction.is_empty()
+            || !whole.bytes().all(|b| b.is_ascii_digit())
+            || !fraction.bytes().all(|b| b.is_ascii_digit())
+            || fraction.len() > decimals as usize
+        {
+            return Err(bad());
+        }
+        let scale = 10u128.pow(decimals);
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| bad())?
+        };
+        let fraction: u128 = if fraction.is_empty() {
+            0
+        } else {
+            let padded = format!("{fraction:0<width$}", width = decimals as usize);
+            padded.parse().map_err(|_| bad())?
+        };
+        whole
+            .checked_mul(scale)
+            .and_then(|w| w.checked_add(fraction))
+            .map(GasPrice)
+            .ok_or_else(bad)
+    }
+}
+
 /// A gateway route: `METHOD PATH=PRICE[@SERVICE]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RouteSpec {
@@ -678,6 +764,46 @@ mod tests {
         assert_eq!("500ms".parse::<Duration>().unwrap().0.as_millis(), 500);
         assert_eq!("90".parse::<Duration>().unwrap().0.as_secs(), 90);
         assert!("1y".parse::<Duration>().is_err());
+    }
+
+    #[test]
+    fn days_must_exist() {
+        assert_eq!(parse_day("2026-11-23").unwrap(), "2026-11-23");
+        assert!(parse_day("2024-02-29").is_ok());
+        for bad in [
+            "2026-13-45",
+            "2026-00-10",
+            "2026-02-29",
+            "2100-02-29",
+            "2026-04-31",
+            "2026-11-00",
+            "2026-1-23",
+            "26-11-23",
+            "2026/11/23",
+            "２０２６-11-23",
+        ] {
+            assert!(parse_day(bad).is_err(), "{bad}");
+        }
+        assert!(parse_day("2026-13-45").unwrap_err().contains("no month 13"));
+    }
+
+    #[test]
+    fn gas_prices() {
+        assert_eq!("2gwei".parse::<GasPrice>().unwrap().0, 2_000_000_000);
+        assert_eq!("0.5 gwei".parse::<GasPrice>().unwrap().0, 500_000_000);
+        assert_eq!("7 wei".parse::<GasPrice>().unwrap().0, 7);
+        assert_eq!("1000".parse::<GasPrice>().unwrap().0, 1000);
+        for bad in [
+            "",
+            "gwei",
+            "1.5 wei",
+            "0.0000000001gwei",
+            "-1gwei",
+            "1e9",
+            "2 eth",
+        ] {
+            assert!(bad.parse::<GasPrice>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub(crate) struct CliError {
     pub(crate) message: String,
     /// The kernel's custom error name, when the kernel refused.
     pub(crate) kernel_error: Option<String>,
+    /// Whether waiting and trying again may help (an unreachable RPC, a rate limit), as opposed to a
+    /// problem of configuration (an untrusted certificate) or input.
+    pub(crate) retryable: bool,
 }
 
 pub(crate) type Result<T, E = CliError> = std::result::Result<T, E>;
@@ -54,6 +57,7 @@ impl CliError {
             exit,
             message: message.into(),
             kernel_error: None,
+            retryable: false,
         }
     }
 
@@ -107,7 +111,8 @@ fn rejection_name(r: &Rejection) -> String {
 impl From<ClientError> for CliError {
     fn from(e: ClientError) -> Self {
         let message = e.to_string();
-        match &e {
+        let retryable = e.is_retryable();
+        let mut error = match &e {
             ClientError::Rejected(Rejection::TransactionNotFound(_)) => {
                 CliError::not_found(message)
             }
@@ -115,6 +120,7 @@ impl From<ClientError> for CliError {
                 exit: Exit::Rejected,
                 kernel_error: Some(rejection_name(r)),
                 message,
+                retryable: false,
             },
             ClientError::Token(_)
             | ClientError::UnknownRevert { .. }
@@ -132,7 +138,9 @@ impl From<ClientError> for CliError {
             ClientError::ReceiptTimeout { .. } => CliError::timeout(message),
             ClientError::Signer(_) | ClientError::Config(_) => CliError::usage(message),
             ClientError::Devnet(_) => CliError::failure(message),
-        }
+        };
+        error.retryable = retryable;
+        error
     }
 }
 

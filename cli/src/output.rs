@@ -19,7 +19,10 @@ impl Output {
     pub(crate) fn result<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) {
         let mut stdout = std::io::stdout().lock();
         if self.json {
-            let line = serde_json::to_string(value).unwrap_or_else(|_| "null".into());
+            // Every address EIP-55 checksummed, whatever type it came from: web3.py refuses lowercase.
+            let mut json = serde_json::to_value(value).unwrap_or_default();
+            actp_core::checksum::checksum_addresses(&mut json);
+            let line = json.to_string();
             let _ = writeln!(stdout, "{line}");
         } else {
             let text = human();

@@ -1,6 +1,8 @@
 //! `actp gateway`: a reverse proxy with the paywall in front, for APIs written in any language. Only the
 //! routes given with `--route` are reachable (paid or free); anything else gets 404 unless
-//! `--pass-through` is set, so a route left out by mistake is never served for free.
+//! `--pass-through` is set, so a route left out by mistake is never served for free. HEAD on a paid GET
+//! route is paid; variants of a paid path are refused even with `--pass-through`. The upstream sees no
+//! `X-AGIRAILS-*` header from the client: only the ones the gateway sets after verifying the payment.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -29,8 +31,13 @@ struct Upstream {
     http: reqwest::Client,
 }
 
+/// The header naming who paid, set by the gateway only.
+const REQUESTER_HEADER: &str = "x-agirails-requester";
+/// The prefix of every ACTP header; inbound ones are never forwarded.
+const ACTP_PREFIX: &str = "x-agirails-";
+
 pub(crate) async fn run(ctx: &Ctx, args: GatewayArgs) -> Result<()> {
-    let upstream = parse_upstream(&args.upstream)?;
+    let upstream = parse_upstream(ctx, &args.upstream, args.upstream_timeout.0)?;
     let proxy = router(&args.routes, args.pass_through, upstream)?;
     let (kernel, _) = ctx.kernel(true).await?;
     let mut builder = Paywall::builder(kernel)
@@ -97,7 +104,7 @@ pub(crate) async fn run(ctx: &Ctx, args: GatewayArgs) -> Result<()> {
     Ok(())
 }
 
-fn parse_upstream(raw: &str) -> Result<Upstream> {
+fn parse_upstream(ctx: &Ctx, raw: &str, timeout: std::time::Duration) -> Result<Upstream> {
     let url = reqwest::Url::parse(raw).map_err(|e| {
         CliError::usage(format!(
             "--upstream `{raw}` is not a URL ({e}): write e.g. http://127.0.0.1:8000"
@@ -108,7 +115,11 @@ fn parse_upstream(raw: &str) -> Result<Upstream> {
             "--upstream must be an http:// or https:// URL",
         ));
     }
-    let http = reqwest::Client::builder()
+    let http = ctx
+        .http_options()?
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(timeout)
+        .builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| CliError::failure(e.to_string()))?;
@@ -184,6 +195,27 @@ fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
     }
 }
 
+/// The client's headers as the upstream gets them: hop-by-hop headers and every `X-AGIRAILS-*` header
+/// removed (a client could otherwise name a requester on a free route), then the ones the gateway vouches
+/// for added on a paid request: who paid and with which transaction.
+fn upstream_headers(inbound: &HeaderMap, payment: Option<&Payment>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in inbound {
+        if !hop_by_hop(name) && !name.as_str().starts_with(ACTP_PREFIX) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    if let Some(payment) = payment {
+        if let Ok(v) = HeaderValue::from_str(&payment.requester.to_string()) {
+            headers.insert(HeaderName::from_static(REQUESTER_HEADER), v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&payment.tx_id.to_string()) {
+            headers.insert(HeaderName::from_static(actp_core::http::TX_ID_HEADER), v);
+        }
+    }
+    headers
+}
+
 async fn forward(State(upstream): State<Upstream>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -193,14 +225,7 @@ async fn forward(State(upstream): State<Upstream>, req: Request) -> Response {
             "the request body is too large to forward",
         );
     };
-    let mut headers = HeaderMap::new();
-    copy_headers(&parts.headers, &mut headers);
-    if let Some(payment) = parts.extensions.get::<Payment>()
-        && let Ok(v) = HeaderValue::from_str(&payment.requester.to_string())
-    {
-        // Who paid, for the upstream's own accounting.
-        headers.insert(HeaderName::from_static("x-agirails-requester"), v);
-    }
+    let headers = upstream_headers(&parts.headers, parts.extensions.get::<Payment>());
     let sent = upstream
         .http
         .request(parts.method, format!("{}{target}", upstream.base))
@@ -210,8 +235,15 @@ async fn forward(State(upstream): State<Upstream>, req: Request) -> Response {
         .await;
     let response = match sent {
         Ok(r) => r,
+        Err(e) if e.is_timeout() => {
+            tracing::warn!("upstream timed out");
+            return bad_gateway(
+                StatusCode::GATEWAY_TIMEOUT,
+                "the upstream API did not answer in time; nothing was delivered and the transaction can pay for a retry",
+            );
+        }
         Err(e) => {
-            tracing::warn!(error = %actp_client::redact_urls(&e.to_string()), "upstream unreachable");
+            tracing::warn!(error = %actp_client::from_reqwest(&e), "upstream unreachable");
             return bad_gateway(
                 StatusCode::BAD_GATEWAY,
                 "the upstream API could not be reached; try again",
@@ -246,4 +278,44 @@ fn bad_gateway(status: StatusCode, message: &str) -> Response {
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn inbound_actp_headers_never_reach_the_upstream() {
+        let mut inbound = HeaderMap::new();
+        inbound.insert(
+            "x-agirails-requester",
+            HeaderValue::from_static("0xspoofed"),
+        );
+        inbound.insert("X-AGIRAILS-TX-ID", HeaderValue::from_static("0x01"));
+        inbound.insert("x-agirails-anything", HeaderValue::from_static("1"));
+        inbound.insert("accept", HeaderValue::from_static("text/plain"));
+        inbound.insert("connection", HeaderValue::from_static("close"));
+        let free = upstream_headers(&inbound, None);
+        assert_eq!(free.len(), 1, "{free:?}");
+        assert_eq!(free["accept"], "text/plain");
+        let payment = Payment {
+            tx_id: actp_core::B256::repeat_byte(7),
+            requester: actp_core::Address::repeat_byte(9),
+            amount: actp_core::U256::from(1u8),
+            price: actp_core::Amount::from_base_units(1),
+            deadline: 0,
+        };
+        let paid = upstream_headers(&inbound, Some(&payment));
+        assert_eq!(
+            paid[REQUESTER_HEADER],
+            actp_core::Address::repeat_byte(9).to_string()
+        );
+        assert_eq!(paid.get_all(REQUESTER_HEADER).iter().count(), 1);
+        assert_eq!(
+            paid["x-agirails-tx-id"],
+            actp_core::B256::repeat_byte(7).to_string()
+        );
+        assert!(paid.get("x-agirails-anything").is_none());
+    }
 }

@@ -93,7 +93,9 @@ pub(crate) async fn call(ctx: &Ctx, args: CallArgs) -> Result<()> {
         },
         ..PayConfig::default()
     };
-    let client = PayingClient::with_config(kernel, ledger, config).await?;
+    let client = PayingClient::with_config(kernel, ledger, config)
+        .await?
+        .http_client(ctx.http_client(None)?);
     let mut request = client.request(method, &args.url);
     for header in &args.headers {
         let (name, value) = header.split_once(':').ok_or_else(|| {
@@ -223,6 +225,7 @@ fn set(ctx: &Ctx, args: BudgetSetArgs) -> Result<()> {
             "allow" => policy.allow.clear(),
             "deny" => policy.deny.clear(),
             "soft_threshold" => policy.soft_threshold = None,
+            "max_escrow_ttl" => policy.max_escrow_ttl = None,
             _ => policy.providers.clear(),
         }
     }
@@ -248,6 +251,9 @@ fn set(ctx: &Ctx, args: BudgetSetArgs) -> Result<()> {
     }
     if args.soft_threshold.is_some() {
         policy.soft_threshold = args.soft_threshold;
+    }
+    if let Some(ttl) = args.max_escrow_ttl {
+        policy.max_escrow_ttl = Some(ttl.0.as_secs());
     }
     policy
         .validate()

@@ -83,7 +83,7 @@ async fn verify(ctx: &Ctx, args: VerifyArgs) -> Result<()> {
     let (domain, provider, announced) = if args.onchain {
         let (kernel, target) = ctx.kernel(false).await?;
         let record = kernel.get(tx_id).await?;
-        let from = target.devnet.as_ref().map_or(0, |d| d.block);
+        let from = target.scan_from(None, kernel.address())?;
         let recorded = kernel.recorded_proof_hash(tx_id, from).await?.ok_or_else(|| {
             CliError::not_found(format!(
                 "no proof hash recorded on chain for {tx_id} yet (state {}): try again once it is DELIVERED",

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use crate::{
     args::SettleArgs,
     context::Ctx,
-    error::{CliError, Exit, Result},
+    error::{CliError, Result},
 };
 
 /// Connects, waiting out an unreachable RPC with backoff unless `--once` (a cron job should fail loudly).
@@ -20,7 +20,7 @@ async fn connect(
     let mut pause = Duration::from_millis(250);
     loop {
         match ctx.kernel(true).await {
-            Err(e) if e.exit == Exit::Network && !args.once => {
+            Err(e) if e.retryable && !args.once => {
                 tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "RPC unreachable; waiting");
                 tokio::select! {
                     () = tokio::time::sleep(pause) => {}
@@ -35,14 +35,12 @@ async fn connect(
 
 pub(crate) async fn run(ctx: &Ctx, args: SettleArgs) -> Result<()> {
     let (kernel, target) = connect(ctx, &args).await?;
-    let on_devnet = target.devnet.is_some();
     let config = SettlerConfig {
         data_dir: ctx.global.data_dir.join("settler"),
-        from_block: args
-            .from_block
-            .or(target.devnet.as_ref().map(|d| d.block))
-            .unwrap_or(0),
-        confirmations: args.confirmations.unwrap_or(if on_devnet { 0 } else { 2 }),
+        from_block: target.scan_from(args.from_block, kernel.address())?,
+        confirmations: args
+            .confirmations
+            .unwrap_or(target.network.map_or(2, |n| n.confirmations)),
         batch_size: args.batch_size.max(1),
         concurrency: args.concurrency.max(1),
         poll_interval: args.poll_interval.0,

@@ -257,10 +257,7 @@ async fn resolve(ctx: &Ctx, args: ResolveArgs) -> Result<()> {
 
 async fn list(ctx: &Ctx, args: ListArgs) -> Result<()> {
     let (kernel, target) = ctx.kernel(false).await?;
-    let from = args
-        .from_block
-        .or(target.devnet.as_ref().map(|d| d.block))
-        .unwrap_or(0);
+    let from = target.scan_from(args.from_block, kernel.address())?;
     let head = kernel.block_number().await?;
     let mut watcher = Watcher::new(
         kernel.provider().clone(),

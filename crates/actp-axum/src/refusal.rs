@@ -160,6 +160,21 @@ pub enum Refusal {
         /// When to retry.
         retry_after: Duration,
     },
+    /// A paid path asked with a method no route declares: the router might hand it to the paid handler.
+    #[error("this path is paid and answers only {allowed}: use one of those methods")]
+    MethodNotAllowed {
+        /// The methods declared for the path.
+        allowed: String,
+    },
+    /// A path that is not a route but a variant of a paid one (trailing slash, `//`, `/./`, percent-encoding,
+    /// case): never served, so a lenient server behind cannot serve the paid route for free.
+    #[error(
+        "this path is a variant of the paid route {route}: request that exact path (no trailing slash, dot segments, percent-escapes or case changes)"
+    )]
+    NonCanonicalPath {
+        /// The paid route it resembles.
+        route: String,
+    },
     /// The provider's claim database failed; the request was not served.
     #[error("the provider could not record the payment: retry in {}s", retry_after.as_secs())]
     StorageUnavailable {
@@ -176,6 +191,8 @@ impl Refusal {
             MalformedTxId | MalformedAuthorization(_) | BodyUnreadable | Unpriceable(_) => {
                 StatusCode::BAD_REQUEST
             }
+            MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            NonCanonicalPath { .. } => StatusCode::NOT_FOUND,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             MissingAuthorization | Unauthorized(_) => StatusCode::UNAUTHORIZED,
             WrongProvider { .. } => StatusCode::FORBIDDEN,
@@ -213,6 +230,8 @@ impl Refusal {
             AlreadyUsed { .. } => "already_used",
             ChainUnavailable { .. } => "chain_unavailable",
             StorageUnavailable { .. } => "storage_unavailable",
+            MethodNotAllowed { .. } => "method_not_allowed",
+            NonCanonicalPath { .. } => "non_canonical_path",
         }
     }
 
@@ -275,6 +294,11 @@ impl IntoResponse for Refusal {
         );
         if let Some(after) = self.retry_after() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
+        }
+        if let Refusal::MethodNotAllowed { allowed } = &self
+            && let Ok(v) = HeaderValue::from_str(allowed)
+        {
+            headers.insert(header::ALLOW, v);
         }
         response
     }

@@ -3,6 +3,8 @@
 use std::{collections::HashMap, fmt, future::Future, sync::Arc};
 
 use actp_core::{Amount, B256, http::RoutePrice, ids::service_hash};
+
+use crate::refusal::Refusal;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{HeaderMap, Method};
@@ -155,35 +157,177 @@ pub struct RouteError {
 pub(crate) struct Routes {
     list: Vec<Route>,
     by_method: HashMap<Method, matchit::Router<usize>>,
+    /// Each route's pattern on its own, whatever the method.
+    each: Vec<matchit::Router<()>>,
+    /// Each route's pattern in canonical form (lowercase), to recognise variants of its paths.
+    each_canonical: Vec<matchit::Router<()>>,
+}
+
+/// What the paywall does with a request, decided from its method and path before anything else.
+#[derive(Debug)]
+pub(crate) enum Decision<'a> {
+    /// A paid route: verify the payment.
+    Paid(&'a Route),
+    /// A free route, or a path no paid route claims: pass through.
+    Free,
+    /// Never served: a paid path with a method no route declares, or a variant of a paid path.
+    Refuse(Refusal),
 }
 
 impl Routes {
     pub(crate) fn new(list: Vec<Route>) -> Result<Self, RouteError> {
         let mut by_method: HashMap<Method, matchit::Router<usize>> = HashMap::new();
+        let mut each = Vec::with_capacity(list.len());
+        let mut each_canonical = Vec::with_capacity(list.len());
         for (i, route) in list.iter().enumerate() {
+            let refused = |e: matchit::InsertError| RouteError {
+                method: route.method.to_string(),
+                path: route.path.clone(),
+                reason: e.to_string(),
+            };
             by_method
                 .entry(route.method.clone())
                 .or_default()
                 .insert(route.path.clone(), i)
-                .map_err(|e| RouteError {
-                    method: route.method.to_string(),
-                    path: route.path.clone(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(refused)?;
+            let mut alone = matchit::Router::new();
+            alone.insert(route.path.clone(), ()).map_err(refused)?;
+            each.push(alone);
+            let mut canonical = matchit::Router::new();
+            canonical
+                .insert(route.path.to_lowercase(), ())
+                .map_err(refused)?;
+            each_canonical.push(canonical);
         }
-        Ok(Routes { list, by_method })
+        Ok(Routes {
+            list,
+            by_method,
+            each,
+            each_canonical,
+        })
     }
 
     /// The route serving `method path` (path without query), if any.
+    #[cfg(test)]
     pub(crate) fn find(&self, method: &Method, path: &str) -> Option<&Route> {
+        self.find_index(method, path).map(|i| &self.list[i])
+    }
+
+    fn find_index(&self, method: &Method, path: &str) -> Option<usize> {
         let router = self.by_method.get(method)?;
-        let matched = router.at(path).ok()?;
-        self.list.get(*matched.value)
+        router.at(path).ok().map(|m| *m.value)
+    }
+
+    /// Which route a request is for, as the router dispatches it. `matched` is the pattern axum matched
+    /// (`MatchedPath`, also under `nest`), `paths` the request's paths (the original URI's, and the one this
+    /// service sees, which `nest` strips). Fail-closed: if any reading names a paid route, the request pays.
+    /// - HEAD is served by GET handlers (axum does so), so HEAD on a paid GET route is paid;
+    /// - a paid path asked with a method no route declares is refused (405), since the router may send it
+    ///   to the same handler (`any`, a method router shared by the path);
+    /// - a path that is not a route but is a variant of a paid one (trailing slash, `//`, `/./`, `/../`,
+    ///   percent-encoding, case, `;` parameters) is refused (404): a server behind it may read it as the
+    ///   paid route.
+    pub(crate) fn decide(
+        &self,
+        method: &Method,
+        matched: Option<&str>,
+        paths: &[&str],
+    ) -> Decision<'_> {
+        let mut methods = vec![method.clone()];
+        if method == Method::HEAD {
+            methods.push(Method::GET);
+        }
+        let mut found: Option<usize> = None;
+        for m in &methods {
+            let by_pattern = matched.and_then(|pattern| {
+                self.list
+                    .iter()
+                    .position(|r| r.method == *m && r.path == pattern)
+            });
+            let by_path = paths.iter().filter_map(|p| self.find_index(m, p));
+            for i in by_pattern.into_iter().chain(by_path) {
+                let paid = !matches!(self.list[i].price, Price::Free);
+                if paid {
+                    return Decision::Paid(&self.list[i]);
+                }
+                found.get_or_insert(i);
+            }
+        }
+        if found.is_some() {
+            return Decision::Free;
+        }
+        let paid = |i: &usize| !matches!(self.list[*i].price, Price::Free);
+        let at_path = |i: &usize| {
+            matched.is_some_and(|m| self.list[*i].path == m)
+                || paths.iter().any(|p| self.each[*i].at(p).is_ok())
+        };
+        if (0..self.list.len()).filter(paid).any(|i| at_path(&i)) {
+            let mut allowed: Vec<String> = (0..self.list.len())
+                .filter(at_path)
+                .map(|i| self.list[i].method.to_string())
+                .collect();
+            if allowed.iter().any(|m| m == "GET") {
+                allowed.push("HEAD".into());
+            }
+            allowed.sort();
+            allowed.dedup();
+            return Decision::Refuse(Refusal::MethodNotAllowed {
+                allowed: allowed.join(", "),
+            });
+        }
+        for path in paths {
+            let canonical = canonical_path(path);
+            if let Some(i) = (0..self.list.len())
+                .filter(paid)
+                .find(|i| self.each_canonical[*i].at(&canonical).is_ok())
+            {
+                return Decision::Refuse(Refusal::NonCanonicalPath {
+                    route: format!("{} {}", self.list[i].method, self.list[i].path),
+                });
+            }
+        }
+        Decision::Free
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Route> {
         self.list.iter()
     }
+}
+
+/// The form a lenient server may read `path` as: percent-escapes decoded, `\\` as `/`, `;` parameters cut,
+/// empty and `.` segments dropped, `..` applied, lowercase.
+pub(crate) fn canonical_path(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            decoded.push((hi * 16 + lo) as u8);
+            i += 3;
+            continue;
+        }
+        decoded.push(bytes[i]);
+        i += 1;
+    }
+    let text = String::from_utf8_lossy(&decoded).replace('\\', "/");
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in text.split('/') {
+        let segment = segment.split(';').next().unwrap_or_default();
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    format!("/{}", segments.join("/")).to_lowercase()
 }
 
 #[cfg(test)]
@@ -205,6 +349,103 @@ mod tests {
             "/v1/items/{id}"
         );
         assert!(routes.find(&Method::GET, "/v1/items/42/more").is_none());
+    }
+
+    fn paid(decision: Decision<'_>) -> Option<String> {
+        match decision {
+            Decision::Paid(r) => Some(format!("{} {}", r.method, r.path)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn head_is_paid_like_get() {
+        let routes = Routes::new(vec![
+            Route::get("/v1/data").flat(Amount::from_base_units(60_000)),
+            Route::get("/free"),
+        ])
+        .unwrap();
+        assert_eq!(
+            paid(routes.decide(&Method::HEAD, None, &["/v1/data"])),
+            Some("GET /v1/data".into())
+        );
+        assert!(matches!(
+            routes.decide(&Method::HEAD, None, &["/free"]),
+            Decision::Free
+        ));
+    }
+
+    #[test]
+    fn undeclared_methods_on_a_paid_path_are_refused() {
+        let routes = Routes::new(vec![
+            Route::post("/v1/items/{id}").flat(Amount::from_base_units(60_000)),
+            Route::get("/v1/items/{id}"),
+        ])
+        .unwrap();
+        assert!(matches!(
+            routes.decide(&Method::GET, None, &["/v1/items/7"]),
+            Decision::Free
+        ));
+        match routes.decide(&Method::PUT, None, &["/v1/items/7"]) {
+            Decision::Refuse(Refusal::MethodNotAllowed { allowed }) => {
+                assert_eq!(allowed, "GET, HEAD, POST");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_matched_pattern_and_every_path_reading_count() {
+        let routes = Routes::new(vec![
+            Route::post("/api/v1/x").flat(Amount::from_base_units(60_000)),
+        ])
+        .unwrap();
+        // route_layer / nested router: axum's matched pattern is the full path
+        assert!(paid(routes.decide(&Method::POST, Some("/api/v1/x"), &["/v1/x"])).is_some());
+        // the original URI, whatever the nested service sees
+        assert!(paid(routes.decide(&Method::POST, None, &["/api/v1/x", "/v1/x"])).is_some());
+        // a route declared relative to a nested router is found by the stripped path
+        let relative = Routes::new(vec![
+            Route::post("/v1/x").flat(Amount::from_base_units(60_000)),
+        ])
+        .unwrap();
+        assert!(paid(relative.decide(&Method::POST, None, &["/api/v1/x", "/v1/x"])).is_some());
+    }
+
+    #[test]
+    fn variants_of_a_paid_path_are_never_free() {
+        let routes = Routes::new(vec![
+            Route::get("/v1/summarise").flat(Amount::from_base_units(60_000)),
+            Route::get("/health"),
+        ])
+        .unwrap();
+        for variant in [
+            "/v1/summarise/",
+            "//v1/summarise",
+            "/v1//summarise",
+            "/v1/./summarise",
+            "/v1/x/../summarise",
+            "/v1/%73ummarise",
+            "/v1%2Fsummarise",
+            "/V1/Summarise",
+            "/v1/summarise;x=1",
+            "/v1\\summarise",
+        ] {
+            match routes.decide(&Method::GET, None, &[variant]) {
+                Decision::Refuse(Refusal::NonCanonicalPath { route }) => {
+                    assert_eq!(route, "GET /v1/summarise", "{variant}");
+                }
+                other => panic!("{variant}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            routes.decide(&Method::GET, None, &["/HEALTH"]),
+            Decision::Free
+        ));
+        assert!(matches!(
+            routes.decide(&Method::GET, None, &["/v1/other"]),
+            Decision::Free
+        ));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use alloy::{
 use crate::{ClientError, Result, RetryPolicy};
 
 /// Successful queries in a row after which the range doubles again (up to the configured maximum).
-const GROW_AFTER: u32 = 4;
+const GROW_AFTER: u32 = 8;
 
 /// Reads logs in adaptive block ranges. Cheap to clone; clones share what they learned about the node.
 #[derive(Debug, Clone)]

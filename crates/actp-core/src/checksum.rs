@@ -77,6 +77,24 @@ pub mod vec {
     }
 }
 
+/// Rewrites every address in `json` (a `0x` string of exactly 40 hex digits) in its EIP-55 form: for output
+/// assembled from types that serialize addresses in lowercase.
+pub fn checksum_addresses(json: &mut serde_json::Value) {
+    match json {
+        serde_json::Value::String(s) => {
+            let is_address = s.len() == 42
+                && s.starts_with("0x")
+                && s.bytes().skip(2).all(|b| b.is_ascii_hexdigit());
+            if is_address && let Ok(address) = s.parse::<Address>() {
+                *s = address.to_checksum(None);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(checksum_addresses),
+        serde_json::Value::Object(map) => map.values_mut().for_each(checksum_addresses),
+        _ => {}
+    }
+}
+
 /// Whether `json` holds an Ethereum address (a `0x` string of 40 hex digits) that is not EIP-55
 /// checksummed: for tests of every JSON this project writes.
 pub fn find_unchecksummed(json: &serde_json::Value) -> Option<String> {
@@ -99,6 +117,20 @@ pub fn find_unchecksummed(json: &serde_json::Value) -> Option<String> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn rewrites_addresses_and_nothing_else() {
+        let mut v = serde_json::json!({
+            "kernel": "0xe7f1725e7734ce288f8367e1bb143e90bb3f0512",
+            "list": ["0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266", "hello"],
+            "hash": format!("0x{}", "ab".repeat(32)),
+        });
+        checksum_addresses(&mut v);
+        assert_eq!(v["kernel"], "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512");
+        assert_eq!(v["list"][0], "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
+        assert_eq!(v["hash"], format!("0x{}", "ab".repeat(32)));
+        assert_eq!(find_unchecksummed(&v), None);
+    }
 
     #[test]
     fn finds_lowercase_addresses_anywhere() {

@@ -39,7 +39,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use crate::{
     error::PayError,
-    ledger::{Intent, Ledger, Payment, PaymentState, Reserved, SoftLimit, unix_now},
+    ledger::{BudgetError, Intent, Ledger, Payment, PaymentState, Reserved, SoftLimit, unix_now},
 };
 
 /// What to do once a delivery checks out.
@@ -241,6 +241,23 @@ struct Call {
     body: Bytes,
 }
 
+/// Why an HTTP exchange with a provider failed, without its URL; an untrusted TLS certificate says so and
+/// names the option that trusts a private CA.
+fn http_failure(e: &reqwest::Error) -> String {
+    match actp_client::from_reqwest(e) {
+        tls @ ClientError::Tls { .. } => tls.to_string(),
+        _ => actp_client::redact_urls(&e.to_string()),
+    }
+}
+
+/// The deadline of a new escrow: `ttl` from `now`, or a minute past the provider's earliest acceptable
+/// deadline if that is later; never more than `max_ttl` from `now` (the caller has refused instructions whose
+/// earliest deadline lies beyond that). Saturating: numbers from the network cannot overflow it.
+fn escrow_deadline(now: u64, ttl: u64, min_deadline: u64, max_ttl: u64) -> u64 {
+    let wanted = now.saturating_add(ttl).max(min_deadline.saturating_add(60));
+    wanted.min(now.saturating_add(max_ttl)).max(min_deadline)
+}
+
 /// The path and query of `url` (what the authorization signs).
 fn target_of(url: &str) -> Option<String> {
     let parsed = reqwest::Url::parse(url).ok()?;
@@ -316,7 +333,8 @@ impl PayingClient {
         self
     }
 
-    /// Uses `http` for requests (timeouts, proxies). Set it before cloning the client.
+    /// Uses `http` for requests (timeouts, proxies, extra CAs: see [`actp_client::HttpOptions`]). Set it
+    /// before cloning the client.
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         if let Some(inner) = self.inner_mut() {
             inner.http = http;
@@ -401,7 +419,19 @@ impl PayingClient {
         );
         let fee = Amount::try_from_u256(fee_on(U256::ZERO, amount.to_u256(), inner.fee_bps))
             .unwrap_or_default();
-        let block = inner.kernel.block_number().await?;
+        let (block, now) = inner.kernel.head().await?;
+        // Everything in a 402 comes from a party the agent does not trust: a provider may not make it lock
+        // funds longer than its policy allows.
+        let max_ttl = inner.ledger.policy(inner.agent)?.escrow_ttl_limit();
+        if quote.min_deadline > now.saturating_add(max_ttl) {
+            return Err(BudgetError::EscrowTooLong {
+                agent: inner.agent,
+                provider: quote.terms.provider,
+                needed_seconds: quote.min_deadline - now,
+                max_seconds: max_ttl,
+            }
+            .into());
+        }
         let reserved = inner.ledger.reserve(Intent {
             key: key.to_owned(),
             agent: inner.agent,
@@ -491,7 +521,7 @@ impl PayingClient {
         let amount = payment.amount.base_units();
         let in_flight = {
             let mut n = inner.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            *n += amount;
+            *n = n.saturating_add(amount);
             InFlight(inner, amount)
         };
         let prepared = async {
@@ -511,7 +541,12 @@ impl PayingClient {
             release(refused.to_string())?;
             return Err(refused.into());
         }
-        let deadline = (now + inner.config.escrow_ttl.as_secs()).max(quote.min_deadline + 60);
+        let deadline = escrow_deadline(
+            now,
+            inner.config.escrow_ttl.as_secs(),
+            quote.min_deadline,
+            inner.ledger.policy(agent)?.escrow_ttl_limit(),
+        );
         let terms = CreateParams::new(
             quote.terms.provider,
             payment.amount.to_u256(),
@@ -824,10 +859,10 @@ impl PayingClient {
                 .header(TX_ID_HEADER, tx_id.to_string())
                 .header(AUTHORIZATION_HEADER, authorization);
         }
-        let response = request.send().await.map_err(|e| e.to_string())?;
+        let response = request.send().await.map_err(|e| http_failure(&e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        let body = response.bytes().await.map_err(|e| http_failure(&e))?;
         Ok(PaidResponse {
             status,
             headers,

@@ -84,6 +84,20 @@ pub enum BudgetError {
         /// The provider.
         provider: Address,
     },
+    /// The provider's earliest acceptable deadline would lock the funds longer than the policy allows.
+    #[error(
+        "provider {provider} wants the escrow to last at least {needed_seconds}s, but agent {agent}'s policy allows at most {max_seconds}s: raise `max_escrow_ttl` with `actp budget set --max-escrow-ttl` if you trust this provider"
+    )]
+    EscrowTooLong {
+        /// The agent.
+        agent: Address,
+        /// The provider.
+        provider: Address,
+        /// How long the provider's instructions need the escrow to last, from now.
+        needed_seconds: u64,
+        /// The policy's limit.
+        max_seconds: u64,
+    },
     /// The payment would take a cap past its limit: the hard limit.
     #[error(
         "{cap} of {limit} reached for {period}: {used} spent or reserved, this call needs {amount}; raise `{}` with `actp budget set` or wait for the next period",
@@ -226,7 +240,7 @@ impl Payment {
     /// What it costs the agent now: the amount less refunds, nothing if released.
     pub fn spent(&self) -> Amount {
         let (reserved, spent) = self.holds();
-        Amount::from_base_units(reserved + spent)
+        Amount::from_base_units(reserved.saturating_add(spent))
     }
 }
 
@@ -295,7 +309,11 @@ pub struct Totals {
 impl Totals {
     /// Reserved plus spent: what counts against a cap.
     pub fn used(&self) -> Amount {
-        Amount::from_base_units(self.reserved.base_units() + self.spent.base_units())
+        Amount::from_base_units(
+            self.reserved
+                .base_units()
+                .saturating_add(self.spent.base_units()),
+        )
     }
 }
 
@@ -685,7 +703,7 @@ impl Ledger {
                     provider: scope,
                 }));
             }
-            let threshold = limit.base_units() * u128::from(policy.soft_percent()) / 100;
+            let threshold = percent_of(limit.base_units(), policy.soft_percent());
             if used.base_units() < threshold && after >= threshold {
                 soft.push(SoftLimit {
                     agent: payment.agent,
@@ -797,7 +815,10 @@ impl Ledger {
 }
 
 fn add(row: &mut UsageRow, p: &Payment) {
-    let sum = |a: Amount, b: Amount| Amount::from_base_units(a.base_units() + b.base_units());
+    // Saturating: a report never wraps or panics, whatever amounts the ledger holds.
+    let sum = |a: Amount, b: Amount| {
+        Amount::from_base_units(a.base_units().saturating_add(b.base_units()))
+    };
     match p.state {
         PaymentState::Reserved => row.reserved = sum(row.reserved, p.amount),
         PaymentState::Released => row.released += 1,
@@ -810,6 +831,12 @@ fn add(row: &mut UsageRow, p: &Payment) {
             }
         }
     }
+}
+
+/// `percent`% of `value`, rounded down, for any `value` (no intermediate product that could overflow).
+fn percent_of(value: u128, percent: u8) -> u128 {
+    let p = u128::from(percent);
+    value / 100 * p + value % 100 * p / 100
 }
 
 /// Unix time now (wall clock).
@@ -1039,6 +1066,16 @@ mod tests {
             ledger.reserve(intent("", P1, 1, NOON)),
             Err(LedgerError::InvalidKey(_))
         ));
+    }
+
+    #[test]
+    fn percentages_of_any_amount_never_overflow() {
+        assert_eq!(percent_of(u128::MAX, 100), u128::MAX);
+        let exact = actp_core::U256::from(u128::MAX) * actp_core::U256::from(80u8)
+            / actp_core::U256::from(100u8);
+        assert_eq!(actp_core::U256::from(percent_of(u128::MAX, 80)), exact);
+        assert_eq!(percent_of(1_000, 80), 800);
+        assert_eq!(percent_of(199, 50), 99);
     }
 
     #[test]

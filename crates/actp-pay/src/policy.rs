@@ -10,6 +10,7 @@
 //! monthly = "50"
 //! provider_daily = "2.00"        # each provider, each day
 //! soft_threshold = 80            # percent of any cap: warn when a payment crosses it
+//! max_escrow_ttl = "1h"          # never lock funds longer than this, whatever a provider asks
 //! deny = ["0x0000000000000000000000000000000000000bad"]
 //!
 //! [providers."0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]
@@ -35,6 +36,11 @@ pub enum PolicyError {
     /// The soft threshold is not a percentage in 1..=100.
     #[error("soft_threshold {0} is not a percentage: give a whole number from 1 to 100")]
     SoftThreshold(u8),
+    /// The longest escrow lifetime is outside what the kernel allows.
+    #[error(
+        "max_escrow_ttl {0}s is out of range: give between 5 minutes and 365 days (e.g. \"1h\")"
+    )]
+    EscrowTtl(u64),
     /// A cap is zero.
     #[error(
         "`{0}` is zero, which would refuse every payment: remove it, or suspend the agent instead"
@@ -85,7 +91,23 @@ pub struct SpendPolicy {
     /// Percent of a cap at which a payment raises a soft-limit warning (default 80).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub soft_threshold: Option<u8>,
+    /// The longest an escrow may lock the agent's funds (its deadline from now), whatever a provider's
+    /// payment instructions ask; a payment that needs longer is refused before any escrow (default 1 hour).
+    /// In TOML seconds or a duration: `"90s"`, `"30m"`, `"1h"`, `"2d"`.
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_escrow_ttl: Option<u64>,
 }
+
+/// The default longest escrow lifetime, in seconds.
+pub const DEFAULT_MAX_ESCROW_TTL: u64 = 3_600;
+/// The shortest `max_escrow_ttl` accepted: a paywall wants a few minutes before the deadline to serve.
+pub const MIN_ESCROW_TTL: u64 = 300;
+/// The longest `max_escrow_ttl` accepted: the kernel's own limit on deadlines.
+pub const MAX_ESCROW_TTL: u64 = actp_core::limits::MAX_DEADLINE_AHEAD;
 
 /// The default soft threshold, in percent of a cap.
 pub const DEFAULT_SOFT_THRESHOLD: u8 = 80;
@@ -181,6 +203,11 @@ impl SpendPolicy {
                 return Err(PolicyError::ZeroCap("providers.<address>"));
             }
         }
+        if let Some(ttl) = self.max_escrow_ttl
+            && !(MIN_ESCROW_TTL..=MAX_ESCROW_TTL).contains(&ttl)
+        {
+            return Err(PolicyError::EscrowTtl(ttl));
+        }
         Ok(())
     }
 
@@ -204,6 +231,11 @@ impl SpendPolicy {
     /// The soft threshold in percent.
     pub fn soft_percent(&self) -> u8 {
         self.soft_threshold.unwrap_or(DEFAULT_SOFT_THRESHOLD)
+    }
+
+    /// The longest an escrow may lock the agent's funds, in seconds (the default unless set).
+    pub fn escrow_ttl_limit(&self) -> u64 {
+        self.max_escrow_ttl.unwrap_or(DEFAULT_MAX_ESCROW_TTL)
     }
 }
 
@@ -233,12 +265,93 @@ mod opt_amount {
     }
 }
 
+/// A duration in seconds, written as seconds or `"90s"`, `"30m"`, `"1h"`, `"2d"`.
+mod opt_duration {
+    use super::*;
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(secs) => s.serialize_str(&super::format_duration(*secs)),
+            None => s.serialize_none(),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        match Option::<Raw>::deserialize(d)? {
+            None => Ok(None),
+            Some(Raw::Seconds(s)) => Ok(Some(s)),
+            Some(Raw::Text(t)) => parse_duration(&t)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Seconds from `"90"`, `"90s"`, `"30m"`, `"1h"`, `"2d"`.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let bad = || format!("{text:?} is not a duration: write e.g. \"90s\", \"30m\", \"1h\", \"2d\"");
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let scale = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(scale).ok_or_else(bad)
+}
+
+/// The shortest exact form of `secs` (`"1h"`, `"90s"`).
+fn format_duration(secs: u64) -> String {
+    for (unit, scale) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if secs != 0 && secs.is_multiple_of(scale) {
+            return format!("{}{unit}", secs / scale);
+        }
+    }
+    format!("{secs}s")
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
     const PROVIDER: Address = Address::repeat_byte(0x70);
+
+    #[test]
+    fn escrow_lifetime_limit() {
+        let p = SpendPolicy::from_toml("max_escrow_ttl = \"2h\"").unwrap();
+        assert_eq!(p.escrow_ttl_limit(), 7_200);
+        assert_eq!(
+            SpendPolicy::from_toml("max_escrow_ttl = 600")
+                .unwrap()
+                .escrow_ttl_limit(),
+            600
+        );
+        assert_eq!(SpendPolicy::default().escrow_ttl_limit(), 3_600);
+        assert!(
+            p.to_toml().contains("max_escrow_ttl = \"2h\""),
+            "{}",
+            p.to_toml()
+        );
+        assert!(matches!(
+            SpendPolicy::from_toml("max_escrow_ttl = 10"),
+            Err(PolicyError::EscrowTtl(10))
+        ));
+        let err = SpendPolicy::from_toml("max_escrow_ttl = \"1y\"").unwrap_err();
+        assert!(err.to_string().contains("not a duration"), "{err}");
+        assert!(SpendPolicy::from_toml("max_escrow_ttl = \"99999999999999999999d\"").is_err());
+    }
 
     #[test]
     fn toml_round_trip_with_every_field() {

@@ -25,8 +25,21 @@ pub enum SettlerError {
 }
 
 impl SettlerError {
-    /// Whether the daemon should wait and try again (chain and RPC trouble) rather than stop.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, SettlerError::Client(_))
+    /// Whether the daemon should wait and try again (chain and RPC trouble) rather than stop. A problem of
+    /// configuration (an untrusted TLS certificate, no key, a kernel or token this client cannot use) stops
+    /// it with the error, since waiting cannot fix it.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SettlerError::Client(e) => !matches!(
+                e,
+                ClientError::Tls { .. }
+                    | ClientError::Config(_)
+                    | ClientError::Signer(_)
+                    | ClientError::UnsupportedToken { .. }
+                    | ClientError::UnknownState { .. }
+                    | ClientError::Devnet(_)
+            ),
+            _ => false,
+        }
     }
 }

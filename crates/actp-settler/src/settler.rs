@@ -209,7 +209,7 @@ impl Settler {
                         break;
                     }
                 }
-                Err(e) if e.is_transient() && failures + 1 < attempts => {
+                Err(e) if e.is_retryable() && failures + 1 < attempts => {
                     failures += 1;
                     self.metrics.rpc_error();
                     backoff = self.next_backoff(backoff);
@@ -268,7 +268,7 @@ impl Settler {
                         Duration::ZERO
                     }
                 }
-                Err(e) if e.is_transient() => {
+                Err(e) if e.is_retryable() => {
                     self.metrics.rpc_error();
                     backoff = self.next_backoff(backoff);
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "step failed; will retry");

@@ -359,8 +359,8 @@ impl Kernel {
             .await
     }
 
-    /// The latest block's timestamp (the kernel's "now").
-    pub async fn chain_time(&self) -> Result<u64> {
+    /// The latest block's number and timestamp, in one read.
+    pub async fn head(&self) -> Result<(u64, u64)> {
         let block = self
             .config
             .retry
@@ -372,7 +372,12 @@ impl Kernel {
             })
             .await?
             .ok_or_else(|| ClientError::protocol("the node returned no latest block"))?;
-        Ok(block.header.timestamp)
+        Ok((block.header.number, block.header.timestamp))
+    }
+
+    /// The latest block's timestamp (the kernel's "now").
+    pub async fn chain_time(&self) -> Result<u64> {
+        Ok(self.head().await?.1)
     }
 
     /// This kernel's logs of one event from `from_block` to the head, narrowed by `topics`, read in block

@@ -2,69 +2,22 @@
 //! between the watcher and anvil, is cut while a transaction lands, and is restored.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use actp_client::{Devnet, Watcher, WatcherConfig, bindings::EscrowKernel::EscrowKernelEvents};
 use actp_core::{Amount, ids::service_hash, model::CreateParams};
+use actp_e2e::TcpProxy;
 use alloy::providers::{Provider, ProviderBuilder};
 use futures::StreamExt;
-use tokio::{net::TcpListener, sync::Mutex, task::JoinHandle};
-
-/// A TCP forwarder that can be cut (listener closed, live connections killed) and restored on the same port.
-struct Proxy {
-    addr: SocketAddr,
-    upstream: SocketAddr,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let proxy = Proxy {
-            addr,
-            upstream,
-            tasks: Arc::default(),
-        };
-        proxy.serve(listener).await;
-        proxy
-    }
-
-    async fn serve(&self, listener: TcpListener) {
-        let (upstream, tasks) = (self.upstream, self.tasks.clone());
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let conn = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                tasks.lock().await.push(conn);
-            }
-        });
-        self.tasks.lock().await.push(accept);
-    }
-
-    async fn cut(&self) {
-        for t in self.tasks.lock().await.drain(..) {
-            t.abort();
-        }
-    }
-
-    async fn restore(&self) {
-        let listener = TcpListener::bind(self.addr).await.unwrap();
-        self.serve(listener).await;
-    }
-}
 
 #[tokio::test]
 async fn watcher_resumes_after_the_connection_drops() {
     let devnet = Devnet::start().await.unwrap();
     let upstream: SocketAddr = format!("127.0.0.1:{}", devnet.port()).parse().unwrap();
-    let proxy = Proxy::start(upstream).await;
+    let proxy = TcpProxy::start(upstream).await.unwrap();
     let via_proxy = ProviderBuilder::new()
         .disable_recommended_fillers()
-        .connect_http(format!("http://{}", proxy.addr).parse().unwrap())
+        .connect_http(proxy.url().parse().unwrap())
         .erased();
     assert_eq!(
         via_proxy.get_chain_id().await.unwrap(),
@@ -83,7 +36,7 @@ async fn watcher_resumes_after_the_connection_drops() {
     );
     let mut stream = Box::pin(watcher.into_stream());
 
-    proxy.cut().await;
+    proxy.cut();
     let consumer = devnet.kernel(1).await.unwrap();
     let now = devnet.now().await.unwrap();
     let terms = CreateParams::new(
@@ -96,7 +49,7 @@ async fn watcher_resumes_after_the_connection_drops() {
     let id = consumer.pay(&terms).await.unwrap(); // lands while the watcher cannot reach the node
     let restore = async {
         tokio::time::sleep(Duration::from_millis(700)).await;
-        proxy.restore().await;
+        proxy.restore();
     };
     let find = async {
         let mut errors = 0;
