@@ -131,9 +131,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         if (requester != msg.sender) revert RequesterMismatch(requester, msg.sender);
         transactionId = _create(provider, amount, deadline, disputeWindow, serviceHash, State.INITIATED);
         _storeAgentIds(transactionId, agentId, requesterAgentId);
-        emit TransactionCreated(
-            transactionId, msg.sender, provider, amount, serviceHash, deadline, block.timestamp, agentId
-        );
+        _emitCreated(transactionId, provider, amount, serviceHash, deadline, agentId);
     }
 
     /// @inheritdoc IEscrowKernel
@@ -148,11 +146,9 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
     ) external nonReentrant returns (bytes32 transactionId) {
         transactionId = _create(provider, amount, deadline, disputeWindow, serviceHash, State.COMMITTED);
         _storeAgentIds(transactionId, agentId, requesterAgentId);
-        emit TransactionCreated(
-            transactionId, msg.sender, provider, amount, serviceHash, deadline, block.timestamp, agentId
-        );
-        emit StateTransitioned(transactionId, State.INITIATED, State.COMMITTED, msg.sender, block.timestamp);
-        emit EscrowLinked(transactionId, address(this), transactionId, amount, block.timestamp);
+        _emitCreated(transactionId, provider, amount, serviceHash, deadline, agentId);
+        _emitTransitioned(transactionId, State.INITIATED, State.COMMITTED);
+        _emitLinked(transactionId, transactionId, amount);
         _pull(msg.sender, amount);
     }
 
@@ -173,8 +169,8 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
 
         uint256 amount = t.amount();
         record.status = s.moved(State.COMMITTED, block.timestamp, s.window(), Packed.ESCROWED);
-        emit EscrowLinked(transactionId, address(this), escrowId, amount, block.timestamp);
-        emit StateTransitioned(transactionId, from, State.COMMITTED, msg.sender, block.timestamp);
+        _emitLinked(transactionId, escrowId, amount);
+        _emitTransitioned(transactionId, from, State.COMMITTED);
         _pull(msg.sender, amount);
     }
 
@@ -211,7 +207,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
             _requireBeforeDeadline(s);
             if (proof.length != 0) revert InvalidProofLength(proof.length);
             record.status = s.moved(State.IN_PROGRESS, block.timestamp, s.window(), 0);
-            emit StateTransitioned(transactionId, from, State.IN_PROGRESS, msg.sender, block.timestamp);
+            _emitTransitioned(transactionId, from, State.IN_PROGRESS);
         } else if (newState == State.DELIVERED) {
             if (from != State.IN_PROGRESS) revert InvalidTransition(transactionId, from, newState);
             _deliver(record, transactionId, s, proof);
@@ -263,20 +259,23 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
             // A missing id reads as zero, i.e. INITIATED, and is skipped with the rest.
             if (s.state() != State.DELIVERED) continue;
             uint256 t = record.terms;
-            uint256 windowEnd = s.updated() + s.window();
+            uint256 windowEnd = s.windowEnd();
             if (msg.sender != t.requester() && block.timestamp <= windowEnd) continue;
 
             (uint256 gross, uint256 paidBefore) = _remaining(id, s, t);
-            record.status = s.moved(State.SETTLED, block.timestamp, windowEnd - t.createdAt(), 0);
-            emit StateTransitioned(id, State.DELIVERED, State.SETTLED, msg.sender, block.timestamp);
+            record.status = s.moved(State.SETTLED, block.timestamp, _sinceCreation(windowEnd, t), 0);
+            _emitTransitioned(id, State.DELIVERED, State.SETTLED);
             uint256 fee = _feeOn(paidBefore, gross, t.feeBps());
             if (fee != 0) {
                 fees += fee;
-                emit PlatformFeeAccrued(id, recipient, fee, block.timestamp);
+                _emitPayout(PlatformFeeAccrued.selector, id, recipient, fee);
             }
             address provider = s.provider();
-            uint256 net = gross - fee;
-            if (net != 0) emit EscrowReleased(id, provider, net, block.timestamp);
+            uint256 net;
+            unchecked {
+                net = gross - fee; // the fee is a fraction (at most 5%) of `gross`
+            }
+            if (net != 0) _emitPayout(EscrowReleased.selector, id, provider, net);
             if (provider != payee) {
                 if (owed != 0) _send(payee, owed);
                 (payee, owed) = (provider, net);
@@ -599,7 +598,10 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         if (provider == address(0)) revert ZeroAddress();
         if (provider == msg.sender) revert SelfDealing(provider);
         if (amount < MIN_AMOUNT || amount > MAX_AMOUNT) revert AmountOutOfRange(amount, MIN_AMOUNT, MAX_AMOUNT);
-        uint256 latest = block.timestamp + MAX_DEADLINE_AHEAD;
+        uint256 latest;
+        unchecked {
+            latest = block.timestamp + MAX_DEADLINE_AHEAD; // block times are 64-bit numbers
+        }
         if (latest > type(uint32).max) latest = type(uint32).max;
         if (deadline <= block.timestamp || deadline > latest) {
             revert DeadlineOutOfRange(deadline, block.timestamp, latest);
@@ -611,8 +613,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         if (config & PAUSED != 0) revert KernelIsPaused();
 
         uint256 nonceWord = _nonces[msg.sender];
-        transactionId =
-            keccak256(abi.encodePacked(msg.sender, provider, amount, serviceHash, nonceWord & ~LINKED_ALIAS));
+        transactionId = _transactionId(provider, amount, serviceHash, nonceWord & ~LINKED_ALIAS);
         unchecked {
             // One per transaction: 2^255 transactions cannot be created, so the flag bit is never reached.
             _nonces[msg.sender] = nonceWord + 1;
@@ -627,6 +628,24 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         record.status = Packed.status(provider, initial, flags, block.timestamp, deadline, disputeWindow);
         record.terms = Packed.terms(msg.sender, amount, uint16(config >> FEE_SHIFT), block.timestamp);
         if (serviceHash != bytes32(0)) record.serviceHash = serviceHash;
+    }
+
+    /// @dev keccak256(abi.encodePacked(msg.sender, provider, amount, serviceHash, nonce)), the ACTP id, hashed in
+    /// memory past the free memory pointer (not moved: nothing is allocated).
+    function _transactionId(address provider, uint256 amount, bytes32 serviceHash, uint256 nonce)
+        private
+        view
+        returns (bytes32 id)
+    {
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, shl(96, caller()))
+            mstore(add(m, 0x14), shl(96, provider))
+            mstore(add(m, 0x28), amount)
+            mstore(add(m, 0x48), serviceHash)
+            mstore(add(m, 0x68), nonce)
+            id := keccak256(m, 0x88)
+        }
     }
 
     function _storeAgentIds(bytes32 transactionId, uint256 agentId, uint256 requesterAgentId) private {
@@ -663,7 +682,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
             _extras[transactionId].metadata = quoteHash;
         }
         record.status = s.moved(State.QUOTED, block.timestamp, s.window(), 0);
-        emit StateTransitioned(transactionId, State.INITIATED, State.QUOTED, msg.sender, block.timestamp);
+        _emitTransitioned(transactionId, State.INITIATED, State.QUOTED);
     }
 
     /// @dev IN_PROGRESS -> DELIVERED. The provider may lengthen the requester's window, never shorten it.
@@ -688,7 +707,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
             window = chosen;
         }
         record.status = s.moved(State.DELIVERED, block.timestamp, window, Packed.DELIVERED);
-        emit StateTransitioned(transactionId, State.IN_PROGRESS, State.DELIVERED, msg.sender, block.timestamp);
+        _emitTransitioned(transactionId, State.IN_PROGRESS, State.DELIVERED);
         if (proof.length == 64) emit DeliveryProofRecorded(transactionId, proofHash, block.timestamp + window);
     }
 
@@ -699,12 +718,12 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         nonReentrant
     {
         uint256 t = record.terms;
-        uint256 windowEnd = s.updated() + s.window();
+        uint256 windowEnd = s.windowEnd();
         if (msg.sender != t.requester() && block.timestamp <= windowEnd) revert DisputeWindowOpen(windowEnd);
         if (proofLength != 0) revert InvalidProofLength(proofLength);
         (uint256 gross, uint256 paidBefore) = _remaining(transactionId, s, t);
-        record.status = s.moved(State.SETTLED, block.timestamp, windowEnd - t.createdAt(), 0);
-        emit StateTransitioned(transactionId, State.DELIVERED, State.SETTLED, msg.sender, block.timestamp);
+        record.status = s.moved(State.SETTLED, block.timestamp, _sinceCreation(windowEnd, t), 0);
+        _emitTransitioned(transactionId, State.DELIVERED, State.SETTLED);
         _payProvider(transactionId, s.provider(), gross, paidBefore, t.feeBps());
     }
 
@@ -713,11 +732,11 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
     function _dispute(Record storage record, bytes32 transactionId, uint256 s) private {
         uint256 t = record.terms;
         if (msg.sender != s.provider() && msg.sender != t.requester()) revert NotParty(msg.sender);
-        uint256 windowEnd = s.updated() + s.window();
+        uint256 windowEnd = s.windowEnd();
         if (block.timestamp > windowEnd) revert DisputeWindowClosed(windowEnd);
-        record.status = s.moved(State.DISPUTED, block.timestamp, windowEnd - t.createdAt(), 0);
+        record.status = s.moved(State.DISPUTED, block.timestamp, _sinceCreation(windowEnd, t), 0);
         _extras[transactionId].disputeInitiator = msg.sender;
-        emit StateTransitioned(transactionId, State.DELIVERED, State.DISPUTED, msg.sender, block.timestamp);
+        _emitTransitioned(transactionId, State.DELIVERED, State.DISPUTED);
         emit DisputeOpened(transactionId, msg.sender, 0, block.timestamp);
     }
 
@@ -740,7 +759,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
             revert ResolutionMismatch(toRequester, toProvider, left);
         }
         record.status = s.moved(to, block.timestamp, s.window(), 0);
-        emit StateTransitioned(transactionId, State.DISPUTED, to, msg.sender, block.timestamp);
+        _emitTransitioned(transactionId, State.DISPUTED, to);
         emit DisputeResolved(transactionId, msg.sender, toRequester, toProvider);
         if (toProvider != 0) _payProvider(transactionId, s.provider(), toProvider, paidBefore, t.feeBps());
         if (toRequester != 0) _refund(transactionId, t.requester(), toRequester);
@@ -758,7 +777,7 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
             if (msg.sender != requester) revert Unauthorized(msg.sender, requester);
             if (proofLength != 0) revert InvalidProofLength(proofLength);
             record.status = s.moved(State.CANCELLED, block.timestamp, s.window(), 0);
-            emit StateTransitioned(transactionId, from, State.CANCELLED, msg.sender, block.timestamp);
+            _emitTransitioned(transactionId, from, State.CANCELLED);
             return;
         }
         if (from != State.COMMITTED && from != State.IN_PROGRESS) {
@@ -771,8 +790,77 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         if (proofLength != 0) revert InvalidProofLength(proofLength);
         (uint256 left,) = _remaining(transactionId, s, t);
         record.status = s.moved(State.CANCELLED, block.timestamp, s.window(), 0);
-        emit StateTransitioned(transactionId, from, State.CANCELLED, msg.sender, block.timestamp);
+        _emitTransitioned(transactionId, from, State.CANCELLED);
         if (left != 0) _refund(transactionId, requester, left);
+    }
+
+    // ================================================================================================
+    // Internals: events (hot ones encoded by hand in scratch space: no memory expansion, no encoder)
+    // ================================================================================================
+
+    /// @dev `emit StateTransitioned(transactionId, from, to, msg.sender, block.timestamp)`.
+    function _emitTransitioned(bytes32 transactionId, State from, State to) private {
+        bytes32 topic = StateTransitioned.selector;
+        assembly ("memory-safe") {
+            mstore(0x00, caller())
+            mstore(0x20, timestamp())
+            log4(0x00, 0x40, topic, transactionId, from, to)
+        }
+    }
+
+    /// @dev `emit TransactionCreated(transactionId, msg.sender, provider, amount, serviceHash, deadline,
+    /// block.timestamp, agentId)`; the data words go just past the free memory pointer, which is not moved.
+    function _emitCreated(
+        bytes32 transactionId,
+        address provider,
+        uint256 amount,
+        bytes32 serviceHash,
+        uint256 deadline,
+        uint256 agentId
+    ) private {
+        bytes32 topic = TransactionCreated.selector;
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, amount)
+            mstore(add(m, 0x20), serviceHash)
+            mstore(add(m, 0x40), deadline)
+            mstore(add(m, 0x60), timestamp())
+            mstore(add(m, 0x80), agentId)
+            log4(m, 0xa0, topic, transactionId, caller(), provider)
+        }
+    }
+
+    /// @dev `emit EscrowLinked(transactionId, address(this), escrowId, amount, block.timestamp)`.
+    function _emitLinked(bytes32 transactionId, bytes32 escrowId, uint256 amount) private {
+        bytes32 topic = EscrowLinked.selector;
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, address())
+            mstore(add(m, 0x20), escrowId)
+            mstore(add(m, 0x40), amount)
+            mstore(add(m, 0x60), timestamp())
+            log2(m, 0x80, topic, transactionId)
+        }
+    }
+
+    /// @dev The payout events: `EscrowReleased` / `EscrowRefunded(transactionId, recipient, amount, timestamp)`
+    /// and `PlatformFeeAccrued(transactionId, indexed recipient, amount, timestamp)`.
+    function _emitPayout(bytes32 topic, bytes32 transactionId, address recipient, uint256 amount) private {
+        if (topic == PlatformFeeAccrued.selector) {
+            assembly ("memory-safe") {
+                mstore(0x00, amount)
+                mstore(0x20, timestamp())
+                log3(0x00, 0x40, topic, transactionId, recipient)
+            }
+        } else {
+            assembly ("memory-safe") {
+                let m := mload(0x40)
+                mstore(m, recipient)
+                mstore(add(m, 0x20), amount)
+                mstore(add(m, 0x40), timestamp())
+                log2(m, 0x60, topic, transactionId)
+            }
+        }
     }
 
     // ================================================================================================
@@ -785,21 +873,27 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         private
     {
         uint256 fee = _feeOn(paidBefore, gross, feeBps);
-        uint256 net = gross - fee;
+        uint256 net;
+        unchecked {
+            net = gross - fee; // the fee is a fraction (at most 5%) of `gross`
+        }
         if (fee != 0) {
             uint256 account = _feeAccount;
-            // Accrued fees fit in 96 bits: they never exceed the token supply held by the kernel.
-            _feeAccount = account + (fee << FEE_SHIFT);
-            emit PlatformFeeAccrued(transactionId, address(uint160(account)), fee, block.timestamp);
+            unchecked {
+                // Accrued fees fit in 96 bits: at most 5% of what was pulled (at most 1e15 per transaction)
+                // and never more than the kernel holds; the sum stays below 2^256.
+                _feeAccount = account + (fee << FEE_SHIFT);
+            }
+            _emitPayout(PlatformFeeAccrued.selector, transactionId, address(uint160(account)), fee);
         }
         if (net != 0) {
-            emit EscrowReleased(transactionId, provider, net, block.timestamp);
+            _emitPayout(EscrowReleased.selector, transactionId, provider, net);
             _send(provider, net);
         }
     }
 
     function _refund(bytes32 transactionId, address requester, uint256 amount) private {
-        emit EscrowRefunded(transactionId, requester, amount, block.timestamp);
+        _emitPayout(EscrowRefunded.selector, transactionId, requester, amount);
         _send(requester, amount);
     }
 
@@ -814,11 +908,28 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
 
     /// @dev Pulls exactly `amount` from `from`; a token that delivers a different amount is refused.
     function _pull(address from, uint256 amount) private {
-        uint256 before = _TOKEN.balanceOf(address(this));
+        uint256 before = _ownBalance();
         _TOKEN.safeTransferFrom(from, address(this), amount);
-        uint256 afterwards = _TOKEN.balanceOf(address(this));
+        uint256 afterwards = _ownBalance();
         if (afterwards != before + amount) {
             revert TransferAmountMismatch(amount, afterwards > before ? afterwards - before : 0);
+        }
+    }
+
+    /// @dev `_TOKEN.balanceOf(address(this))` as a plain staticcall in scratch space: bubbles a revert, and
+    /// reverts on short return data, as the high-level call does.
+    function _ownBalance() private view returns (uint256 held) {
+        address token = address(_TOKEN);
+        assembly ("memory-safe") {
+            mstore(0x00, 0x70a08231) // balanceOf(address), in the low 4 bytes of the word
+            mstore(0x20, address())
+            if iszero(staticcall(gas(), token, 0x1c, 0x24, 0x00, 0x20)) {
+                let m := mload(0x40)
+                returndatacopy(m, 0x00, returndatasize())
+                revert(m, returndatasize())
+            }
+            if lt(returndatasize(), 0x20) { revert(0x00, 0x00) }
+            held := mload(0x00)
         }
     }
 
@@ -838,7 +949,9 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         returns (uint256 left, uint256 paidBefore)
     {
         if (s.has(Packed.MILESTONES)) paidBefore = _extras[transactionId].released;
-        left = t.amount() - paidBefore;
+        unchecked {
+            left = t.amount() - paidBefore; // milestones never release more than the escrow holds
+        }
     }
 
     /// @dev Resolves an escrow id to a record for `requester` (the caller, for views that name no requester):
@@ -871,8 +984,19 @@ contract EscrowKernel is IEscrowKernel, ReentrancyGuardTransient {
         return s.state() == State.DELIVERED ? s.updated() + s.window() : t.createdAt() + s.window();
     }
 
-    function _feeOn(uint256 paidBefore, uint256 gross, uint256 feeBps) private pure returns (uint256) {
-        return ((paidBefore + gross) * feeBps) / BPS - (paidBefore * feeBps) / BPS;
+    function _feeOn(uint256 paidBefore, uint256 gross, uint256 feeBps) private pure returns (uint256 fee) {
+        unchecked {
+            // paidBefore + gross <= 1e15 and feeBps < 2^10: every product is below 2^60; the fee on a larger
+            // running total is never smaller.
+            fee = ((paidBefore + gross) * feeBps) / BPS - (paidBefore * feeBps) / BPS;
+        }
+    }
+
+    /// @dev A window end as stored after DELIVERED: its distance from creation (below 2^26, see `Packed`).
+    function _sinceCreation(uint256 windowEnd, uint256 t) private pure returns (uint256 distance) {
+        unchecked {
+            distance = windowEnd - t.createdAt(); // the window ends after delivery, which is after creation
+        }
     }
 
     function _requireProvider(uint256 s) private view {

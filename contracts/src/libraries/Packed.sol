@@ -89,6 +89,13 @@ library Packed {
         return s >> WINDOW_OFFSET;
     }
 
+    /// @dev `updated + window`: while DELIVERED, the last second of the dispute window.
+    function windowEnd(uint256 s) internal pure returns (uint256 end) {
+        unchecked {
+            end = updated(s) + window(s); // a 32-bit time plus a 26-bit window: far below 2^256
+        }
+    }
+
     function has(uint256 s, uint256 flag) internal pure returns (bool) {
         return s & flag != 0;
     }
