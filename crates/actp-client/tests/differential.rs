@@ -315,7 +315,7 @@ impl World {
             }
             Step::Pause { on, who } => {
                 // Mostly the current admin; one time in four anyone (an old admin, the pauser, a stranger).
-                let who = if who % 4 == 0 {
+                let who = if who.is_multiple_of(4) {
                     who / 4 % (ACTORS + 2)
                 } else {
                     self.index(self.model.admin())
@@ -468,7 +468,7 @@ impl World {
             (1, Some(pending)) => pending,
             _ => self.index(self.model.admin()),
         };
-        let who = if who % 4 == 0 {
+        let who = if who.is_multiple_of(4) {
             who / 4 % (ACTORS + 2)
         } else {
             rightful
