@@ -74,8 +74,14 @@ fn init_tracing(cli: &Cli) {
         Command::Devnet(_) | Command::Gateway(_) | Command::Settle(_) => "info",
         _ => "warn",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // An untrusted certificate is reported once, as this command's error naming --ca-cert; the verifier's
+    // own ERROR line would say it twice (RUST_LOG can still ask for it by name).
+    let named = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("rustls_platform_verifier"));
+    if !named && let Ok(quiet) = "rustls_platform_verifier=off".parse() {
+        filter = filter.add_directive(quiet);
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -10,10 +10,7 @@
 
 mod support;
 
-use std::{
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::process::Command;
 
 use serde_json::Value;
 use support::{DevnetProcess, actp, run};
@@ -476,49 +473,49 @@ fn proof_verify_checks_body_signature_and_chain() {
 }
 
 #[test]
-fn a_raw_key_is_refused_on_a_mainnet_chain_id() {
+fn a_node_that_says_it_is_base_gets_base_rules() {
     let dir = tempfile::tempdir().unwrap();
-    let anvil = actp_client::find_anvil().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut node = Command::new(anvil)
-        .args(["--chain-id", "8453", "--port", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+    // anvil's own port choice (no port picked by the test), on a node that says it is Base.
+    let node = alloy::node_bindings::Anvil::at(actp_client::find_anvil().unwrap())
+        .chain_id(8453)
+        .try_spawn()
         .unwrap();
-    let rpc = format!("http://127.0.0.1:{port}");
-    // anvil's key 0, on a node that says it is Base.
+    let rpc = node.endpoint();
+    // anvil's key 0.
     let key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
     let deploy = |extra: &[&str]| {
         let mut cmd = actp(dir.path());
         cmd.env("ACTP_RPC_URL", &rpc)
             .env("ACTP_PRIVATE_KEY", key)
-            .arg("deploy")
+            .args(["--json", "deploy", "--mock-token"])
             .args(extra);
         run(cmd)
     };
-    let mut refused = deploy(&[]);
-    for _ in 0..50 {
-        if refused.code != 4 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100)); // anvil still starting
-        refused = deploy(&[]);
-    }
-    let refused = refused.code(2);
+    // A raw key is refused on a mainnet; the key never shows.
+    let refused = deploy(&[]).code(2);
     assert!(
-        refused.stderr.contains("Base") && refused.stderr.contains("--keystore"),
+        refused.stderr.contains("base") && refused.stderr.contains("--keystore"),
         "{refused:?}"
     );
     assert!(!refused.stderr.contains(&key[2..]));
-    let deployed = deploy(&["--allow-raw-key-on-mainnet"]).ok().json();
+    // Base's fee cap (1 gwei) refuses anvil's prices (a 1 gwei base fee, so up to 2 gwei a gas) before
+    // anything is signed.
+    let capped = deploy(&["--allow-raw-key-on-mainnet"]).code(4);
+    let error = capped.error_json();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-fee-per-gas"),
+        "{capped:?}"
+    );
+    // `--network` must match the node.
+    let wrong = deploy(&["--allow-raw-key-on-mainnet", "--network", "base-sepolia"]).code(2);
+    assert!(wrong.stderr.contains("84532"), "{wrong:?}");
+    let deployed = deploy(&["--allow-raw-key-on-mainnet", "--max-fee-per-gas", "50gwei"])
+        .ok()
+        .json();
     assert_eq!(deployed["chain_id"], 8453);
-    let _ = node.kill();
-    let _ = node.wait();
 }
 
 #[test]

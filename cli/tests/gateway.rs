@@ -11,7 +11,7 @@
 
 mod support;
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
 use actp_client::{ClientConfig, Kernel, Signer};
 use actp_core::{
@@ -29,7 +29,10 @@ use axum::{
     http::HeaderMap,
     routing::{get, post},
 };
-use support::{DevnetProcess, terminate};
+use support::{DevnetProcess, start_gateway, terminate, wait_until};
+
+/// Paid work the upstream did for `GET /v1/report`.
+static REPORTS_SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 async fn upstream() -> String {
     let app = Router::new()
@@ -44,7 +47,24 @@ async fn upstream() -> String {
                 format!("echo: {body} (paid by {payer})")
             }),
         )
-        .route("/health", get(|| async { "ok" }));
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/v1/report",
+            get(|| async {
+                REPORTS_SERVED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                "a costly report"
+            }),
+        )
+        .route(
+            "/whoami",
+            get(|headers: HeaderMap| async move {
+                headers
+                    .get("x-agirails-requester")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("nobody")
+                    .to_owned()
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -56,41 +76,42 @@ async fn gateway_sells_an_upstream_api() {
     let dir = tempfile::tempdir().unwrap();
     let dev = DevnetProcess::start(dir.path());
     let upstream = upstream().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut gateway = dev.as_account(1);
-    gateway
-        .args(["gateway", "--upstream", &upstream, "--listen", &listen])
-        .args([
+    let (mut gateway, url) = start_gateway(
+        &dev,
+        1,
+        &[
+            "--upstream",
+            &upstream,
             "--route",
             "POST /v1/echo=0.10@echo",
             "--route",
             "GET /health=free",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut gateway = gateway.spawn().unwrap();
-    let url = format!("http://{listen}");
+            "--route",
+            "GET /v1/report=0.10@report",
+            "--route",
+            "GET /whoami=free",
+        ],
+    );
     let http = reqwest::Client::new();
 
-    let mut pricing = None;
-    for _ in 0..100 {
-        if let Ok(r) = http.get(format!("{url}/pricing")).send().await {
-            pricing = Some(r.json::<serde_json::Value>().await.unwrap());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let pricing = pricing.expect("the gateway never answered");
+    let pricing: serde_json::Value = http
+        .get(format!("{url}/pricing"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(
         pricing["provider"].as_str().unwrap().to_lowercase(),
         dev.address(1).to_lowercase()
     );
-    assert_eq!(pricing["routes"].as_array().unwrap().len(), 2, "{pricing}");
+    assert_eq!(pricing["routes"].as_array().unwrap().len(), 4, "{pricing}");
+    assert_eq!(
+        actp_core::checksum::find_unchecksummed(&pricing),
+        None,
+        "addresses are EIP-55 checksummed: {pricing}"
+    );
 
     // Free route: straight to the upstream. Unlisted: 404, never served for free.
     let health = http.get(format!("{url}/health")).send().await.unwrap();
@@ -98,6 +119,42 @@ async fn gateway_sells_an_upstream_api() {
     assert_eq!(health.text().await.unwrap(), "ok");
     let unlisted = http.get(format!("{url}/v1/secret")).send().await.unwrap();
     assert_eq!(unlisted.status(), 404);
+
+    // Nothing paid is reachable for free: HEAD on the paid GET route pays like GET, and the upstream does
+    // no work; variants of the paid path are refused.
+    let head = http.head(format!("{url}/v1/report")).send().await.unwrap();
+    assert_eq!(head.status(), 402);
+    for variant in [
+        "/v1/report/",
+        "//v1/report",
+        "/v1/./report",
+        "/v1/%72eport",
+        "/V1/Report",
+    ] {
+        let r = http.get(format!("{url}{variant}")).send().await.unwrap();
+        assert!(
+            r.status() == 404 || r.status() == 402,
+            "{variant} answered {}",
+            r.status()
+        );
+    }
+    assert_eq!(
+        REPORTS_SERVED.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the upstream did paid work for free"
+    );
+    // A client-sent X-AGIRAILS-REQUESTER never reaches the upstream as if it named who paid.
+    let spoofed = http
+        .get(format!("{url}/whoami"))
+        .header(
+            "X-AGIRAILS-REQUESTER",
+            "0x000000000000000000000000000000000000dEaD",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spoofed.status(), 200);
+    assert_eq!(spoofed.text().await.unwrap(), "nobody");
     let body: serde_json::Value = unlisted.json().await.unwrap();
     assert_eq!(body["code"], "unknown_route");
 
@@ -182,15 +239,10 @@ async fn gateway_sells_an_upstream_api() {
     .unwrap();
 
     // The gateway's outbox delivers on chain with that proof hash.
-    let mut state = State::Committed;
-    for _ in 0..100 {
-        state = consumer.get(tx_id).await.unwrap().state;
-        if state == State::Delivered {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(state, State::Delivered);
+    wait_until("the delivery on chain", || async {
+        consumer.get(tx_id).await.unwrap().state == State::Delivered
+    })
+    .await;
     assert_eq!(
         consumer.recorded_proof_hash(tx_id, 0).await.unwrap(),
         Some(hash)

@@ -11,10 +11,10 @@
 
 mod support;
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
 use axum::{Router, routing::post};
-use support::{DevnetProcess, run, terminate};
+use support::{DevnetProcess, run, start_gateway, terminate};
 
 async fn upstream() -> String {
     let app = Router::new().route(
@@ -32,32 +32,17 @@ async fn consumer_pays_within_its_budget_and_reports_usage() {
     let dir = tempfile::tempdir().unwrap();
     let dev = DevnetProcess::start(dir.path());
     let upstream = upstream().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut gateway = dev.as_account(1);
-    gateway
-        .args(["gateway", "--upstream", &upstream, "--listen", &listen])
-        .args(["--route", "POST /v1/echo=0.10@echo"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut gateway = gateway.spawn().unwrap();
-    let url = format!("http://{listen}/v1/echo");
-    let http = reqwest::Client::new();
-    for _ in 0..100 {
-        if http
-            .get(format!("http://{listen}/pricing"))
-            .send()
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (mut gateway, base) = start_gateway(
+        &dev,
+        1,
+        &[
+            "--upstream",
+            &upstream,
+            "--route",
+            "POST /v1/echo=0.10@echo",
+        ],
+    );
+    let url = format!("{base}/v1/echo");
     let consumer = || dev.as_account(2);
     let agent = dev.address(2).to_lowercase();
 
@@ -162,7 +147,7 @@ async fn consumer_pays_within_its_budget_and_reports_usage() {
     usage.args(["--json", "usage"]);
     let report = run(usage).ok().json();
     assert_eq!(report["rows"].as_array().unwrap().len(), 1);
-    assert_eq!(report["rows"][0]["key"], dev.address(1).to_lowercase());
+    assert_eq!(report["rows"][0]["key"], dev.address(1), "checksummed");
     assert_eq!(report["total"]["calls"], 3);
     assert_eq!(report["total"]["spent"], 300_000);
     assert_eq!(report["total"]["fees"], 3_000);

@@ -22,10 +22,11 @@ use actp_client::{
     bindings::EscrowKernel::{EscrowKernelEvents, settleBatchCall},
 };
 use actp_core::{Amount, B256, State, U256, ids::service_hash, model::CreateParams};
+use actp_e2e::TcpProxy;
 use alloy_sol_types::SolCall;
 use futures::{StreamExt, stream};
 use rand::Rng;
-use support::{Proxy, actp, terminate};
+use support::{actp, terminate};
 
 const BACKLOG: usize = 300;
 const PRICE: Amount = Amount::from_base_units(100_000);
@@ -118,7 +119,9 @@ async fn daemon_settles_a_backlog_exactly_once_through_sigkills_and_an_outage() 
     let kernel_before = devnet.balance_of(d.kernel).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let mut proxy = Proxy::start(devnet.port()).await;
+    let proxy = TcpProxy::start(format!("127.0.0.1:{}", devnet.port()).parse().unwrap())
+        .await
+        .unwrap();
     let key = devnet.dev_private_keys()[3].clone();
     let kernel = d.kernel.to_string();
     let mut rng = rand::rng();
@@ -128,16 +131,26 @@ async fn daemon_settles_a_backlog_exactly_once_through_sigkills_and_an_outage() 
     for round in 0..4 {
         let mut child = daemon(dir.path(), &proxy.url(), &kernel, &key, d.block);
         if round == 1 {
-            // An outage in the middle of a run: the daemon must carry on by itself afterwards.
-            tokio::time::sleep(Duration::from_millis(rng.random_range(300..600))).await;
-            proxy.cut().await;
+            // An outage in the middle of a run: the daemon must carry on by itself afterwards. The cut
+            // waits until this run has settled something, so it lands while it works, however fast or
+            // slow the machine is.
+            let at_start = settled_count(&devnet, &ids).await;
+            let waited = Instant::now();
+            while settled_count(&devnet, &ids).await == at_start {
+                assert!(
+                    waited.elapsed() < Duration::from_secs(120),
+                    "the daemon made no progress"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            proxy.cut();
             tokio::time::sleep(Duration::from_secs(2)).await;
             let at_restore = settled_count(&devnet, &ids).await;
-            proxy.restore().await;
+            proxy.restore();
             let waited = Instant::now();
             while settled_count(&devnet, &ids).await == at_restore {
                 assert!(
-                    waited.elapsed() < Duration::from_secs(20),
+                    waited.elapsed() < Duration::from_secs(120),
                     "no progress after the RPC came back"
                 );
                 tokio::time::sleep(Duration::from_millis(100)).await;

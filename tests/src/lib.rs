@@ -33,6 +33,26 @@ use tokio::{
     task::{JoinHandle, JoinSet},
 };
 
+/// How long a test waits for a condition before it fails: long enough for a loaded 2-core machine (tests
+/// never wait a fixed time for something to happen, they wait until it has).
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Polls `ready` every 20 ms until it holds; panics with `what` after [`PATIENCE`].
+pub async fn eventually<F, Fut>(what: &str, mut ready: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = tokio::time::Instant::now() + PATIENCE;
+    while !ready().await {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "gave up after {PATIENCE:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// A TCP forwarder to `upstream` that a test can cut and restore. Its port never changes.
 pub struct TcpProxy {
     addr: SocketAddr,

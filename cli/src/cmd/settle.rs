@@ -41,6 +41,7 @@ pub(crate) async fn run(ctx: &Ctx, args: SettleArgs) -> Result<()> {
         confirmations: args
             .confirmations
             .unwrap_or(target.network.map_or(2, |n| n.confirmations)),
+        max_range: kernel.config().max_log_range,
         batch_size: args.batch_size.max(1),
         concurrency: args.concurrency.max(1),
         poll_interval: args.poll_interval.0,

@@ -265,6 +265,7 @@ async fn list(ctx: &Ctx, args: ListArgs) -> Result<()> {
         from,
         WatcherConfig {
             confirmations: 0,
+            max_range: kernel.config().max_log_range,
             ..WatcherConfig::default()
         },
     );
@@ -434,6 +435,7 @@ async fn watch(ctx: &Ctx, args: WatchArgs) -> Result<()> {
         WatcherConfig {
             confirmations: args.confirmations,
             poll_interval: Duration::from_millis(250),
+            max_range: kernel.config().max_log_range,
             ..WatcherConfig::default()
         },
     );

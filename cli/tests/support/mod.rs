@@ -1,5 +1,6 @@
 //! Running the real `actp` binary against real devnets: a devnet started by `actp devnet --json`, commands
-//! with their exit codes and output, and a TCP proxy the test can cut to simulate an RPC outage.
+//! with their exit codes and output, long-running commands that announce where they listen (ports come from
+//! the OS, never picked by the test), and waits on conditions with generous deadlines.
 #![allow(dead_code, unreachable_pub)]
 
 use std::{
@@ -10,7 +11,6 @@ use std::{
 };
 
 use serde_json::Value;
-use tokio::{net::TcpListener, task::JoinHandle};
 
 pub const ACTP: &str = env!("CARGO_BIN_EXE_actp");
 
@@ -146,67 +146,40 @@ pub fn terminate(child: &mut Child, grace: Duration) -> Option<i32> {
     None
 }
 
-/// A TCP proxy to `127.0.0.1:upstream` that the test can cut (every connection dropped, new ones refused)
-/// and restore on the same port.
-pub struct Proxy {
-    pub port: u16,
-    upstream: u16,
-    task: Option<JoinHandle<()>>,
+/// Spawns `cmd` with stdout piped and returns it with the first line it prints, as JSON: how long-running
+/// commands (`actp gateway --json`, `actp devnet --json`) say where they listen, once they do.
+pub fn spawn_announcing(mut cmd: Command) -> (Child, Value) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn actp");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let value = serde_json::from_str(&line).unwrap_or_else(|e| {
+        let _ = child.kill();
+        panic!("the command printed no JSON line ({e}): {line:?}")
+    });
+    (child, value)
 }
 
-impl Proxy {
-    pub async fn start(upstream: u16) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let mut proxy = Proxy {
-            port,
-            upstream,
-            task: None,
-        };
-        proxy.serve(listener);
-        proxy
-    }
+/// `actp gateway --json` as dev account `account` on `port 0`; returns it and its base URL once it listens.
+pub fn start_gateway(dev: &DevnetProcess, account: usize, args: &[&str]) -> (Child, String) {
+    let mut cmd = dev.as_account(account);
+    cmd.args(["--json", "gateway", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stderr(Stdio::null());
+    let (child, announced) = spawn_announcing(cmd);
+    let url = announced["listen"].as_str().unwrap().to_owned();
+    (child, url)
+}
 
-    fn serve(&mut self, listener: TcpListener) {
-        let upstream = self.upstream;
-        self.task = Some(tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    continue;
-                };
-                connections.spawn(async move {
-                    if let Ok(mut outbound) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
-                    {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        }));
-    }
-
-    /// Drops every connection and refuses new ones.
-    pub async fn cut(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            let _ = task.await;
-        }
-    }
-
-    /// Listens again on the same port.
-    pub async fn restore(&mut self) {
-        for _ in 0..100 {
-            if let Ok(listener) = TcpListener::bind(("127.0.0.1", self.port)).await {
-                self.serve(listener);
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("could not listen on port {} again", self.port);
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+/// Polls `ready` until it is true, failing after a generous deadline (these machines are loaded).
+pub async fn wait_until<F, Fut>(what: &str, mut ready: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + Duration::from_secs(120);
+    while !ready().await {
+        assert!(Instant::now() < until, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

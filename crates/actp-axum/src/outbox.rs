@@ -141,8 +141,10 @@ impl Outbox {
                         tracing::warn!(tx_id = %id, error = %e, "could not record IN_PROGRESS");
                     }
                 }
-                Err(ClientError::Rejected(r)) => return self.refused(seq, id, &r).await,
-                Err(e) => return self.transient(id, &e),
+                Err(e) => match e.rejection() {
+                    Some(r) => return self.refused(seq, id, r).await,
+                    None => return self.transient(id, &e),
+                },
             }
         }
         match self.kernel.deliver(id, 0, Some(delivery.proof_hash)).await {
@@ -150,8 +152,10 @@ impl Outbox {
                 tracing::info!(tx_id = %id, proof_hash = %delivery.proof_hash, tx = %sent.tx_hash, "delivered");
                 self.close(seq, id, Ok(Some(sent.tx_hash)))
             }
-            Err(ClientError::Rejected(r)) => self.refused(seq, id, &r).await,
-            Err(e) => self.transient(id, &e),
+            Err(e) => match e.rejection() {
+                Some(r) => self.refused(seq, id, r).await,
+                None => self.transient(id, &e),
+            },
         }
     }
 

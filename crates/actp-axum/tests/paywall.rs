@@ -452,6 +452,10 @@ async fn failed_handler_releases_the_claim_and_the_retry_is_served() {
 /// On-chain claims: concurrent requests race for the IN_PROGRESS transaction; the chain picks one.
 #[tokio::test]
 async fn on_chain_claim_serves_one_of_many_concurrent_requests() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
     let devnet = actp_client::Devnet::start().await.unwrap();
     let consumer = Consumer::new(&devnet, 2).await;
     // Two replicas with their own databases, as behind a load balancer.
@@ -527,13 +531,10 @@ async fn crash_between_serving_and_delivering_loses_nothing() {
     for tx in &served {
         wait_for_state(&consumer.kernel, *tx, State::Delivered).await;
     }
-    for _ in 0..100 {
-        if second.paywall.outbox_len() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(second.paywall.outbox_len(), 0);
+    actp_e2e::eventually("the outbox to drain", || async {
+        second.paywall.outbox_len() == 0
+    })
+    .await;
     second.shutdown().await;
 
     // A third start finds nothing to do and sends nothing.

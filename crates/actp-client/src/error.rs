@@ -99,6 +99,9 @@ pub enum ClientError {
         tx_hash: B256,
         /// The decoded reason, when it could be recovered.
         reason: String,
+        /// The kernel's rejection, when the reason is one: another sender's transaction got there first
+        /// between this one's estimate and its block (two replicas starting the same transaction).
+        rejection: Option<Rejection>,
     },
     /// A key or keystore could not be used.
     #[error("signer error: {0}")]
@@ -123,10 +126,13 @@ impl ClientError {
         )
     }
 
-    /// The kernel's rejection, if that is what this is.
+    /// The kernel's rejection, if that is what this is: refused at the estimate, or mined and reverted.
     pub fn rejection(&self) -> Option<&Rejection> {
         match self {
             ClientError::Rejected(r) => Some(r),
+            ClientError::RevertedOnChain {
+                rejection: Some(r), ..
+            } => Some(r),
             _ => None,
         }
     }

@@ -111,14 +111,12 @@ pub fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<TlsFailu
         if let Some(found) = as_rustls(e) {
             return Some(found);
         }
+        // An `io::Error`'s `source()` skips the error it wraps: look inside it instead (hyper wraps
+        // rustls's error in an `io::Error`, itself wrapped in another).
         if let Some(io) = e.downcast_ref::<std::io::Error>()
             && let Some(inner) = io.get_ref()
         {
-            let inner: &(dyn std::error::Error + 'static) = inner;
-            if let Some(found) = as_rustls(inner) {
-                return Some(found);
-            }
-            current = inner.source();
+            current = Some(inner);
             continue;
         }
         current = e.source();
@@ -166,7 +164,9 @@ mod tests {
     #[test]
     fn tls_failures_are_found_inside_io_errors() {
         let untrusted = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
-        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, untrusted);
+        // As hyper-util reports it: an io::Error wrapping an io::Error wrapping rustls's error.
+        let inner = std::io::Error::new(std::io::ErrorKind::InvalidData, untrusted);
+        let io = std::io::Error::other(inner);
         assert!(matches!(tls_failure(&io), Some(TlsFailure::Untrusted(_))));
         let plain = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         assert_eq!(tls_failure(&plain), None);

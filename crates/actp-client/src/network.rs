@@ -19,7 +19,8 @@ pub struct Network {
     pub usdc: Option<Address>,
     /// A public JSON-RPC endpoint (rate-limited; use your own provider for production).
     pub public_rpc: Option<&'static str>,
-    /// Blocks on top before an event or receipt counts.
+    /// Blocks on top before an event counts (the settlement daemon, watchers). Receipts count once
+    /// included, as everywhere.
     pub confirmations: u64,
     /// The largest `eth_getLogs` block range to ask for (halved further when a node refuses).
     pub max_log_range: u64,
@@ -85,10 +86,9 @@ impl Network {
         Self::ALL.into_iter().find(|n| n.chain_id == chain_id)
     }
 
-    /// A client configuration with this network's confirmations, log range and fee cap.
+    /// A client configuration with this network's log range and fee cap.
     pub fn client_config(&self) -> ClientConfig {
         ClientConfig {
-            confirmations: self.confirmations,
             max_log_range: self.max_log_range,
             max_fee_per_gas: self.max_fee_per_gas,
             poll_interval: if self.chain_id == DEVNET.chain_id {

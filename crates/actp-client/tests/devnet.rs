@@ -241,7 +241,7 @@ async fn watcher_streams_events_behind_confirmations() {
         .iter()
         .all(|e| !matches!(e.event, EscrowKernelEvents::EscrowLinked(_)))
     {
-        let ev = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        let ev = tokio::time::timeout(Duration::from_secs(120), stream.next())
             .await
             .unwrap()
             .unwrap()

@@ -284,7 +284,9 @@ impl Inner {
                 }
                 return Ok(());
             }
-            Ok(Err(ClientError::Rejected(Rejection::DeadlinePassed { .. }))) => {
+            // Refused at the estimate, or mined and reverted because another replica's start landed
+            // first: either way the kernel's rejection decides.
+            Ok(Err(e)) if matches!(e.rejection(), Some(Rejection::DeadlinePassed { .. })) => {
                 Refusal::DeadlinePassed {
                     tx_id,
                     deadline: record.deadline,
@@ -292,8 +294,8 @@ impl Inner {
                     payment: payment(),
                 }
             }
-            Ok(Err(ClientError::Rejected(rejection))) => {
-                tracing::info!(%rejection, "on-chain claim lost");
+            Ok(Err(e)) if e.rejection().is_some() => {
+                tracing::info!(error = %e, "on-chain claim lost");
                 Refusal::AlreadyUsed { tx_id }
             }
             Ok(Err(e)) => {

@@ -139,16 +139,16 @@ impl Server {
 
 /// Opens a paywall on `dir`, waiting for a previous one on the same directory to let go of it.
 pub async fn open(builder: impl Fn() -> PaywallBuilder) -> Paywall {
-    for _ in 0..100 {
+    let until = tokio::time::Instant::now() + actp_e2e::PATIENCE;
+    loop {
         match builder().build().await {
             Ok(p) => return p,
-            Err(actp_axum::PaywallError::Store(_)) => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            Err(actp_axum::PaywallError::Store(_)) if tokio::time::Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) => panic!("{e}"),
         }
     }
-    panic!("the paywall database stayed locked");
 }
 
 /// A consumer with a funded wallet.
@@ -290,16 +290,10 @@ pub async fn deliveries(devnet: &Devnet, tx_id: B256) -> (usize, Vec<B256>) {
 
 /// Waits until the chain shows `state` for `tx_id`.
 pub async fn wait_for_state(kernel: &Kernel, tx_id: B256, state: State) {
-    for _ in 0..200 {
-        if kernel.get(tx_id).await.unwrap().state == state {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "transaction {tx_id} never reached {state}; it is {}",
-        kernel.get(tx_id).await.unwrap().state
-    );
+    actp_e2e::eventually(&format!("transaction {tx_id} to reach {state}"), || async {
+        kernel.get(tx_id).await.unwrap().state == state
+    })
+    .await;
 }
 
 /// A provider for `devnet` on a fresh data directory.

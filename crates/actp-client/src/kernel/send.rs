@@ -197,8 +197,10 @@ impl Kernel {
             .with_chain_id(self.chain_id)
             // Headroom for state that changes between the estimate and the block: a storage slot written
             // from zero costs ~17k more than one already set (an allowance another transaction used up).
-            // Only gas used is paid, so the margin costs nothing.
-            .with_gas_limit(gas.saturating_mul(12) / 10 + 30_000)
+            // Only gas used is paid, so the margin costs nothing. A random few hundred gas more keeps two
+            // processes sending the same call with the same key and nonce (provider replicas) from signing
+            // identical bytes: each would take the other's transaction, and its receipt, for its own.
+            .with_gas_limit(gas.saturating_mul(12) / 10 + 30_000 + rand::random_range(0..1_024u64))
             .with_max_fee_per_gas(fees.max_fee_per_gas)
             .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas);
         let replay = request.clone();
@@ -396,11 +398,25 @@ impl Kernel {
         tx_hash: B256,
         block: Option<u64>,
     ) -> ClientError {
-        let at = block.map_or(BlockId::latest(), |b| BlockId::number(b.saturating_sub(1)));
-        let reason = match self.provider.call(replay.clone()).block(at).await {
-            Err(e) => rpc_error(e).to_string(),
-            Ok(_) => "no revert reason could be recovered".to_owned(),
-        };
-        ClientError::RevertedOnChain { tx_hash, reason }
+        // Replayed on the state the block left (what another sender changed before it in the block is
+        // there), then on its parent's.
+        let at = block.map_or(vec![BlockId::latest()], |b| {
+            vec![BlockId::number(b), BlockId::number(b.saturating_sub(1))]
+        });
+        for block in at {
+            if let Err(e) = self.provider.call(replay.clone()).block(block).await {
+                let error = rpc_error(e);
+                return ClientError::RevertedOnChain {
+                    tx_hash,
+                    reason: error.to_string(),
+                    rejection: error.rejection().cloned(),
+                };
+            }
+        }
+        ClientError::RevertedOnChain {
+            tx_hash,
+            reason: "no revert reason could be recovered".to_owned(),
+            rejection: None,
+        }
     }
 }
