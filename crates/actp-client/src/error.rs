@@ -101,7 +101,7 @@ pub enum ClientError {
         reason: String,
         /// The kernel's rejection, when the reason is one: another sender's transaction got there first
         /// between this one's estimate and its block (two replicas starting the same transaction).
-        rejection: Option<Rejection>,
+        rejection: Option<Box<Rejection>>,
     },
     /// A key or keystore could not be used.
     #[error("signer error: {0}")]
@@ -132,7 +132,7 @@ impl ClientError {
             ClientError::Rejected(r) => Some(r),
             ClientError::RevertedOnChain {
                 rejection: Some(r), ..
-            } => Some(r),
+            } => Some(r.as_ref()),
             _ => None,
         }
     }

@@ -409,7 +409,7 @@ impl Kernel {
                 return ClientError::RevertedOnChain {
                     tx_hash,
                     reason: error.to_string(),
-                    rejection: error.rejection().cloned(),
+                    rejection: error.rejection().cloned().map(Box::new),
                 };
             }
         }
