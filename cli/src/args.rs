@@ -513,7 +513,8 @@ pub(crate) struct VerifyArgs {
     /// The response body received (`-`: stdin).
     #[arg(long)]
     pub(crate) body: PathBuf,
-    /// The X-AGIRAILS-DELIVERY-PROOF header value.
+    /// The X-AGIRAILS-DELIVERY-PROOF header value, or @FILE with the JSON of an AIP-4 proof an ACTP SDK
+    /// signed.
     #[arg(long)]
     pub(crate) proof: String,
     /// The X-AGIRAILS-PROOF-HASH header value, if you have it.

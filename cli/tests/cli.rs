@@ -401,9 +401,9 @@ fn every_command_in_human_and_json_output() {
 fn proof_verify_checks_body_signature_and_chain() {
     use actp_client::Signer;
     use actp_core::{
-        Address, B256, U256,
+        Address, B256,
         eip712::actp_domain,
-        proof::{DeliveryProof, SignedDeliveryProof, content_hash},
+        proof::{SignedDeliveryProof, aip4::DeliveryProof, content_hash},
     };
 
     let dir = tempfile::tempdir().unwrap();
@@ -413,19 +413,23 @@ fn proof_verify_checks_body_signature_and_chain() {
     let kernel: Address = dev.str("kernel").parse().unwrap();
     let domain = actp_domain(31337, kernel);
     let tx: B256 = id.parse().unwrap();
-    let proof = DeliveryProof {
-        txId: tx,
-        provider: provider.address(),
-        consumer: dev.address(2).parse().unwrap(),
-        resultHash: content_hash(b"served body"),
-        requestHash: B256::ZERO,
-        deliveredAt: U256::from(1u64),
-        chainId: U256::from(31337u64),
-        nonce: U256::ZERO,
-    };
-    let proof_hash = proof.proof_hash(&domain);
+    let proof = DeliveryProof::new(
+        tx,
+        31337,
+        provider.address(),
+        dev.address(2).parse().unwrap(),
+    )
+    .with_result_hash(content_hash(b"served body"))
+    .delivered_at(1, 1);
     let signature = futures::executor::block_on(provider.sign_typed(&proof, &domain)).unwrap();
-    let header = SignedDeliveryProof { proof, signature }.to_header_value();
+    let mut signed = SignedDeliveryProof::new(proof, signature);
+    let request = B256::repeat_byte(5);
+    let binding =
+        futures::executor::block_on(provider.sign_hash(&signed.binding_hash(&domain, request)))
+            .unwrap();
+    signed.bind(request, binding);
+    let proof_hash = signed.proof_hash(&domain);
+    let header = signed.to_header_value();
     let body = dir.path().join("body");
     std::fs::write(&body, b"served body").unwrap();
     let verify = |extra: &[&str]| {
@@ -516,6 +520,50 @@ fn a_node_that_says_it_is_base_gets_base_rules() {
         .ok()
         .json();
     assert_eq!(deployed["chain_id"], 8453);
+}
+
+/// A delivery proof the Python ACTP SDK (`agirails` 4.8.0) signed with anvil's key 1, verified offline.
+#[test]
+fn proof_verify_accepts_a_proof_the_python_sdk_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let proof = dir.path().join("proof.json");
+    std::fs::write(
+        &proof,
+        r#"{"type":"agirails.delivery.v1","version":"1.0.0",
+        "txId":"0xabababababababababababababababababababababababababababababababab",
+        "provider":"did:ethr:31337:0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+        "consumer":"did:ethr:31337:0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+        "resultCID":"","resultHash":"0xc550e960cb358110d0127e61c6d2beea4687b38c27189698ac60aad053fbca1b",
+        "easAttestationUID":"0x0000000000000000000000000000000000000000000000000000000000000000",
+        "deliveredAt":1700000000,"chainId":31337,"nonce":1,
+        "signature":"0x40ba9655565498db336d75c6a9e18d204827fc50073c3b45459912b3168f1893754449c88f05807f425caf6d9bfe6033e1271f3b48c6169229356ccad671b4521b"}"#,
+    )
+    .unwrap();
+    let body = dir.path().join("body.json");
+    // The result as the SDK hashed it: its canonical JSON, whatever the spacing received.
+    std::fs::write(&body, br#"{"text": "hello", "answer": 42}"#).unwrap();
+    let verify = || {
+        let mut cmd = actp(dir.path());
+        cmd.args([
+            "--json",
+            "--kernel",
+            "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
+        ])
+        .args(["proof", "verify", "--body", body.to_str().unwrap()])
+        .arg("--proof")
+        .arg(format!("@{}", proof.display()));
+        run(cmd)
+    };
+    let ok = verify().ok().json();
+    assert_eq!(ok["valid"], true);
+    assert_eq!(ok["bound_to_request"], false);
+    assert_eq!(ok["provider"], "0x70997970C51812dc3A010C7d01b50e0d17dc79C8");
+    assert_eq!(
+        ok["proof_hash"],
+        "0x83b2f2b09d289ab1fabcfb615184d3b0b4f70cb28d17438b480212ce2a4777ee"
+    );
+    std::fs::write(&body, br#"{"text": "hello", "answer": 41}"#).unwrap();
+    verify().code(1);
 }
 
 #[test]

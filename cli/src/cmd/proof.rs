@@ -5,7 +5,7 @@ use std::{io::Read as _, path::Path};
 use actp_core::{
     B256,
     eip712::actp_domain,
-    proof::{SignedDeliveryProof, content_hash, verify_delivery},
+    proof::{SignedDeliveryProof, aip4, content_hash, verify_delivery},
 };
 use serde::Serialize;
 
@@ -68,15 +68,21 @@ struct Verified {
     provider: actp_core::Address,
     result_hash: B256,
     proof_hash: B256,
+    /// Whether the proof binds the request served (this project's paywall); an SDK's proof does not.
+    bound_to_request: bool,
     /// Whether the chain was consulted (provider of record and the recorded proof hash).
     onchain: bool,
 }
 
 async fn verify(ctx: &Ctx, args: VerifyArgs) -> Result<()> {
     let body = read_input(&args.body)?;
-    let signed = SignedDeliveryProof::from_header_value(&args.proof).map_err(|e| {
+    let text = match args.proof.strip_prefix('@') {
+        Some(path) => String::from_utf8_lossy(&read_input(Path::new(path))?).into_owned(),
+        None => args.proof.clone(),
+    };
+    let signed = SignedDeliveryProof::from_header_value(&text).map_err(|e| {
         CliError::usage(format!(
-            "--proof: {e}; pass the X-AGIRAILS-DELIVERY-PROOF header value"
+            "--proof: {e}; pass the X-AGIRAILS-DELIVERY-PROOF header value, or @FILE with an AIP-4 proof's JSON"
         ))
     })?;
     let tx_id = signed.proof.txId;
@@ -99,17 +105,19 @@ async fn verify(ctx: &Ctx, args: VerifyArgs) -> Result<()> {
         }
         (kernel.domain(), record.provider, Some(recorded))
     } else {
-        let kernel = ctx.target()?.kernel.ok_or_else(|| {
-            CliError::usage(
-                "the proof's domain needs the kernel address: set --kernel (ACTP_KERNEL)",
-            )
-        })?;
+        // Offline: the kernel's address is all the domain needs.
+        let kernel = match ctx.global.kernel {
+            Some(k) => k,
+            None => ctx.target()?.kernel.ok_or_else(|| {
+                CliError::usage(
+                    "the proof's domain needs the kernel address: set --kernel (ACTP_KERNEL)",
+                )
+            })?,
+        };
         let chain_id: u64 = signed.proof.chainId.saturating_to();
-        (
-            actp_domain(chain_id, kernel),
-            signed.proof.provider,
-            args.proof_hash,
-        )
+        let (_, provider) = aip4::parse_did(&signed.proof.provider)
+            .map_err(|e| CliError::failure(format!("the delivery does not check out: {e}")))?;
+        (actp_domain(chain_id, kernel), provider, args.proof_hash)
     };
     let proof_hash = verify_delivery(&signed, &body, tx_id, provider, &domain, announced)
         .map_err(|e| CliError::failure(format!("the delivery does not check out: {e}")))?;
@@ -119,6 +127,7 @@ async fn verify(ctx: &Ctx, args: VerifyArgs) -> Result<()> {
         provider,
         result_hash: signed.proof.resultHash,
         proof_hash,
+        bound_to_request: signed.binding.is_some(),
         onchain: args.onchain,
     };
     ctx.out.result(&out, || {

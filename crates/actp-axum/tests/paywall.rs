@@ -361,13 +361,27 @@ async fn served_body_hashes_to_the_proof_recorded_on_chain() {
     let domain = consumer.kernel.domain();
     assert_eq!(signed.proof.resultHash, content_hash(&body));
     assert_eq!(signed.proof.txId, tx);
-    assert_eq!(signed.proof.consumer, consumer.signer.address());
     assert_eq!(
-        signed.proof.requestHash,
+        signed.proof.consumer,
+        actp_core::proof::aip4::did(31337, consumer.signer.address())
+    );
+    assert_eq!(
+        signed.binding.unwrap().request_hash,
         actp_core::authorization::request_hash("POST", "/v1/echo?lang=en", content_hash(b"hello"))
     );
     assert_eq!(signed.signer(&domain).unwrap(), server.paywall.provider());
-    assert_eq!(signed.proof.proof_hash(&domain), proof_hash);
+    assert_eq!(signed.proof_hash(&domain), proof_hash);
+    assert_eq!(
+        actp_core::proof::verify_delivery(
+            &signed,
+            &body,
+            tx,
+            server.paywall.provider(),
+            &domain,
+            Some(proof_hash)
+        ),
+        Ok(proof_hash)
+    );
 
     wait_for_state(&consumer.kernel, tx, State::Delivered).await;
     let (transitions, proofs) = deliveries(&devnet, tx).await;

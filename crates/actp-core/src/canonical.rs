@@ -11,6 +11,10 @@
 //!   short escapes `\b \t \n \f \r`, other C0 controls as `\u00xx` (lowercase
 //!   hex); everything else, including non-ASCII, U+007F and U+2028, literally.
 //!
+//! One deliberate difference from JavaScript: a number that overflows a double (`1E400`) is refused here,
+//! where `JSON.parse` reads `Infinity` and `JSON.stringify` writes `null` (so the TypeScript SDK's
+//! `computeResultHash` hashes `null`): a result that cannot be represented is not signed as another.
+//!
 //! Parsing goes through `serde_json`, so duplicate object keys keep the last
 //! value (as `JSON.parse` does), lone surrogate escapes are rejected (RFC 8785
 //! requires that), and nesting deeper than `serde_json`'s limit of 128 levels

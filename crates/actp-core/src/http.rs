@@ -12,7 +12,8 @@ pub use crate::authorization::{AUTHORIZATION_HEADER, TX_ID_HEADER};
 
 /// Response header carrying the delivery proof hash (`0x` + 64 hex), the value the provider records on chain.
 pub const PROOF_HASH_HEADER: &str = "x-agirails-proof-hash";
-/// Response header carrying the provider's signed delivery proof (base64url JSON, see
+/// Response header carrying the provider's signed delivery proof: base64url JSON of the AIP-4 proof and its
+/// binding to the request (see
 /// [`SignedDeliveryProof::to_header_value`](crate::proof::SignedDeliveryProof::to_header_value)).
 pub const DELIVERY_PROOF_HEADER: &str = "x-agirails-delivery-proof";
 

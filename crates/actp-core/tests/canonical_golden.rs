@@ -468,3 +468,62 @@ fn result_hash_ignores_key_order_and_whitespace_only() {
     assert_ne!(a, c1);
     assert_ne!(a, c2);
 }
+
+// ------------------------------------------------------- ACTP SDK result hashes
+
+/// Result hashes the ACTP SDKs compute (`computeResultHash` in TypeScript, `compute_result_hash` in Python
+/// `agirails` 4.8.0), for the cases where canonical forms most often diverge: key order by UTF-16 code units,
+/// numbers as JavaScript prints them, strings with their quotes and escapes. The Python SDK gave each hash
+/// but the second: it sorts keys by code point, so it puts U+FF61 before an astral key, where JavaScript
+/// (and RFC 8785) put the astral key first (its UTF-16 form starts with 0xD83D); that hash is keccak256 of
+/// the JavaScript order, `{"a":1,"😀":3,"｡":4}`, computed by a second keccak implementation.
+#[test]
+fn result_hashes_agree_with_the_actp_sdks() {
+    let vectors: [(&str, &str); 6] = [
+        (
+            r#"{"b": 1, "a": 2}"#,
+            "0xe8bb4ada8723d3deb51b830d93fff71bc3b11001be5e4dd7acfce16390158b49",
+        ),
+        (
+            r#"{"\ud83d\ude00": 3, "\uff61": 4, "a": 1}"#,
+            "0x4d854f300479445e5612207f7753a9e70275bf50f5b3662ac01be3c1512d047e",
+        ),
+        (
+            r#"{"numbers": [1.0, -0.0, 1e+21, 1e-07, 0.30000000000000004, 1.2345678901234568e+20]}"#,
+            "0xa9a4b6ce69f231105245bf18ae85cd25d146f164d352281537dd744dae57f5f8",
+        ),
+        (
+            r#""hello""#,
+            "0xf6fb31fdcaf3bd3f8350b3591a8d548dd83b099e7a76446b1fdda2f5ebdd1232",
+        ),
+        (
+            r#"{"s": "quote \" backslash \\ newline \n tab \t \u2028 \u00e9"}"#,
+            "0x8531a8e24f0dddf587670f11ff290197ab28f9f9452b5f5fa28e2d34e012cc7e",
+        ),
+        (
+            r#"[{"z": null, "y": true}]"#,
+            "0xed366325927d926a081d89fa5d29c32f273235cd0282608ae595be4be61d676d",
+        ),
+    ];
+    for (json, expected) in vectors {
+        assert_eq!(
+            actp_core::canonical::result_hash_str(json)
+                .unwrap()
+                .to_string(),
+            expected,
+            "{json} -> {}",
+            canonicalize_str(json).unwrap()
+        );
+    }
+}
+
+/// The one deliberate difference from JavaScript: a number that overflows a double (`1E400`) parses to
+/// `Infinity` there and `JSON.stringify` writes it as `null`, so `computeResultHash` hashes `null`; here it
+/// is refused, because a result that cannot be represented should not be signed as something else.
+#[test]
+fn an_overflowing_number_is_refused_where_javascript_writes_null() {
+    assert!(matches!(
+        actp_core::canonical::result_hash_str(r#"{"x": 1E400}"#),
+        Err(CanonicalError::InvalidJson(_))
+    ));
+}

@@ -3,9 +3,9 @@
 //! before the response leaves.
 
 use actp_core::{
-    B256, U256,
+    B256,
     http::{DELIVERY_PROOF_HEADER, PROOF_HASH_HEADER, TX_ID_HEADER},
-    proof::{DeliveryProof, SignedDeliveryProof, content_hash},
+    proof::{SignedDeliveryProof, aip4::DeliveryProof, content_hash},
 };
 use axum::{
     body::Body,
@@ -19,6 +19,44 @@ use super::{BoxError, Inner, Payment};
 use crate::refusal::Refusal;
 
 impl Inner {
+    /// The AIP-4 proof signed as the SDKs sign it, then bound to the request served: two signatures, one
+    /// the SDKs check and one this project's requesters (and the chain) check.
+    async fn sign_delivery(
+        &self,
+        proof: DeliveryProof,
+        request_hash: B256,
+    ) -> actp_client::Result<SignedDeliveryProof> {
+        let signature = self
+            .signer
+            .sign_hash(&proof.signing_hash(&self.domain))
+            .await?;
+        let mut signed = SignedDeliveryProof::new(proof, signature);
+        let binding = self
+            .signer
+            .sign_hash(&signed.binding_hash(&self.domain, request_hash))
+            .await?;
+        signed.bind(request_hash, binding);
+        Ok(signed)
+    }
+
+    /// A proof number larger than any this paywall gave before, also across restarts: the microseconds of
+    /// the wall clock, or one more than the last if the clock has not moved (SDK verifiers expect nonces to
+    /// increase).
+    fn next_proof_nonce(&self) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let previous = self
+            .proof_nonce
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |last| Some(now.max(last.saturating_add(1))),
+            )
+            .unwrap_or_default();
+        now.max(previous.saturating_add(1))
+    }
+
     /// The handler failed: nothing is delivered and the transaction may pay for a retry.
     pub(super) fn give_back(&self, tx_id: B256, outcome: &'static str) {
         tracing::Span::current().record("outcome", outcome);
@@ -52,18 +90,16 @@ impl Inner {
                 .into_response();
         };
         let bytes = collected.to_bytes();
-        let proof = DeliveryProof {
-            txId: tx_id,
-            provider: self.terms.provider,
-            consumer: payment.requester,
-            resultHash: content_hash(&bytes),
-            requestHash: request_hash,
-            deliveredAt: U256::from(self.clock.now()),
-            chainId: U256::from(self.terms.chain_id),
-            nonce: U256::ZERO,
-        };
-        let signed = match self.signer.sign_typed(&proof, &self.domain).await {
-            Ok(signature) => SignedDeliveryProof { proof, signature },
+        let proof = DeliveryProof::new(
+            tx_id,
+            self.terms.chain_id,
+            self.terms.provider,
+            payment.requester,
+        )
+        .with_result_hash(content_hash(&bytes))
+        .delivered_at(self.clock.now(), self.next_proof_nonce());
+        let signed = match self.sign_delivery(proof, request_hash).await {
+            Ok(signed) => signed,
             Err(e) => {
                 tracing::error!(error = %e, "could not sign the delivery proof");
                 self.give_back(tx_id, "handler_failed");
@@ -73,7 +109,7 @@ impl Inner {
                 .into_response();
             }
         };
-        let proof_hash = signed.proof.proof_hash(&self.domain);
+        let proof_hash = signed.proof_hash(&self.domain);
         if let Err(e) = self.store.serve(tx_id, proof_hash, started).await {
             self.give_back(tx_id, "handler_failed");
             return self.storage_failed(&e).into_response();

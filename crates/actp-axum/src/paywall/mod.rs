@@ -217,7 +217,7 @@ impl PaywallBuilder {
                 ),
                 "Sign RequestAuthorization(bytes32 txId,string method,string path,bytes32 bodyHash,uint256 expiresAt) as the requester, EIP-712 domain {name: \"AGIRAILS\", version: \"1\", chainId, verifyingContract: kernel}; bodyHash is keccak256 of the raw body.".into(),
                 "Send the request with X-AGIRAILS-TX-ID: <txId> and X-AGIRAILS-AUTHORIZATION: exp=<expiresAt>; sig=0x<signature>.".into(),
-                "The response carries X-AGIRAILS-PROOF-HASH and X-AGIRAILS-DELIVERY-PROOF; the provider records the proof hash on chain with DELIVERED. Check it, then release the escrow or let the dispute window pass.".into(),
+                "The response carries X-AGIRAILS-PROOF-HASH and X-AGIRAILS-DELIVERY-PROOF: base64url JSON with `proof`, the AIP-4 DeliveryProof wire message the ACTP SDKs verify (EIP-712 domain version \"1\"), and `requestHash` with `binding`, the provider's signature over ActpDelivery(bytes32 txId,bytes32 deliveryProof,bytes32 requestHash), whose signing hash is the proof hash recorded on chain with DELIVERED. Check it, then release the escrow or let the dispute window pass.".into(),
             ],
         };
         let pricing_json = Bytes::from(serde_json::to_vec_pretty(&pricing).unwrap_or_default());
@@ -261,6 +261,7 @@ impl PaywallBuilder {
                 metrics,
                 lookups: Mutex::default(),
                 outbox,
+                proof_nonce: std::sync::atomic::AtomicU64::new(0),
                 _stop: stop,
             }),
         })
@@ -297,6 +298,8 @@ struct Inner {
     /// Transaction reads in flight: concurrent requests for one txId share one read.
     lookups: Mutex<HashMap<B256, Lookup>>,
     outbox: Outbox,
+    /// The last delivery proof's number.
+    proof_nonce: std::sync::atomic::AtomicU64,
     /// Dropping the last handle stops the outbox.
     _stop: watch::Sender<()>,
 }
