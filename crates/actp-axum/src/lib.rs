@@ -1,7 +1,4 @@
-//! A provider's paywall for axum and any tower service: a request to a paid route is served only when it
-//! carries a funded ACTP escrow for this provider and this route, authorized by the escrow's requester; the
-//! response carries a signed delivery proof, and a durable outbox puts the DELIVERED transition with the
-//! proof hash on chain.
+#![doc = include_str!("../README.md")]
 //!
 //! # Before the handler runs
 //! For each request to a paid route, in this order, a failure is answered at once with a JSON

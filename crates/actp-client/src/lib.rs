@@ -1,6 +1,6 @@
-//! # actp-client
+#![doc = include_str!("../README.md")]
 //!
-//! A Rust client for the ACTP escrow kernel, built on alloy:
+//! In this crate:
 //! - [`bindings`]: contract bindings generated from the committed ABI;
 //! - [`Kernel`]: every kernel operation, safe to call concurrently from one signer, with typed reverts
 //!   ([`ClientError::Rejected`] carries the kernel's [`Rejection`](actp_core::Rejection)), retries of
@@ -13,28 +13,6 @@
 //! - [`LogReader`]: event logs in block ranges public RPCs accept;
 //! - [`Devnet`] (feature `devnet`): anvil with the kernel deployed and funded dev accounts, stopped on drop;
 //! - [`deploy()`]: deployment of MockUSDC and the kernel from Rust.
-//!
-//! ```no_run
-//! # async fn demo() -> actp_client::Result<()> {
-//! use actp_client::Devnet;
-//! use actp_core::{Amount, model::CreateParams, ids::service_hash};
-//!
-//! let devnet = Devnet::start().await?;
-//! let (consumer, provider) = (devnet.kernel(1).await?, devnet.kernel(2).await?);
-//! let now = devnet.now().await?;
-//! let terms = CreateParams::new(
-//!     provider.signer_address().unwrap(),
-//!     Amount::from_tokens(1).to_u256(),
-//!     now + 3_600,
-//!     3_600,
-//!     service_hash("demo/v1"),
-//! );
-//! let id = consumer.pay(&terms).await?;          // approve + createAndFund
-//! provider.start(id).await?;
-//! provider.deliver(id, 0, None).await?;
-//! consumer.settle(id).await?;
-//! # Ok(()) }
-//! ```
 
 pub mod bindings;
 mod deploy;

@@ -1,18 +1,4 @@
-//! # actp-core
-//!
-//! The ACTP protocol without I/O: the transaction lifecycle as a pure model that agrees with the escrow
-//! kernel rule for rule, transaction ids, fees, token amounts, canonical JSON, delivery proofs, and the
-//! requester's authorization of an HTTP request. Nothing here touches a network, a disk or a clock: time and
-//! callers are always arguments.
-//!
-//! ```
-//! use actp_core::{Amount, State};
-//!
-//! let price: Amount = "$0.10".parse().unwrap();
-//! assert_eq!(price.base_units(), 100_000);
-//! assert_eq!(price.to_string(), "0.10");
-//! assert_eq!(State::try_from(4u8).unwrap(), State::Delivered);
-//! ```
+#![doc = include_str!("../README.md")]
 //!
 //! Modules:
 //! - [`model`]: the lifecycle model ([`model::apply`]) and an in-memory kernel ([`model::KernelModel`]);

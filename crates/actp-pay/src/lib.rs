@@ -1,8 +1,6 @@
-//! # actp-pay
+#![doc = include_str!("../README.md")]
 //!
-//! The consumer side of ACTP: an HTTP client that pays for `402 Payment Required` by itself, inside spend
-//! guardrails that hold under concurrency.
-//!
+//! In this crate:
 //! - [`PayingClient`]: wraps reqwest. On a 402 with ACTP payment instructions it reserves the price in the
 //!   [`Ledger`], escrows exactly that price with the route's serviceHash, signs the request authorization,
 //!   retries the request with the same txId while the provider fails, verifies the delivery proof, and settles
@@ -13,24 +11,6 @@
 //!   a soft threshold.
 //! - [`KillSwitch`]: `actp budget suspend` from any process sharing the data directory stops new payments
 //!   before their next escrow.
-//!
-//! ```no_run
-//! # async fn demo(kernel: actp_client::Kernel) -> Result<(), actp_pay::PayError> {
-//! use actp_pay::{Ledger, PayingClient, SpendPolicy};
-//!
-//! let ledger = Ledger::open(".actp/pay")?;
-//! let agent = kernel.signer_address().unwrap();
-//! ledger.set_policy(agent, &SpendPolicy::from_toml("daily = \"5.00\"\nper_call = \"0.50\"").unwrap())?;
-//! let client = PayingClient::new(kernel, ledger).await?;
-//! let response = client
-//!     .post("http://127.0.0.1:8080/v1/echo")
-//!     .body("hello")
-//!     .idempotency_key("job-42/step-1")
-//!     .send()
-//!     .await?;
-//! println!("{} paid {}", response.status, response.payment.map(|p| p.amount).unwrap_or_default());
-//! # Ok(()) }
-//! ```
 
 mod client;
 mod error;
