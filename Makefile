@@ -6,7 +6,7 @@ SHELL := /bin/bash
 FORGE := node_modules/.bin/forge
 NPM_STAMP := node_modules/.installed-from-lock
 
-.PHONY: deps demo test test-contracts test-contracts-deep test-rust check-fmt check-abi abi fmt gas bench build clean
+.PHONY: deps demo test test-contracts test-contracts-deep test-rust check-fmt check-abi check-package abi fmt gas bench build clean
 
 ## deps: install the pinned toolchain (npm ci) when node_modules is missing or older than the lock file
 deps: $(NPM_STAMP)
@@ -23,8 +23,9 @@ build: deps
 	$(FORGE) build
 
 ## test: every test (contracts: unit, fuzz, invariant; Rust: unit, property, golden, anvil-backed, differential,
-## the CLI and settlement daemon as processes, the demo in short form) plus format, lint and ABI-freshness checks
-test: deps check-fmt check-abi test-contracts test-rust
+## the CLI and settlement daemon as processes, the demo in short form) plus format, lint, ABI-freshness and
+## packaging checks
+test: deps check-fmt check-abi test-contracts test-rust check-package
 
 test-rust: deps
 	cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -40,6 +41,23 @@ test-contracts-deep: deps
 check-fmt: deps
 	$(FORGE) fmt --check
 	cargo fmt --all -- --check
+
+# The crates published to crates.io: every crate under crates/ (cli, examples and tests are `publish = false`).
+LIBRARY_CRATES := $(notdir $(wildcard crates/*))
+
+## check-package: the library crates as crates.io would get them: each rust-version covers what its dependencies
+## need (scripts/check-msrv.mjs), each ships the LICENSE, and `cargo package` packs them (path dependencies become
+## the packed versions) and builds each from its .crate alone (about 10 s with a warm target/)
+check-package:
+	node scripts/check-msrv.mjs
+	@for crate in $(LIBRARY_CRATES); do \
+	  test -f crates/$$crate/LICENSE || { echo "crates/$$crate/LICENSE missing (a link to ../../LICENSE)"; exit 1; }; \
+	done
+# --offline: the index entries are already cached by `cargo metadata` above (which downloads what the lock file
+# names), and asking the index again for each crate costs about 5 s apiece for nothing. --allow-dirty: this checks
+# that the crates pack and build, so it must also pass on the uncommitted work `make test` is run on before a
+# commit; `cargo publish` still refuses a dirty tree by itself.
+	cargo package --locked --offline --allow-dirty $(addprefix -p ,$(LIBRARY_CRATES))
 
 ## abi: regenerate crates/actp-client/abi/*.json (read by the Rust bindings) from a fresh forge build
 abi: build
