@@ -21,10 +21,17 @@ use actp_settler::{Settler, SettlerConfig};
 use serde::Serialize;
 
 use crate::{
-    args::DemoArgs,
     context::Ctx,
     error::{CliError, Result},
 };
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Paid calls the consumer makes.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) calls: usize,
+}
 
 const WINDOW: u64 = 3_600;
 const TEXTS: &[&str] = &[

@@ -5,10 +5,31 @@
 use actp_client::{DeployOptions, Deployment, Kernel};
 
 use crate::{
-    args::DeployArgs,
     context::{Ctx, deployment_path, no_signer},
     error::{CliError, Result},
 };
+use actp_core::Address;
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub(crate) struct DeployArgs {
+    /// The escrow token (default: the network's USDC on base and base-sepolia; a fresh MockUSDC elsewhere).
+    /// It must have 6 decimals.
+    #[arg(long, conflicts_with = "mock_token")]
+    pub(crate) token: Option<Address>,
+    /// Deploy a MockUSDC dev token (anyone may mint it) even where the network has USDC.
+    #[arg(long)]
+    pub(crate) mock_token: bool,
+    /// Admin (default: the deployer).
+    #[arg(long)]
+    pub(crate) admin: Option<Address>,
+    /// Fee recipient (default: the admin).
+    #[arg(long)]
+    pub(crate) fee_recipient: Option<Address>,
+    /// Platform fee in basis points.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) fee_bps: u16,
+}
 
 pub(crate) async fn run(ctx: &Ctx, args: DeployArgs) -> Result<()> {
     let mut target = ctx.target()?;

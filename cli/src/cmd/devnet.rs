@@ -4,10 +4,26 @@
 use actp_client::{Devnet, DevnetOptions};
 
 use crate::{
-    args::DevnetArgs,
     context::{Ctx, DevAccount, DevnetConfig, devnet_path},
     error::{CliError, Result},
 };
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub(crate) struct DevnetArgs {
+    /// Port for anvil (default: any free port).
+    #[arg(long)]
+    pub(crate) port: Option<u16>,
+    /// Seconds between blocks (default: a block per transaction).
+    #[arg(long)]
+    pub(crate) block_time: Option<f64>,
+    /// Dev accounts to fund.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) accounts: usize,
+    /// Platform fee in basis points.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) fee_bps: u16,
+}
 
 pub(crate) async fn run(ctx: &Ctx, args: DevnetArgs) -> Result<()> {
     let devnet = Devnet::start_with(DevnetOptions {

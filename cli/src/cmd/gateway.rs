@@ -16,11 +16,93 @@ use axum::{
     routing::{MethodFilter, MethodRouter},
 };
 
+use std::net::SocketAddr;
+
 use crate::{
-    args::{GatewayArgs, RouteSpec},
+    args,
     context::Ctx,
     error::{CliError, Result},
 };
+use actp_core::Amount;
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub(crate) struct GatewayArgs {
+    /// The API to protect, e.g. http://127.0.0.1:8000.
+    #[arg(long, env = "ACTP_UPSTREAM")]
+    pub(crate) upstream: String,
+    /// Address to listen on.
+    #[arg(long, env = "ACTP_LISTEN", default_value = "127.0.0.1:8402")]
+    pub(crate) listen: SocketAddr,
+    /// A priced route: "METHOD PATH=PRICE", optionally "@SERVICE" after the price, e.g.
+    /// "POST /v1/summarise=0.10@summarise"; PRICE "free" for a free route. Repeat for each route;
+    /// paths use axum patterns ("/v1/items/{id}").
+    #[arg(long = "route", required = true)]
+    pub(crate) routes: Vec<RouteSpec>,
+    /// Shortest time before a transaction's deadline that the gateway accepts.
+    #[arg(long, default_value = "5m")]
+    pub(crate) min_time_to_deadline: args::Duration,
+    /// The longest the upstream may take to answer a request (then 504, and the payment can be retried).
+    #[arg(long, env = "ACTP_UPSTREAM_TIMEOUT", default_value = "60s")]
+    pub(crate) upstream_timeout: args::Duration,
+    /// Claim with an on-chain IN_PROGRESS before serving (replicas sharing a key), instead of locally.
+    #[arg(long)]
+    pub(crate) onchain_claims: bool,
+    /// Forward requests to paths not listed with --route, free (default: 404, so nothing is served
+    /// for free by mistake).
+    #[arg(long)]
+    pub(crate) pass_through: bool,
+}
+
+/// A gateway route: `METHOD PATH=PRICE[@SERVICE]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RouteSpec {
+    pub(crate) method: http::Method,
+    pub(crate) path: String,
+    /// `None`: free.
+    pub(crate) price: Option<Amount>,
+    pub(crate) service: Option<String>,
+}
+
+impl std::str::FromStr for RouteSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why: &str| {
+            format!(
+                "route `{s}`: {why}; write \"METHOD PATH=PRICE\", e.g. \"POST /v1/summarise=0.10\""
+            )
+        };
+        let (method, rest) = s.trim().split_once(' ').ok_or_else(|| bad("no method"))?;
+        let (path, price) = rest
+            .trim()
+            .rsplit_once('=')
+            .ok_or_else(|| bad("no price"))?;
+        let path = path.trim();
+        if !path.starts_with('/') {
+            return Err(bad("the path must start with /"));
+        }
+        let method: http::Method = method
+            .to_ascii_uppercase()
+            .parse()
+            .map_err(|_| bad("unknown method"))?;
+        let (price, service) = match price.split_once('@') {
+            Some((p, name)) if !name.trim().is_empty() => (p, Some(name.trim().to_owned())),
+            Some(_) => return Err(bad("empty service name after @")),
+            None => (price, None),
+        };
+        let price = match price.trim() {
+            p if p.eq_ignore_ascii_case("free") => None,
+            p => Some(p.parse::<Amount>().map_err(|e| bad(&e.to_string()))?),
+        };
+        Ok(RouteSpec {
+            method,
+            path: path.to_owned(),
+            price,
+            service,
+        })
+    }
+}
 
 /// Largest request body forwarded (the paywall has already buffered it within its own limit).
 const BODY_LIMIT: usize = 16 * 1024 * 1024;
@@ -317,5 +399,30 @@ mod tests {
             actp_core::B256::repeat_byte(7).to_string()
         );
         assert!(paid.get("x-agirails-anything").is_none());
+    }
+
+    #[test]
+    fn route_specs() {
+        let r: RouteSpec = "post /v1/summarise=0.10@summarise".parse().unwrap();
+        assert_eq!(r.method, http::Method::POST);
+        assert_eq!(r.path, "/v1/summarise");
+        assert_eq!(r.price, Some(Amount::from_base_units(100_000)));
+        assert_eq!(r.service.as_deref(), Some("summarise"));
+        let free: RouteSpec = "GET /health=free".parse().unwrap();
+        assert_eq!(free.price, None);
+        for bad in [
+            "/v1/x=0.10",
+            "POST v1=0.10",
+            "POST /v1",
+            "POST /v1=abc",
+            "POST /v1=0.10@",
+        ] {
+            assert!(
+                bad.parse::<RouteSpec>()
+                    .unwrap_err()
+                    .contains("METHOD PATH=PRICE"),
+                "{bad}"
+            );
+        }
     }
 }

@@ -1,14 +1,14 @@
 //! One module per command.
 
-mod demo;
-mod deploy;
-mod devnet;
-mod gateway;
-mod pay;
-mod proof;
-mod settle;
-mod token;
-mod tx;
+pub(crate) mod demo;
+pub(crate) mod deploy;
+pub(crate) mod devnet;
+pub(crate) mod gateway;
+pub(crate) mod pay;
+pub(crate) mod proof;
+pub(crate) mod settle;
+pub(crate) mod token;
+pub(crate) mod tx;
 
 use crate::{args::Command, context::Ctx, error::Result};
 

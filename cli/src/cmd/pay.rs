@@ -11,11 +11,173 @@ use actp_pay::{
 use base64::Engine;
 use serde::Serialize;
 
+use std::path::PathBuf;
+
 use crate::{
-    args::{AgentArg, BudgetCommand, BudgetSetArgs, CallArgs, SuspendArgs, UsageArgs, UsageBy},
+    args,
     context::{Ctx, no_signer},
     error::{CliError, Result},
 };
+use clap::{Args, Subcommand, ValueEnum};
+
+#[derive(Debug, Args)]
+pub(crate) struct CallArgs {
+    /// The URL to call.
+    pub(crate) url: String,
+    /// HTTP method (default: GET, or POST with -d).
+    #[arg(short = 'X', long)]
+    pub(crate) request: Option<String>,
+    /// Request body; `@FILE` reads a file, `@-` standard input. Implies POST unless -X is given.
+    #[arg(short = 'd', long)]
+    pub(crate) data: Option<String>,
+    /// A request header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    pub(crate) headers: Vec<String>,
+    /// The call's idempotency key: however often this call is repeated with it, at most one escrow is paid.
+    #[arg(long)]
+    pub(crate) idempotency_key: Option<String>,
+    /// Settle the escrow at once once the delivery checks out (default: leave it to the dispute window).
+    #[arg(long)]
+    pub(crate) settle: bool,
+    /// Do not dispute a delivery that does not match its proof (only report it).
+    #[arg(long)]
+    pub(crate) no_dispute: bool,
+    /// Attempts of the paid request while the provider fails (same escrow each time).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) attempts: u32,
+    /// Lifetime of the escrow: a provider that never serves ties the money up until then.
+    #[arg(long, default_value = "15m")]
+    pub(crate) escrow_ttl: args::Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BudgetCommand {
+    /// Set the spend policy: from a TOML file, and/or field by field on top of the current one.
+    Set(Box<BudgetSetArgs>),
+    /// The policy, the kill switch, and what is spent and reserved today and this month.
+    Show(AgentArg),
+    /// Stop every new payment of the agent at once, in every process sharing the data directory.
+    Suspend(SuspendArgs),
+    /// Let the agent pay again.
+    Resume(AgentArg),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentArg {
+    /// The agent (its signing address). Default: the configured signer.
+    pub(crate) agent: Option<Address>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SuspendArgs {
+    /// The agent (its signing address). Default: the configured signer.
+    pub(crate) agent: Option<Address>,
+    /// Why, shown to the agent's refused calls.
+    #[arg(long)]
+    pub(crate) reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BudgetSetArgs {
+    /// The agent (its signing address). Default: the configured signer.
+    pub(crate) agent: Option<Address>,
+    /// A TOML policy file: replaces the whole policy (flags then apply on top).
+    #[arg(long)]
+    pub(crate) file: Option<PathBuf>,
+    /// Most paid for one call.
+    #[arg(long)]
+    pub(crate) per_call: Option<Amount>,
+    /// Most spent in one UTC day, all providers.
+    #[arg(long)]
+    pub(crate) daily: Option<Amount>,
+    /// Most spent in one UTC month, all providers.
+    #[arg(long)]
+    pub(crate) monthly: Option<Amount>,
+    /// Most spent with any one provider in one UTC day.
+    #[arg(long)]
+    pub(crate) provider_daily: Option<Amount>,
+    /// Most spent with any one provider in one UTC month.
+    #[arg(long)]
+    pub(crate) provider_monthly: Option<Amount>,
+    /// Pay only these providers (repeatable; adds to the allowlist).
+    #[arg(long)]
+    pub(crate) allow: Vec<Address>,
+    /// Never pay these providers (repeatable; adds to the denylist).
+    #[arg(long)]
+    pub(crate) deny: Vec<Address>,
+    /// Percent of a cap at which a payment logs a soft-limit warning.
+    #[arg(long)]
+    pub(crate) soft_threshold: Option<u8>,
+    /// The longest an escrow may lock the agent's funds, whatever a provider asks: "30m", "1h", "2d"
+    /// (default 1h). A payment that needs longer is refused before any escrow.
+    #[arg(long)]
+    pub(crate) max_escrow_ttl: Option<args::Duration>,
+    /// Remove a field first (per_call, daily, monthly, provider_daily, provider_monthly, allow, deny,
+    /// soft_threshold, max_escrow_ttl, providers); repeatable.
+    #[arg(long, value_parser = ["per_call", "daily", "monthly", "provider_daily", "provider_monthly", "allow", "deny", "soft_threshold", "max_escrow_ttl", "providers"])]
+    pub(crate) clear: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum UsageBy {
+    /// By provider address.
+    Provider,
+    /// By `METHOD /path`.
+    Route,
+    /// By UTC day.
+    Day,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UsageArgs {
+    /// The agent (its signing address). Default: the configured signer.
+    pub(crate) agent: Option<Address>,
+    /// How to group.
+    #[arg(long, value_enum, default_value = "provider")]
+    pub(crate) by: UsageBy,
+    /// First UTC day included, YYYY-MM-DD.
+    #[arg(long, value_parser = parse_day)]
+    pub(crate) since: Option<String>,
+    /// Last UTC day included, YYYY-MM-DD.
+    #[arg(long, value_parser = parse_day)]
+    pub(crate) until: Option<String>,
+}
+
+/// A UTC calendar day, `YYYY-MM-DD`, that exists (month 1 to 12, the month's days, leap years).
+fn parse_day(s: &str) -> Result<String, String> {
+    let bad = || format!("{s:?} is not a day: write YYYY-MM-DD, e.g. 2026-11-23");
+    let b = s.as_bytes();
+    if !s.is_ascii() || b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return Err(bad());
+    }
+    let number = |r: std::ops::Range<usize>| -> Result<u32, String> {
+        let part = &s[r];
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            part.parse().map_err(|_| bad())
+        } else {
+            Err(bad())
+        }
+    };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => {
+            return Err(format!(
+                "{s:?}: there is no month {month}; write YYYY-MM-DD"
+            ));
+        }
+    };
+    if day == 0 || day > days {
+        return Err(format!(
+            "{s:?}: month {month} of {year} has {days} days; write YYYY-MM-DD"
+        ));
+    }
+    Ok(s.to_owned())
+}
 
 fn ledger_dir(ctx: &Ctx) -> std::path::PathBuf {
     ctx.global.data_dir.join("pay")
@@ -409,4 +571,31 @@ fn table(report: &UsageReport) -> String {
         ));
     }
     out.trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn days_must_exist() {
+        assert_eq!(parse_day("2026-11-23").unwrap(), "2026-11-23");
+        assert!(parse_day("2024-02-29").is_ok());
+        for bad in [
+            "2026-13-45",
+            "2026-00-10",
+            "2026-02-29",
+            "2100-02-29",
+            "2026-04-31",
+            "2026-11-00",
+            "2026-1-23",
+            "26-11-23",
+            "2026/11/23",
+            "２０２６-11-23",
+        ] {
+            assert!(parse_day(bad).is_err(), "{bad}");
+        }
+        assert!(parse_day("2026-13-45").unwrap_err().contains("no month 13"));
+    }
 }

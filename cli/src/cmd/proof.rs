@@ -9,11 +9,45 @@ use actp_core::{
 };
 use serde::Serialize;
 
+use std::path::PathBuf;
+
 use crate::{
-    args::{HashArgs, ProofCommand, VerifyArgs},
     context::Ctx,
     error::{CliError, Result},
 };
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProofCommand {
+    /// The content hash (keccak256) of a file, `-` for stdin: the resultHash of a delivery.
+    Hash(HashArgs),
+    /// Check a delivery: the body against its signed proof, the provider's signature, and the proof hash
+    /// (given, or recorded on chain).
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HashArgs {
+    /// The file (`-`: stdin).
+    pub(crate) file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The response body received (`-`: stdin).
+    #[arg(long)]
+    pub(crate) body: PathBuf,
+    /// The X-AGIRAILS-DELIVERY-PROOF header value, or @FILE with the JSON of an AIP-4 proof an ACTP SDK
+    /// signed.
+    #[arg(long)]
+    pub(crate) proof: String,
+    /// The X-AGIRAILS-PROOF-HASH header value, if you have it.
+    #[arg(long)]
+    pub(crate) proof_hash: Option<B256>,
+    /// Also check against the chain: the transaction's provider and the proof hash it recorded.
+    #[arg(long)]
+    pub(crate) onchain: bool,
+}
 
 pub(crate) async fn run(ctx: &Ctx, cmd: ProofCommand) -> Result<()> {
     match cmd {

@@ -6,11 +6,45 @@ use std::{io::IsTerminal, sync::Arc, time::Duration};
 use actp_settler::{Metrics, Settler, SettlerConfig, Snapshot};
 use tokio::sync::watch;
 
+use std::net::SocketAddr;
+
 use crate::{
-    args::SettleArgs,
+    args,
     context::Ctx,
     error::{CliError, Result},
 };
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub(crate) struct SettleArgs {
+    /// Settle what is due and exit (for cron).
+    #[arg(long)]
+    pub(crate) once: bool,
+    /// Ids per settleBatch transaction.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) batch_size: usize,
+    /// Settlement transactions in flight.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) concurrency: usize,
+    /// Blocks on top before a block is read (default: 0 on the devnet, 2 elsewhere).
+    #[arg(long)]
+    pub(crate) confirmations: Option<u64>,
+    /// First block when there is no checkpoint (default: the devnet's deployment block, else 0).
+    #[arg(long)]
+    pub(crate) from_block: Option<u64>,
+    /// This daemon's share of the ids, INDEX/COUNT (e.g. 0/2), to split the work between daemons.
+    #[arg(long)]
+    pub(crate) shard: Option<actp_settler::Shard>,
+    /// Serve /health and /metrics here.
+    #[arg(long, env = "ACTP_SETTLER_LISTEN")]
+    pub(crate) listen: Option<SocketAddr>,
+    /// Pause between polls once caught up: "1s", "500ms".
+    #[arg(long, default_value = "1s")]
+    pub(crate) poll_interval: args::Duration,
+    /// Longest pause between retries during an outage.
+    #[arg(long, default_value = "30s")]
+    pub(crate) max_backoff: args::Duration,
+}
 
 /// Connects, waiting out an unreachable RPC with backoff unless `--once` (a cron job should fail loudly).
 async fn connect(

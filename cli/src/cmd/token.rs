@@ -4,10 +4,25 @@ use actp_core::{Address, Amount};
 use serde::Serialize;
 
 use crate::{
-    args::{BalanceArgs, MintArgs},
     context::{Ctx, no_signer},
     error::{CliError, Exit, Result},
 };
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub(crate) struct BalanceArgs {
+    /// Whose balance (default: the signer).
+    pub(crate) address: Option<Address>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MintArgs {
+    /// How much: "100", "$0.10", "100000 units".
+    pub(crate) amount: Amount,
+    /// To whom (default: the signer).
+    #[arg(long)]
+    pub(crate) to: Option<Address>,
+}
 
 #[derive(Debug, Serialize)]
 struct Balance {

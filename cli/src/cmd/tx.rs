@@ -11,14 +11,200 @@ use actp_core::{Amount, B256, State, ids::service_hash, model::CreateParams};
 use futures::{StreamExt, stream};
 use serde::Serialize;
 
+use std::path::PathBuf;
+
 use crate::{
-    args::{
-        DeliverArgs, DisputeArgs, IdArg, IdsArg, ListArgs, MilestoneArgs, Resolution, ResolveArgs,
-        Terms, TxCommand, WatchArgs,
-    },
+    args,
     context::Ctx,
     error::{CliError, Result},
 };
+use actp_core::Address;
+use clap::{Args, Subcommand, ValueEnum};
+
+/// The terms of a new transaction.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Terms {
+    /// The provider's address.
+    #[arg(long)]
+    pub(crate) provider: Address,
+    /// Amount: "0.10", "$0.10" or "100000 units" (base units).
+    #[arg(long)]
+    pub(crate) amount: Amount,
+    /// Deadline: "+1h", "+7d", "+30m" from the chain's now, or a unix time.
+    #[arg(long, default_value = "+1d")]
+    pub(crate) deadline: args::Deadline,
+    /// Dispute window after delivery: "1h", "2d", "3600".
+    #[arg(long, default_value = "1h")]
+    pub(crate) window: args::Duration,
+    /// Service name (the serviceHash is its keccak256).
+    #[arg(long, conflicts_with = "service_hash")]
+    pub(crate) service: Option<String>,
+    /// Service hash, when you have it rather than the name.
+    #[arg(long)]
+    pub(crate) service_hash: Option<B256>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TxCommand {
+    /// Create a transaction (INITIATED); fund it with `actp tx fund`.
+    Create(Terms),
+    /// Fund a created transaction (approves the kernel first if needed).
+    Fund(IdArg),
+    /// Create and fund in one transaction.
+    Pay(Terms),
+    /// Show a transaction.
+    Show(IdArg),
+    /// List transactions from the kernel's events.
+    List(ListArgs),
+    /// Provider: COMMITTED → IN_PROGRESS.
+    Start(IdArg),
+    /// Provider: IN_PROGRESS → DELIVERED, optionally with a proof hash or the delivered file.
+    Deliver(DeliverArgs),
+    /// DELIVERED → SETTLED (the requester any time, anyone after the window); several ids settle in one batch.
+    Settle(IdsArg),
+    /// Requester: DELIVERED → DISPUTED within the window.
+    Dispute(DisputeArgs),
+    /// Resolver: DISPUTED → SETTLED or CANCELLED, splitting what remains.
+    Resolve(ResolveArgs),
+    /// Cancel before delivery (rules depend on the state and the deadline).
+    Cancel(IdArg),
+    /// Requester: pay part of an IN_PROGRESS escrow now.
+    ReleaseMilestone(MilestoneArgs),
+    /// Print kernel events as they are confirmed, until Ctrl-C (or until --id reaches --until).
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IdArg {
+    /// The transaction id.
+    pub(crate) id: B256,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IdsArg {
+    /// Transaction ids.
+    #[arg(required = true)]
+    pub(crate) ids: Vec<B256>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Only transactions of this requester.
+    #[arg(long)]
+    pub(crate) requester: Option<Address>,
+    /// Only transactions of this provider.
+    #[arg(long)]
+    pub(crate) provider: Option<Address>,
+    /// Only transactions in this state.
+    #[arg(long)]
+    pub(crate) state: Option<StateArg>,
+    /// First block to scan (default: the devnet's deployment block, else 0).
+    #[arg(long)]
+    pub(crate) from_block: Option<u64>,
+    /// At most this many, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeliverArgs {
+    /// The transaction id.
+    pub(crate) id: B256,
+    /// Dispute window (default: the one the requester chose).
+    #[arg(long)]
+    pub(crate) window: Option<args::Duration>,
+    /// The delivery proof hash to record.
+    #[arg(long, conflicts_with = "result")]
+    pub(crate) proof_hash: Option<B256>,
+    /// Record the content hash of this file as the proof hash.
+    #[arg(long)]
+    pub(crate) result: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DisputeArgs {
+    /// The transaction id.
+    pub(crate) id: B256,
+    /// Why (sent with the transaction, not stored).
+    #[arg(long, default_value = "")]
+    pub(crate) reason: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ResolveArgs {
+    /// The transaction id.
+    pub(crate) id: B256,
+    /// Final state.
+    #[arg(long, value_enum)]
+    pub(crate) to: Resolution,
+    /// Paid back to the requester.
+    #[arg(long, default_value = "0")]
+    pub(crate) requester_amount: Amount,
+    /// Paid to the provider (before the platform fee).
+    #[arg(long, default_value = "0")]
+    pub(crate) provider_amount: Amount,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Resolution {
+    Settled,
+    Cancelled,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MilestoneArgs {
+    /// The transaction id.
+    pub(crate) id: B256,
+    /// How much to release.
+    #[arg(long)]
+    pub(crate) amount: Amount,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WatchArgs {
+    /// Only events of this transaction.
+    #[arg(long)]
+    pub(crate) id: Option<B256>,
+    /// With --id: exit when it reaches this state.
+    #[arg(long, requires = "id")]
+    pub(crate) until: Option<StateArg>,
+    /// First block (default: the head).
+    #[arg(long)]
+    pub(crate) from_block: Option<u64>,
+    /// Blocks on top before an event is shown.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) confirmations: u64,
+    /// Give up after this long (exit code 5); e.g. "30s", "5m".
+    #[arg(long = "for")]
+    pub(crate) duration: Option<args::Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StateArg {
+    Initiated,
+    Quoted,
+    Committed,
+    InProgress,
+    Delivered,
+    Settled,
+    Disputed,
+    Cancelled,
+}
+
+impl From<StateArg> for State {
+    fn from(s: StateArg) -> State {
+        match s {
+            StateArg::Initiated => State::Initiated,
+            StateArg::Quoted => State::Quoted,
+            StateArg::Committed => State::Committed,
+            StateArg::InProgress => State::InProgress,
+            StateArg::Delivered => State::Delivered,
+            StateArg::Settled => State::Settled,
+            StateArg::Disputed => State::Disputed,
+            StateArg::Cancelled => State::Cancelled,
+        }
+    }
+}
 
 pub(crate) async fn run(ctx: &Ctx, cmd: TxCommand) -> Result<()> {
     match cmd {

@@ -31,9 +31,12 @@
 //! not 2xx) releases the claim and nothing is delivered, so the consumer can retry with the same txId.
 //!
 //! # After the handler succeeds
-//! The response body is buffered and hashed exactly as sent; a [`DeliveryProof`](actp_core::proof::DeliveryProof)
-//! over it, the request hash, txId, provider, consumer and time is signed, and the response carries
-//! `X-AGIRAILS-PROOF-HASH` and `X-AGIRAILS-DELIVERY-PROOF`. The delivery is written to the sled outbox and
+//! The response body is buffered and hashed exactly as sent. The provider signs an AIP-4
+//! [`DeliveryProof`](actp_core::proof::aip4::DeliveryProof) over it (txId, provider, requester, result hash,
+//! time, nonce: what the ACTP SDKs verify) and binds it to the request served with its own
+//! [`ActpDelivery`](actp_core::proof::ActpDelivery) signature, whose hash is the proof hash; the response
+//! carries `X-AGIRAILS-PROOF-HASH` and `X-AGIRAILS-DELIVERY-PROOF`
+//! ([`SignedDeliveryProof`](actp_core::proof::SignedDeliveryProof)). The delivery is written to the sled outbox and
 //! flushed before the response leaves; the outbox then sends IN_PROGRESS (if needed) and DELIVERED with the
 //! 64-byte proof, once, resuming after a crash.
 //!
