@@ -6,7 +6,7 @@ SHELL := /bin/bash
 FORGE := node_modules/.bin/forge
 NPM_STAMP := node_modules/.installed-from-lock
 
-.PHONY: deps demo test test-contracts test-contracts-deep test-rust check-fmt check-abi check-package abi fmt gas bench build clean
+.PHONY: deps demo test test-long test-contracts test-contracts-deep test-rust check-fmt check-abi check-package abi fmt gas bench build clean
 
 ## deps: install the pinned toolchain (npm ci) when node_modules is missing or older than the lock file
 deps: $(NPM_STAMP)
@@ -33,6 +33,11 @@ test-rust: deps
 
 test-contracts: deps
 	$(FORGE) test
+
+## test-long: the limited-RPC history test at full length (20,000 blocks through a 500-block limit; minutes,
+## because anvil mines empty blocks in time that grows with the chain)
+test-long: deps
+	ACTP_LONG_HISTORY=1 cargo test --locked -p actp-e2e --test rpc_limits
 
 ## test-contracts-deep: long fuzz and invariant runs (profile `deep`)
 test-contracts-deep: deps
