@@ -304,4 +304,40 @@ mod tests {
         );
         assert_eq!(redact_urls("no url"), "no url");
     }
+
+    fn http(status: u16, retry_after: Option<u64>) -> ClientError {
+        ClientError::from_transport(TransportErrorKind::http_error_with_retry_after(
+            status,
+            "body".into(),
+            retry_after.map(Duration::from_secs),
+        ))
+    }
+
+    #[test]
+    fn retries_follow_the_status_not_the_words() {
+        for status in [429, 500, 502, 503, 504] {
+            assert!(http(status, None).is_retryable(), "{status}");
+        }
+        for status in [400, 401, 403, 404, 405, 413] {
+            assert!(!http(status, None).is_retryable(), "{status}");
+        }
+        // A 400 whose body happens to say "timeout" or "connection" is still a 400.
+        let worded = ClientError::from_transport(TransportErrorKind::http_error(
+            400,
+            "connection timeout while rate limited: 503".into(),
+        ));
+        assert!(!worded.is_retryable());
+        let limited = http(429, Some(7));
+        assert!(limited.is_retryable());
+        assert_eq!(limited.retry_after(), Some(Duration::from_secs(7)));
+        // JSON-RPC errors: rate limits by their codes, other answers are final.
+        let answer = |code: i64, message: &str| {
+            let payload: alloy::rpc::json_rpc::ErrorPayload =
+                serde_json::from_value(serde_json::json!({"code": code, "message": message}))
+                    .unwrap_or_else(|_| unreachable!());
+            ClientError::from_transport(RpcError::ErrorResp(payload))
+        };
+        assert!(answer(429, "too many requests").is_retryable());
+        assert!(!answer(-32000, "insufficient funds for gas").is_retryable());
+    }
 }

@@ -65,3 +65,60 @@ impl RetryPolicy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_waits_at_least_what_the_server_asked() {
+        let policy = RetryPolicy {
+            attempts: 3,
+            initial: Duration::from_millis(1),
+            max: Duration::from_millis(1),
+        };
+        let started = tokio::time::Instant::now();
+        let mut calls = 0;
+        let answer = policy
+            .run("test", || {
+                calls += 1;
+                let first = calls == 1;
+                async move {
+                    if first {
+                        Err(ClientError::Rpc {
+                            message: "429".into(),
+                            retryable: true,
+                            retry_after: Some(Duration::from_secs(3)),
+                        })
+                    } else {
+                        Ok(calls)
+                    }
+                }
+            })
+            .await;
+        assert_eq!(answer.ok(), Some(2));
+        assert!(
+            started.elapsed() >= Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn errors_that_are_not_retryable_are_returned_at_once() {
+        let mut calls = 0;
+        let answer: Result<(), ClientError> = RetryPolicy::default()
+            .run("test", || {
+                calls += 1;
+                async {
+                    Err(ClientError::Tls {
+                        untrusted: true,
+                        reason: "UnknownIssuer".into(),
+                    })
+                }
+            })
+            .await;
+        assert!(matches!(answer, Err(ClientError::Tls { .. })));
+        assert_eq!(calls, 1);
+    }
+}

@@ -254,3 +254,61 @@ async fn watcher_streams_events_behind_confirmations() {
     });
     assert_eq!(created, Some(id));
 }
+
+/// Amounts everywhere assume a 6-decimal token: a token with other decimals is refused when deploying a
+/// kernel for it and when connecting to a kernel that uses it.
+#[tokio::test]
+async fn a_token_without_six_decimals_is_refused_at_deploy_and_at_connect() {
+    use alloy::providers::Provider as _;
+    let devnet = Devnet::start().await.unwrap();
+    let provider = devnet.provider();
+    // A "token" answering 18 to every call (decimals()), and a "kernel" answering that token's address to
+    // every call (token()).
+    let token = actp_core::Address::repeat_byte(0x18);
+    let kernel = actp_core::Address::repeat_byte(0x4b);
+    let set_code = |at: actp_core::Address, code: String| {
+        let provider = provider.clone();
+        async move {
+            let _: serde_json::Value = provider
+                .raw_request("anvil_setCode".into(), (at, code))
+                .await
+                .unwrap();
+        }
+    };
+    set_code(token, "0x601260005260206000f3".into()).await;
+    set_code(
+        kernel,
+        format!(
+            "0x73{}60005260206000f3",
+            alloy::primitives::hex::encode(token)
+        ),
+    )
+    .await;
+
+    let deployer = devnet.kernel(0).await.unwrap();
+    let refused = actp_client::deploy(
+        &deployer,
+        actp_client::DeployOptions {
+            token: Some(token),
+            ..actp_client::DeployOptions::default()
+        },
+    )
+    .await;
+    assert!(
+        matches!(
+            refused,
+            Err(ClientError::UnsupportedToken { decimals: 18, .. })
+        ),
+        "{refused:?}"
+    );
+    let connected = actp_client::Kernel::new(provider, kernel, None, Default::default()).await;
+    assert!(
+        matches!(
+            connected,
+            Err(ClientError::UnsupportedToken { decimals: 18, .. })
+        ),
+        "{connected:?}"
+    );
+    let message = connected.unwrap_err().to_string();
+    assert!(message.contains("6 decimals"), "{message}");
+}

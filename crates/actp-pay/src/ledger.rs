@@ -1069,6 +1069,22 @@ mod tests {
     }
 
     #[test]
+    fn usage_sums_saturate_instead_of_wrapping() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        let mut p = new(&ledger, intent("a", P1, 1, NOON));
+        p.amount = Amount::from_base_units(u128::MAX);
+        p.fee = Amount::from_base_units(u128::MAX);
+        p.state = PaymentState::Funded;
+        let mut row = UsageRow::default();
+        add(&mut row, &p);
+        add(&mut row, &p);
+        assert_eq!(row.spent, Amount::from_base_units(u128::MAX));
+        assert_eq!(row.fees, Amount::from_base_units(u128::MAX));
+        assert_eq!(row.calls, 2);
+    }
+
+    #[test]
     fn percentages_of_any_amount_never_overflow() {
         assert_eq!(percent_of(u128::MAX, 100), u128::MAX);
         let exact = actp_core::U256::from(u128::MAX) * actp_core::U256::from(80u8)

@@ -115,3 +115,28 @@ pub struct Created {
     /// The block it was created in.
     pub block: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_state_code_is_an_error_not_initiated() {
+        let view = |state: u8| {
+            use alloy::sol_types::SolValue;
+            let mut v =
+                TransactionView::abi_decode(&[0u8; 21 * 32]).unwrap_or_else(|_| unreachable!());
+            v.transactionId = B256::repeat_byte(1);
+            v.state = state;
+            v
+        };
+        assert_eq!(
+            TransactionRecord::from_view(view(4)).map(|r| r.state).ok(),
+            Some(State::Delivered)
+        );
+        match TransactionRecord::from_view(view(9)) {
+            Err(ClientError::UnknownState { code, .. }) => assert_eq!(code, 9),
+            other => panic!("expected UnknownState, got {other:?}"),
+        }
+    }
+}
