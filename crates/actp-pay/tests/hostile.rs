@@ -112,8 +112,10 @@ async fn a_provider_cannot_lock_funds_longer_than_the_policy_allows() {
     ));
 
     // The limit is the policy's: raised for this agent, the same provider is paid within it.
-    let mut policy = SpendPolicy::default();
-    policy.max_escrow_ttl = Some(2 * 86_400);
+    let policy = SpendPolicy {
+        max_escrow_ttl: Some(2 * 86_400),
+        ..SpendPolicy::default()
+    };
     ledger
         .set_policy(agent.signer_address().unwrap(), &policy)
         .unwrap();
