@@ -1,0 +1,129 @@
+//! Phase two of a call: the allowance, a last look at the kill switch, `createAndFund` for exactly the
+//! price, and the reservation turned into spend; or, if nothing was created, given back.
+
+use actp_client::ClientError;
+use actp_core::{U256, http::PaymentInstructions, model::CreateParams};
+
+use super::{InFlight, PayingClient};
+use crate::{
+    error::PayError,
+    ledger::{Payment, PaymentState},
+};
+
+/// The deadline of a new escrow: `ttl` from `now`, or a minute past the provider's earliest acceptable
+/// deadline if that is later; never more than `max_ttl` from `now` (the caller has refused instructions whose
+/// earliest deadline lies beyond that). Saturating: numbers from the network cannot overflow it.
+fn escrow_deadline(now: u64, ttl: u64, min_deadline: u64, max_ttl: u64) -> u64 {
+    let wanted = now.saturating_add(ttl).max(min_deadline.saturating_add(60));
+    wanted.min(now.saturating_add(max_ttl)).max(min_deadline)
+}
+
+impl PayingClient {
+    /// Phase two: allowance, last look at the kill switch, `createAndFund`, reservation → spend.
+    pub(super) async fn fund(
+        &self,
+        payment: Payment,
+        quote: &PaymentInstructions,
+    ) -> Result<Payment, PayError> {
+        let inner = &*self.inner;
+        let (agent, key) = (inner.agent, payment.key.clone());
+        let release = |note: String| {
+            inner.ledger.update(agent, &key, |p| {
+                p.state = PaymentState::Released;
+                p.note = Some(note);
+            })
+        };
+        let amount = payment.amount.base_units();
+        let in_flight = {
+            let mut n = inner.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            *n = n.saturating_add(amount);
+            InFlight(inner, amount)
+        };
+        let prepared = async {
+            self.top_up_allowance().await?;
+            let now = inner.kernel.chain_time().await?;
+            Ok::<_, ClientError>(now)
+        }
+        .await;
+        let now = match prepared {
+            Ok(now) => now,
+            Err(e) => {
+                release(format!("not funded: {e}"))?;
+                return Err(e.into());
+            }
+        };
+        if let Err(refused) = inner.ledger.kill_switch().check(agent) {
+            release(refused.to_string())?;
+            return Err(refused.into());
+        }
+        let deadline = escrow_deadline(
+            now,
+            inner.config.escrow_ttl.as_secs(),
+            quote.min_deadline,
+            inner.ledger.policy(agent)?.escrow_ttl_limit(),
+        );
+        let terms = CreateParams::new(
+            quote.terms.provider,
+            payment.amount.to_u256(),
+            deadline,
+            inner.config.dispute_window.as_secs(),
+            quote.service_hash,
+        );
+        let created = inner.kernel.create_and_fund(&terms).await;
+        drop(in_flight);
+        match created {
+            Ok(tx_id) => {
+                tracing::info!(%tx_id, amount = %payment.amount, provider = %payment.provider, "escrow funded");
+                Ok(inner.ledger.update(agent, &key, |p| {
+                    p.state = PaymentState::Funded;
+                    p.tx_id = Some(tx_id);
+                    p.deadline = Some(deadline);
+                })?)
+            }
+            // Refused before anything was sent: no escrow exists.
+            Err(e @ (ClientError::Rejected { .. } | ClientError::Token(_))) => {
+                release(format!("not funded: {e}"))?;
+                Err(e.into())
+            }
+            // Possibly sent: keep the reservation until reconcile knows.
+            Err(e) => Err(PayError::Unconfirmed {
+                key,
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Approves the kernel for everything being escrowed now (plus `approve_ahead`) when the allowance
+    /// does not cover it. Top-ups are serialized, so concurrent calls never overwrite each other's approval.
+    pub(super) async fn top_up_allowance(&self) -> Result<(), ClientError> {
+        let inner = &*self.inner;
+        let _one = inner.approving.lock().await;
+        let needed = *inner.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let have = inner.kernel.allowance(inner.agent).await?;
+        if have < U256::from(needed) {
+            let target = needed.saturating_add(inner.config.approve_ahead.base_units());
+            inner.kernel.approve(U256::from(target)).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escrow_deadlines_stay_within_the_limit() {
+        let now = 1_000_000;
+        // The client's own lifetime, when the provider asks for less.
+        assert_eq!(escrow_deadline(now, 900, now + 300, 3_600), now + 900);
+        // A minute past the provider's earliest deadline, when it asks for more.
+        assert_eq!(escrow_deadline(now, 900, now + 1_800, 3_600), now + 1_860);
+        // Never past the limit, but never before the provider's earliest deadline.
+        assert_eq!(escrow_deadline(now, 7_200, now + 300, 3_600), now + 3_600);
+        assert_eq!(escrow_deadline(now, 900, now + 3_590, 3_600), now + 3_600);
+        // Numbers near u64::MAX from a hostile 402 saturate instead of wrapping.
+        assert_eq!(escrow_deadline(now, 900, u64::MAX, 3_600), u64::MAX);
+        assert_eq!(escrow_deadline(u64::MAX - 5, 900, 0, 3_600), u64::MAX);
+    }
+}
