@@ -132,7 +132,7 @@ impl World {
     }
 
     async fn client(&self, config: PayConfig) -> PayingClient {
-        let ledger = Ledger::open(self.ledger_dir()).unwrap();
+        let ledger = open_ledger(&self.ledger_dir()).await;
         PayingClient::with_config(self.consumer.clone(), ledger, config)
             .await
             .unwrap()
@@ -149,6 +149,21 @@ impl World {
 
 fn today() -> String {
     actp_pay::ledger::utc_day_month(actp_pay::ledger::unix_now()).0
+}
+
+/// Opens the ledger, waiting while a handle dropped a moment ago still holds it (sled lets go of its lock
+/// from a background thread, shortly after the last handle is dropped).
+async fn open_ledger(dir: &Path) -> Ledger {
+    let until = tokio::time::Instant::now() + actp_e2e::PATIENCE;
+    loop {
+        match Ledger::open(dir) {
+            Ok(ledger) => return ledger,
+            Err(actp_pay::LedgerError::Busy { .. }) if tokio::time::Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
 
 fn cap(ledger_dir: &Path, agent: Address, policy: SpendPolicy) {
@@ -257,7 +272,7 @@ async fn restart_mid_run_keeps_reservations_and_spend_and_never_pays_a_key_twice
     }
 
     // Restart: the ledger is where it was.
-    let ledger = Ledger::open(w.ledger_dir()).unwrap();
+    let ledger = open_ledger(&w.ledger_dir()).await;
     let (day, month) = Ledger::periods(actp_pay::ledger::unix_now());
     let totals = ledger.totals(w.agent(), &day, None).unwrap();
     let payments = ledger.payments(w.agent()).unwrap();
