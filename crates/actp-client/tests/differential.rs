@@ -546,31 +546,58 @@ impl World {
     /// The vault views by escrow id, asked as every account: `remaining` (resolves the caller's own alias
     /// first) and `verifyEscrow` naming that account as the requester (against the model's provider).
     async fn compare_aliases(&self, escrow_ids: &[B256]) -> Result<(), String> {
+        use futures::StreamExt;
         let kernel = self.kernel_contract();
+        // Every (escrow id, caller) and (escrow id, requester, provider) view, asked 32 at a time.
+        let mut asks = Vec::new();
         for escrow_id in escrow_ids {
             for i in 0..=ACTORS + 1 {
-                let a = self.addr(i);
-                let c = kernel.remaining(*escrow_id).from(a).call().await.unwrap();
-                let m = self.model.remaining_of(*escrow_id, a);
-                if c != m {
-                    return Err(format!(
-                        "remaining({escrow_id}) asked by {a}: model {m}, chain {c}"
-                    ));
-                }
+                asks.push((*escrow_id, self.addr(i), None));
                 for p in 0..=ACTORS + 1 {
-                    let provider = self.addr(p);
-                    let v = kernel
-                        .verifyEscrow(*escrow_id, a, provider, U256::ZERO)
-                        .call()
-                        .await
-                        .unwrap();
-                    let m = self
-                        .model
-                        .verify_escrow(*escrow_id, a, provider, U256::ZERO);
-                    if (v.isActive, v.escrowAmount) != m {
-                        return Err(format!(
-                            "verifyEscrow({escrow_id}, {a}, {provider}): model {m:?}, chain {:?}",
+                    asks.push((*escrow_id, self.addr(i), Some(self.addr(p))));
+                }
+            }
+        }
+        let answers: Vec<_> = futures::stream::iter(asks)
+            .map(|(escrow_id, a, provider)| {
+                let kernel = kernel.clone();
+                async move {
+                    let chain = match provider {
+                        None => (
+                            false,
+                            kernel.remaining(escrow_id).from(a).call().await.unwrap(),
+                        ),
+                        Some(p) => {
+                            let v = kernel
+                                .verifyEscrow(escrow_id, a, p, U256::ZERO)
+                                .call()
+                                .await
+                                .unwrap();
                             (v.isActive, v.escrowAmount)
+                        }
+                    };
+                    (escrow_id, a, provider, chain)
+                }
+            })
+            .buffered(32)
+            .collect()
+            .await;
+        for (escrow_id, a, provider, chain) in answers {
+            match provider {
+                None => {
+                    let m = self.model.remaining_of(escrow_id, a);
+                    if chain.1 != m {
+                        return Err(format!(
+                            "remaining({escrow_id}) asked by {a}: model {m}, chain {}",
+                            chain.1
+                        ));
+                    }
+                }
+                Some(provider) => {
+                    let m = self.model.verify_escrow(escrow_id, a, provider, U256::ZERO);
+                    if chain != m {
+                        return Err(format!(
+                            "verifyEscrow({escrow_id}, {a}, {provider}): model {m:?}, chain {chain:?}"
                         ));
                     }
                 }
