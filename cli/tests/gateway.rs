@@ -49,6 +49,13 @@ async fn upstream() -> String {
         )
         .route("/health", get(|| async { "ok" }))
         .route(
+            "/v1/slow",
+            post(|| async {
+                tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+                "too late"
+            }),
+        )
+        .route(
             "/v1/report",
             get(|| async {
                 REPORTS_SERVED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -90,9 +97,16 @@ async fn gateway_sells_an_upstream_api() {
             "GET /v1/report=0.10@report",
             "--route",
             "GET /whoami=free",
+            "--route",
+            "POST /v1/slow=0.10@echo",
+            "--upstream-timeout",
+            "2s",
         ],
     );
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
 
     let pricing: serde_json::Value = http
         .get(format!("{url}/pricing"))
@@ -106,7 +120,7 @@ async fn gateway_sells_an_upstream_api() {
         pricing["provider"].as_str().unwrap().to_lowercase(),
         dev.address(1).to_lowercase()
     );
-    assert_eq!(pricing["routes"].as_array().unwrap().len(), 4, "{pricing}");
+    assert_eq!(pricing["routes"].as_array().unwrap().len(), 5, "{pricing}");
     assert_eq!(
         actp_core::checksum::find_unchecksummed(&pricing),
         None,
@@ -247,6 +261,36 @@ async fn gateway_sells_an_upstream_api() {
         consumer.recorded_proof_hash(tx_id, 0).await.unwrap(),
         Some(hash)
     );
+
+    // An upstream that never answers: 504 after --upstream-timeout, nothing delivered, and the same
+    // transaction can pay for a retry.
+    let now = consumer.chain_time().await.unwrap();
+    let slow_tx = consumer
+        .pay(&CreateParams::new(
+            quote.terms.provider,
+            quote.amount.parse().unwrap(),
+            now + 3_600,
+            3_600,
+            quote.service_hash,
+        ))
+        .await
+        .unwrap();
+    let request = RequestAuthorization::new(slow_tx, "POST", "/v1/slow", content_hash(b"x"), exp);
+    let signature = signer
+        .sign_typed(&request, &consumer.domain())
+        .await
+        .unwrap();
+    let auth = AuthorizationHeader::from_signature(&request, signature);
+    let timed_out = http
+        .post(format!("{url}/v1/slow"))
+        .header(TX_ID_HEADER, slow_tx.to_string())
+        .header(AUTHORIZATION_HEADER, auth.to_string())
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(timed_out.status(), 504);
+    assert_eq!(consumer.get(slow_tx).await.unwrap().state, State::Committed);
     assert_eq!(terminate(&mut gateway, Duration::from_secs(10)), Some(0));
 }
 
