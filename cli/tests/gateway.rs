@@ -72,10 +72,38 @@ async fn upstream() -> String {
                     .to_owned()
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    actp_e2e::serve(app).await
+}
+
+/// Funds a transaction for what `quote` asks and signs the POST of `body` to `path` with it: the
+/// transaction id and the `X-AGIRAILS-AUTHORIZATION` value.
+async fn pay_and_sign(
+    consumer: &Kernel,
+    signer: &Signer,
+    quote: &actp_core::http::PaymentInstructions,
+    path: &str,
+    body: &[u8],
+) -> (B256, AuthorizationHeader) {
+    let now = consumer.chain_time().await.unwrap();
+    let tx_id = consumer
+        .pay(&CreateParams::new(
+            quote.terms.provider,
+            quote.amount.parse().unwrap(),
+            now + 3_600,
+            3_600,
+            quote.service_hash,
+        ))
+        .await
+        .unwrap();
+    let request = RequestAuthorization::new(tx_id, "POST", path, content_hash(body), now + 60);
+    let signature = signer
+        .sign_typed(&request, &consumer.domain())
+        .await
+        .unwrap();
+    (
+        tx_id,
+        AuthorizationHeader::from_signature(&request, signature),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,28 +224,7 @@ async fn gateway_sells_an_upstream_api() {
     )
     .await
     .unwrap();
-    let now = consumer.chain_time().await.unwrap();
-    let tx_id = consumer
-        .pay(&CreateParams::new(
-            quote.terms.provider,
-            quote.amount.parse().unwrap(),
-            now + 3_600,
-            3_600,
-            quote.service_hash,
-        ))
-        .await
-        .unwrap();
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 60;
-    let request = RequestAuthorization::new(tx_id, "POST", "/v1/echo", content_hash(b"hi"), exp);
-    let signature = signer
-        .sign_typed(&request, &consumer.domain())
-        .await
-        .unwrap();
-    let auth = AuthorizationHeader::from_signature(&request, signature);
+    let (tx_id, auth) = pay_and_sign(&consumer, &signer, &quote, "/v1/echo", b"hi").await;
     let served = http
         .post(format!("{url}/v1/echo"))
         .header(TX_ID_HEADER, tx_id.to_string())
@@ -264,23 +271,7 @@ async fn gateway_sells_an_upstream_api() {
 
     // An upstream that never answers: 504 after --upstream-timeout, nothing delivered, and the same
     // transaction can pay for a retry.
-    let now = consumer.chain_time().await.unwrap();
-    let slow_tx = consumer
-        .pay(&CreateParams::new(
-            quote.terms.provider,
-            quote.amount.parse().unwrap(),
-            now + 3_600,
-            3_600,
-            quote.service_hash,
-        ))
-        .await
-        .unwrap();
-    let request = RequestAuthorization::new(slow_tx, "POST", "/v1/slow", content_hash(b"x"), exp);
-    let signature = signer
-        .sign_typed(&request, &consumer.domain())
-        .await
-        .unwrap();
-    let auth = AuthorizationHeader::from_signature(&request, signature);
+    let (slow_tx, auth) = pay_and_sign(&consumer, &signer, &quote, "/v1/slow", b"x").await;
     let timed_out = http
         .post(format!("{url}/v1/slow"))
         .header(TX_ID_HEADER, slow_tx.to_string())

@@ -46,10 +46,7 @@ fn addr_of(url: &str) -> SocketAddr {
 
 async fn upstream() -> String {
     let app = Router::new().route("/v1/echo", post(|body: String| async move { body }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    actp_e2e::serve(app).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

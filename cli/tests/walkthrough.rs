@@ -115,9 +115,7 @@ async fn the_base_sepolia_walkthrough_runs_as_written() {
 
     // 2. The provider's gateway in front of an HTTP API.
     let upstream = Router::new().route("/README.md", get(|| async { README_BODY }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream_url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, upstream).await.unwrap() });
+    let upstream_url = actp_e2e::serve(upstream).await;
     let mut gateway = cmd("provider");
     gateway
         .args(["--json", "gateway", "--upstream", &upstream_url])

@@ -53,6 +53,24 @@ where
     }
 }
 
+/// Serves `app` on a loopback port the OS picks, in the background; returns `http://127.0.0.1:<port>`.
+#[expect(
+    clippy::panic,
+    reason = "a test harness: without a loopback port there is no test to run"
+)]
+pub async fn serve(app: Router) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("cannot listen on loopback: {e}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("no local address: {e}"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
 /// A TCP forwarder to `upstream` that a test can cut and restore. Its port never changes.
 pub struct TcpProxy {
     addr: SocketAddr,

@@ -112,9 +112,7 @@ async fn a_custom_signer_signs_for_the_paywall_and_the_paying_client() {
             post(|body: String| async move { body.to_uppercase() }),
         )
         .layer(paywall.layer());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1/work", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = format!("{}/v1/work", actp_e2e::serve(app).await);
 
     let agent = kernel(agent_signer).await.unwrap();
     let client = PayingClient::new(agent.clone(), Ledger::open(dir.path().join("pay")).unwrap())

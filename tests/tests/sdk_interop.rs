@@ -149,9 +149,7 @@ fn the_python_sdk_and_this_project_check_each_others_delivery_proofs() {
         let app = Router::new()
             .route("/v1/answer", post(|| async { r#"{"answer":42}"# }))
             .layer(paywall.layer());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/v1/answer", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let url = format!("{}/v1/answer", actp_e2e::serve(app).await);
         let ledger = Ledger::open(dir.path().join("pay")).unwrap();
         let client = PayingClient::new(devnet.kernel(2).await.unwrap(), ledger)
             .await

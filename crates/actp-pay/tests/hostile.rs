@@ -36,10 +36,7 @@ async fn hostile(instructions: PaymentInstructions) -> String {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}/v1/work")
+    format!("{}/v1/work", actp_e2e::serve(app).await)
 }
 
 fn instructions(kernel: &Kernel, provider: Address, min_deadline: u64) -> PaymentInstructions {
