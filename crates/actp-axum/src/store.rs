@@ -292,7 +292,17 @@ mod tests {
             store.claim(id, B256::ZERO).unwrap();
             store.serve(id, B256::repeat_byte(5), false).await.unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        // sled releases its lock file from a background thread after the last handle drops: wait for it.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let store = loop {
+            match Store::open(dir.path()) {
+                Ok(store) => break store,
+                Err(_) if std::time::Instant::now() < until => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         let pending = store.pending().unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].1.proof_hash, B256::repeat_byte(5));

@@ -489,8 +489,11 @@ impl Ledger {
     /// Opens (or creates) the ledger in `dir` (`<data-dir>/pay` for the CLI).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, LedgerError> {
         let dir = dir.as_ref().to_path_buf();
+        // Every write flushes before it returns (`durable`), so sled's background flusher adds nothing; without
+        // it no thread outlives the last handle, and the database lock goes with the handle.
         let db = sled::Config::new()
             .path(dir.join("ledger"))
+            .flush_every_ms(None)
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
@@ -1142,6 +1145,21 @@ mod tests {
         new(&ledger, intent("a", P1, 1, NOON));
     }
 
+    /// Opens the ledger a dropped handle held. sled may still be releasing its lock file on another thread
+    /// (its IO threads finish asynchronously), so this waits for the lock with generous patience.
+    fn reopen(dir: &Path) -> Ledger {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            match Ledger::open(dir) {
+                Ok(ledger) => return ledger,
+                Err(LedgerError::Busy { .. }) if std::time::Instant::now() < until => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
     #[test]
     fn reopen_keeps_everything_and_a_second_open_is_busy() {
         let dir = tempfile::tempdir().unwrap();
@@ -1155,7 +1173,7 @@ mod tests {
                 Err(LedgerError::Busy { .. })
             ));
         }
-        let ledger = Ledger::open(dir.path()).unwrap();
+        let ledger = reopen(dir.path());
         let totals = ledger.totals(AGENT, "d2026-11-23", None).unwrap();
         assert_eq!(totals.reserved, Amount::from_base_units(10));
         assert_eq!(totals.spent, Amount::from_base_units(20));

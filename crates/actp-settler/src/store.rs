@@ -180,7 +180,17 @@ mod tests {
             // A window end read after the transaction closed does not bring it back.
             store.set_window_end(&a, 300).unwrap();
         }
-        let store = Store::open(dir.path(), 31337, kernel).unwrap();
+        // sled releases its lock file from a background thread after the last handle drops: wait for it.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let store = loop {
+            match Store::open(dir.path(), 31337, kernel) {
+                Ok(store) => break store,
+                Err(SettlerError::Locked(_)) if std::time::Instant::now() < until => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         assert_eq!(store.checkpoint().unwrap(), Some(12));
         assert_eq!(
             store.pending().unwrap(),
