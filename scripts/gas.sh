@@ -86,6 +86,34 @@ fund_path() { # createAndFund, IN_PROGRESS, DELIVERED (64-byte proof), SETTLED
     "$("$cast" abi-encode "f(uint256,bytes32)" $window "$("$cast" keccak delivered-bytes)")" | gas_of)
   g[fund_settle]=$(send "$requester_key" "$kernel" "transitionState(bytes32,uint8,bytes)" "$id" 5 0x | gas_of)
 }
+# Sessions: one deposit for 1,000 calls at 0.001 each; the provider claims 900 of them (a metered session leaves
+# some of its deposit unspent, which settlement refunds).
+session_deposit=1000000; session_topup=500000; session_claim=900000; session_cumulative=905000
+request_hash=$("$cast" keccak "POST /v1/chat/completions")
+voucher() { # txId, cumulative -> the requester's EIP-712 SessionVoucher signature (expiry 0: never checked here)
+  local typehash domain_typehash struct domain
+  typehash=$("$cast" keccak "SessionVoucher(bytes32 txId,uint256 cumulative,bytes32 requestHash,uint256 expiresAt)")
+  domain_typehash=$("$cast" keccak "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
+  struct=$("$cast" keccak "$("$cast" abi-encode "f(bytes32,bytes32,uint256,bytes32,uint256)" \
+    "$typehash" "$1" "$2" "$request_hash" 0)")
+  domain=$("$cast" keccak "$("$cast" abi-encode "f(bytes32,bytes32,bytes32,uint256,address)" \
+    "$domain_typehash" "$("$cast" keccak AGIRAILS)" "$("$cast" keccak 1)" 31337 "$kernel")")
+  "$cast" wallet sign --no-hash --private-key "$requester_key" "$("$cast" keccak "0x1901${domain#0x}${struct#0x}")"
+}
+session_path() { # openSession, IN_PROGRESS, closeSession (signature checked on chain), SETTLED with the refund
+  local deadline=$(( $(now) + 86400 )) r id
+  send "$requester_key" "$token" "approve(address,uint256)" "$kernel" $session_deposit >/dev/null
+  r=$(send "$requester_key" "$kernel" "openSession(address,uint256,uint256,uint256,bytes32,uint256)" \
+    "$provider" $session_deposit $deadline $window "$service" 3600)
+  g[session_open]=$(gas_of <<<"$r"); id=$(tx_id_of <<<"$r")
+  send "$requester_key" "$token" "approve(address,uint256)" "$kernel" $session_topup >/dev/null
+  g[session_topup]=$(send "$requester_key" "$kernel" "topUpSession(bytes32,uint256)" "$id" $session_topup | gas_of)
+  g[session_start]=$(send "$provider_key" "$kernel" "transitionState(bytes32,uint8,bytes)" "$id" 3 0x | gas_of)
+  g[session_close]=$(send "$provider_key" "$kernel" \
+    "closeSession(bytes32,uint256,uint256,bytes32,uint256,bytes,bytes32)" "$id" $session_claim \
+    $session_cumulative "$request_hash" 0 "$(voucher "$id" $session_cumulative)" "$("$cast" keccak receipts)" | gas_of)
+  g[session_settle]=$(send "$requester_key" "$kernel" "transitionState(bytes32,uint8,bytes)" "$id" 5 0x | gas_of)
+}
 delivered() { # provider key -> creates, funds, starts and delivers one transaction; prints its id
   local pkey=$1 deadline=$(( $(now) + 86400 )) id
   approve_exact
@@ -109,6 +137,7 @@ batch_gas() { # n, alternate -> gas of settleBatch over n due transactions, sent
 
 compat_path; compat_path   # the second iteration is the one reported
 fund_path; fund_path
+session_path; session_path
 batch_gas 1 0 >/dev/null   # warm-up
 batch1=$(batch_gas 1 0)
 batch10=$(batch_gas 10 0)
@@ -121,6 +150,9 @@ const g = {
             deliver: ${g[compat_deliver]}, settle: ${g[compat_settle]} },
   createAndFund: { createAndFund: ${g[fund_create]}, start: ${g[fund_start]}, deliver: ${g[fund_deliver]},
                    settle: ${g[fund_settle]} },
+  session: { openSession: ${g[session_open]}, start: ${g[session_start]}, closeSession: ${g[session_close]},
+             settle: ${g[session_settle]} },
+  topUp: ${g[session_topup]},
   batch: { settle1: ${batch1}, settle10: ${batch10}, settle10mixed: ${batch10mixed} },
 };
 const sum = o => Object.values(o).reduce((a, b) => a + b, 0);
@@ -140,6 +172,9 @@ const result = {
                      before_savings: beforeSavings,
                      savings: savings.map(([change, gas]) => ({ change, gas })) },
   create_and_fund_path: { steps: g.createAndFund, total: sum(g.createAndFund) },
+  session: { steps: g.session, total: sum(g.session), topUpSession: g.topUp, calls: 1000,
+             per_call: Math.round(sum(g.session) / 1000), per_call_target: 300,
+             per_call_path_per_call: sum(g.createAndFund) },
   batch_settlement: { one: g.batch.settle1, ten_same_provider: g.batch.settle10,
                       ten_alternating_providers: g.batch.settle10mixed,
                       per_additional_same_provider: Math.round((g.batch.settle10 - g.batch.settle1) / 9),
@@ -155,6 +190,11 @@ for (const [k, v] of Object.entries(g.compat)) row("compatible: " + k, v);
 row("compatible path, total (floor ~262,000)", result.compatible_path.total);
 for (const [k, v] of Object.entries(g.createAndFund)) row("create-and-fund: " + k, v);
 row("create-and-fund path, total", result.create_and_fund_path.total);
+for (const [k, v] of Object.entries(g.session)) row("session: " + k, v);
+row("session, total (open + start + close + settle)", result.session.total);
+row("session: topUpSession (not in the total)", g.topUp);
+row("session, per call over 1,000 calls (target 300)", result.session.per_call);
+row("per-call path (create-and-fund), per call", result.create_and_fund_path.total);
 row("settleBatch, 1 transaction", g.batch.settle1);
 row("settleBatch, 10 transactions, one provider", g.batch.settle10);
 row("settleBatch, 10 transactions, alternating providers", g.batch.settle10mixed);

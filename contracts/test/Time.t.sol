@@ -22,7 +22,7 @@ contract TimeTest is KernelTestBase {
         assertEq(Packed.provider(m), address(0xBEEF), "provider kept");
         assertEq(uint256(Packed.state(m)), uint256(IACTPKernel.State.DELIVERED), "state");
         assertTrue(Packed.has(m, Packed.ESCROWED) && Packed.has(m, Packed.DELIVERED), "flags");
-        assertTrue(!Packed.has(m, Packed.MILESTONES), "no stray flag");
+        assertTrue(!Packed.has(m, Packed.SIDE), "no stray flag");
         // Times that fit are stored as they are; later ones saturate at the last representable second.
         assertEq(Packed.updated(m), now_ > U32_MAX ? U32_MAX : now_, "updated saturates");
     }

@@ -3,11 +3,12 @@ pragma solidity ^0.8.24;
 
 import {IACTPKernel} from "./IACTPKernel.sol";
 import {IEscrowVault} from "./IEscrowVault.sol";
+import {IKernelSessions} from "./IKernelSessions.sol";
 
 /// @title IEscrowKernel
 /// @notice The full interface of this project's escrow kernel: the ACTP v3 surface, the escrow-vault views
-/// (the kernel is its own vault), this project's extensions, governance, and every custom error.
-interface IEscrowKernel is IACTPKernel, IEscrowVault {
+/// (the kernel is its own vault), sessions, this project's extensions, governance, and every custom error.
+interface IEscrowKernel is IACTPKernel, IEscrowVault, IKernelSessions {
     // ------------------------------------------------------------------------------------------------
     // Errors
     // ------------------------------------------------------------------------------------------------

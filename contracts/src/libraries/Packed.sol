@@ -4,18 +4,19 @@ pragma solidity ^0.8.24;
 import {IACTPKernel} from "../interfaces/IACTPKernel.sol";
 
 /// @title Packed
-/// @notice Bit layouts of the two packed words of a transaction record. Pure functions only: this library
+/// @notice Bit layouts of the packed words of a transaction record. Pure functions only: this library
 /// never touches storage and never validates; the kernel validates before it packs.
 ///
 /// Status word (record slot 0): read and written by every transition, so one SLOAD and one SSTORE serve it.
 /// ```
 ///  255        230 229       198 197       166 165 164 163 162  160 159                  0
-/// | window (26) | deadline (32)| updated (32) | M | D | E | state | provider (160)        |
+/// | window (26) | deadline (32)| updated (32) | S | D | E | state | provider (160)        |
 /// ```
 /// - state: the wire state code (0..7).
 /// - E (escrowed): set when funded; kept in terminal states (the view reports the escrow afterwards).
 /// - D (delivered): set at DELIVERED; kept afterwards.
-/// - M (milestones): set once a milestone was released; the released total then lives in a side slot.
+/// - S (side word): set when the side word below is in use: a session (from opening), or a transaction that
+///   released a milestone.
 /// - updated, deadline: unix seconds (uint32: valid until 2106-02-07; creation refuses later deadlines).
 ///   A funded transaction can still move after that date (settlement, refunds and resolution have no time
 ///   limit): `moved` then stores `updated` as 2^32 - 1 (saturated, so it never spills into the deadline and
@@ -31,6 +32,16 @@ import {IACTPKernel} from "../interfaces/IACTPKernel.sol";
 /// ```
 /// - amount: the escrow amount in token base units (at most 1e15, below 2^54).
 /// - fee: the platform fee in basis points locked at creation (at most 500, below 2^10).
+///
+/// Side word (a slot of its own, read only when S is set):
+/// - a transaction that released milestones: the released total (at most 1e15, so bit 255 is clear);
+/// - a session:
+/// ```
+///  255   254      128 127          96 95        64 63              0
+/// | SESSION | 0       | closeBy (32)  | grace (32) | claimed (64)     |
+/// ```
+///   closeBy is zero until the requester asks to end (then its time plus grace, saturated to 32 bits), and
+///   claimed is zero until the provider closes.
 library Packed {
     uint256 internal constant ADDRESS_MASK = (1 << 160) - 1;
 
@@ -38,7 +49,7 @@ library Packed {
     uint256 internal constant STATE_MASK = 0x7;
     uint256 internal constant ESCROWED = 1 << 163;
     uint256 internal constant DELIVERED = 1 << 164;
-    uint256 internal constant MILESTONES = 1 << 165;
+    uint256 internal constant SIDE = 1 << 165;
     uint256 internal constant UPDATED_OFFSET = 166;
     uint256 internal constant DEADLINE_OFFSET = 198;
     uint256 internal constant WINDOW_OFFSET = 230;
@@ -50,6 +61,11 @@ library Packed {
     uint256 internal constant FEE_OFFSET = 214;
     uint256 internal constant FEE_MASK = (1 << 10) - 1;
     uint256 internal constant CREATED_OFFSET = 224;
+
+    uint256 internal constant SESSION = 1 << 255;
+    uint256 internal constant CLAIMED_MASK = (1 << 64) - 1;
+    uint256 internal constant GRACE_OFFSET = 64;
+    uint256 internal constant CLOSE_BY_OFFSET = 96;
 
     /// @dev Bits a transition rewrites: state, updated and window. Flags, deadline and provider survive.
     uint256 internal constant TRANSITION_CLEAR =
@@ -141,5 +157,38 @@ library Packed {
 
     function withAmount(uint256 t, uint256 amount_) internal pure returns (uint256) {
         return (t & ~(AMOUNT_MASK << AMOUNT_OFFSET)) | (amount_ << AMOUNT_OFFSET);
+    }
+
+    // ---- side word of a session ----
+
+    function session(uint256 grace_) internal pure returns (uint256) {
+        return SESSION | (grace_ << GRACE_OFFSET);
+    }
+
+    function isSession(uint256 side) internal pure returns (bool) {
+        return side & SESSION != 0;
+    }
+
+    function claimed(uint256 side) internal pure returns (uint256) {
+        return side & CLAIMED_MASK;
+    }
+
+    function grace(uint256 side) internal pure returns (uint256) {
+        return (side >> GRACE_OFFSET) & U32_MASK;
+    }
+
+    function closeBy(uint256 side) internal pure returns (uint256) {
+        return (side >> CLOSE_BY_OFFSET) & U32_MASK;
+    }
+
+    /// @dev The claim is at most the deposit (below 2^50); the word had none before.
+    function withClaimed(uint256 side, uint256 claimed_) internal pure returns (uint256) {
+        return side | claimed_;
+    }
+
+    /// @dev `closeBy_` saturated to 32 bits; the word had none before.
+    function withCloseBy(uint256 side, uint256 closeBy_) internal pure returns (uint256) {
+        if (closeBy_ > U32_MASK) closeBy_ = U32_MASK;
+        return side | (closeBy_ << CLOSE_BY_OFFSET);
     }
 }

@@ -125,6 +125,34 @@ fn kernel_rejection(err: K) -> Option<Rejection> {
         K::FeeChangeNotReady(e) => R::FeeChangeNotReady(e.executeAfter),
         K::NoFeesAccrued(_) => R::NoFeesAccrued,
         K::NothingToClaim(_) => R::NothingToClaim,
+        K::NotSession(e) => R::NotSession(e.transactionId),
+        K::SessionOperationRefused(e) => R::SessionOperationRefused(e.transactionId),
+        K::GraceOutOfRange(e) => R::GraceOutOfRange {
+            grace: e.grace,
+            min: e.min,
+            max: e.max,
+        },
+        K::SessionEnding(e) => R::SessionEnding {
+            id: e.transactionId,
+            close_by: e.closeBy,
+        },
+        K::GracePeriodOver(e) => R::GracePeriodOver(e.closeBy),
+        K::GracePeriodNotOver(e) => R::GracePeriodNotOver(e.closeBy),
+        K::ClaimTooHigh(e) => R::ClaimTooHigh {
+            claim: e.claim,
+            cumulative: e.cumulative,
+            deposit: e.deposit,
+        },
+        K::InvalidVoucherSignature(e) => R::InvalidVoucherSignature(e.requester),
+        K::ResolutionAboveClaim(e) => R::ResolutionAboveClaim {
+            to_provider: e.toProvider,
+            claimed: e.claimed,
+        },
+        K::InvalidTopUp(e) => R::InvalidTopUp {
+            amount: e.amount,
+            deposit: e.deposit,
+            max: e.max,
+        },
         K::ReentrancyGuardReentrantCall(_) | K::SafeERC20FailedOperation(_) => return None,
     })
 }

@@ -182,4 +182,79 @@ pub enum Rejection {
     /// Nothing to claim.
     #[error("there is no deferred payment to claim")]
     NothingToClaim,
+    /// A session operation on an ordinary transaction.
+    #[error("transaction {0} is not a session")]
+    NotSession(B256),
+    /// A per-call operation on a session.
+    #[error(
+        "transaction {0} is a session: it is delivered by closing it with a voucher (closeSession) and pays no milestones"
+    )]
+    SessionOperationRefused(B256),
+    /// A grace period outside the allowed range.
+    #[error("grace period {grace}s must be between {min}s and {max}s")]
+    GraceOutOfRange {
+        /// Given.
+        grace: U256,
+        /// Shortest.
+        min: U256,
+        /// Longest.
+        max: U256,
+    },
+    /// The requester has asked to end the session.
+    #[error(
+        "the requester asked to end session {id}: no more top-ups; the provider may close it until {close_by}"
+    )]
+    SessionEnding {
+        /// The session.
+        id: B256,
+        /// The last second the provider may close.
+        close_by: U256,
+    },
+    /// The grace period after the end request is over.
+    #[error(
+        "the grace period ended at {0}: the provider can no longer close the session, and the requester may cancel it"
+    )]
+    GracePeriodOver(U256),
+    /// The provider may still close.
+    #[error(
+        "the provider may still close the session until {0}: the requester can cancel it after that"
+    )]
+    GracePeriodNotOver(U256),
+    /// A claim above the voucher or the deposit.
+    #[error(
+        "claim {claim} is above the voucher's {cumulative} or the deposit of {deposit}: claim at most the smaller"
+    )]
+    ClaimTooHigh {
+        /// The claim.
+        claim: U256,
+        /// The voucher's cumulative amount.
+        cumulative: U256,
+        /// The deposit.
+        deposit: U256,
+    },
+    /// The voucher is not the requester's signature over these fields.
+    #[error(
+        "the voucher is not signed by the session's requester {0} over these fields: close with a voucher it signed"
+    )]
+    InvalidVoucherSignature(Address),
+    /// A resolution giving a session's provider more than it claimed.
+    #[error(
+        "a resolution may give the provider at most the {claimed} it claimed, not {to_provider}"
+    )]
+    ResolutionAboveClaim {
+        /// Given to the provider.
+        to_provider: U256,
+        /// The claim.
+        claimed: U256,
+    },
+    /// A top-up of zero or beyond the largest deposit.
+    #[error("top-up {amount} must be non-zero and keep the deposit ({deposit} now) at most {max}")]
+    InvalidTopUp {
+        /// The top-up.
+        amount: U256,
+        /// The deposit before it.
+        deposit: U256,
+        /// The largest deposit.
+        max: U256,
+    },
 }
