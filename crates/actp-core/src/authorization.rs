@@ -103,6 +103,11 @@ pub enum AuthorizationError {
         "malformed X-AGIRAILS-AUTHORIZATION header ({0}): send `exp=<unix seconds>; sig=0x<signature>`"
     )]
     Malformed(String),
+    /// The `X-AGIRAILS-VOUCHER` header of a session call is not in the `cum=…; exp=…; sig=0x…` form.
+    #[error(
+        "malformed X-AGIRAILS-VOUCHER header ({0}): send `cum=<base units>; exp=<unix seconds>; sig=0x<signature>`"
+    )]
+    MalformedVoucher(String),
     /// `expiresAt` is in the past.
     #[error("authorization expired at {expires_at} (now {now}): sign the request again")]
     Expired {

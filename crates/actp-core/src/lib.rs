@@ -8,7 +8,8 @@
 //! - [`canonical`]: RFC 8785 canonical JSON and the ACTP result hash;
 //! - [`checksum`]: EIP-55 checksummed addresses in JSON;
 //! - [`proof`]: content hashes (also streaming), EIP-712 delivery proofs, the 64-byte on-chain proof;
-//! - [`authorization`]: the requester's EIP-712 authorization of one HTTP request.
+//! - [`authorization`]: the requester's EIP-712 authorization of one HTTP request;
+//! - [`session`]: sessions: the requester's vouchers and the provider's chained receipts.
 
 pub mod amount;
 pub mod authorization;
@@ -21,6 +22,7 @@ pub mod ids;
 pub mod model;
 pub mod proof;
 mod rejection;
+pub mod session;
 mod state;
 
 pub use alloy_primitives::{Address, B256, U256};
