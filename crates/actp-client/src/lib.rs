@@ -33,7 +33,10 @@ pub use deploy::{DeployOptions, Deployment, deploy};
 pub use devnet::{Devnet, DevnetOptions, find_anvil};
 pub use error::{ClientError, Result, TokenError, from_reqwest, redact_urls};
 pub use http::{HttpOptions, TlsFailure, tls_failure};
-pub use kernel::{ClientConfig, Created, Kernel, Sent, TransactionRecord, http_provider};
+pub use kernel::{
+    ClientConfig, Created, Kernel, OpenSession, Sent, SessionTerms, TransactionRecord,
+    http_provider,
+};
 pub use logs::LogReader;
 pub use network::{BASE, BASE_SEPOLIA, DEVNET, Network};
 pub use retry::RetryPolicy;

@@ -8,6 +8,7 @@
 
 mod record;
 mod send;
+mod session;
 
 use std::{sync::Arc, time::Duration};
 
@@ -22,6 +23,7 @@ use tokio::sync::Mutex;
 
 pub use record::{Created, Sent, TransactionRecord};
 use send::{Account, FeeCache, created_id};
+pub use session::{OpenSession, SessionTerms};
 
 use crate::{
     ClientError, HttpOptions, LogReader, Result, RetryPolicy, Signer,
