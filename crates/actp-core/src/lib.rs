@@ -5,6 +5,7 @@
 //! - [`ids`]: the ACTP transaction id formula;
 //! - [`fee`]: platform fee arithmetic;
 //! - [`amount`]: parsing and printing token amounts without floating point;
+//! - [`meter`]: metered prices (a maximum per call plus prices per unit of usage);
 //! - [`canonical`]: RFC 8785 canonical JSON and the ACTP result hash;
 //! - [`checksum`]: EIP-55 checksummed addresses in JSON;
 //! - [`proof`]: content hashes (also streaming), EIP-712 delivery proofs, the 64-byte on-chain proof;
@@ -19,6 +20,7 @@ pub mod eip712;
 pub mod fee;
 pub mod http;
 pub mod ids;
+pub mod meter;
 pub mod model;
 pub mod proof;
 mod rejection;
