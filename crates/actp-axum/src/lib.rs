@@ -19,11 +19,40 @@
 //! | amount below the price | 402 | `insufficient_amount` (with `required`, `provided`) |
 //! | deadline passed, or closer than the margin | 402 | `deadline_passed`, `deadline_too_close` |
 //! | serviceHash not the route's | 402 | `service_mismatch` |
+//! | a session's transaction sent with `X-AGIRAILS-AUTHORIZATION` | 400 | `voucher_required` |
 //! | lost the claim race | 409 | `already_used` |
 //! | chain unreachable or slow | 503 + `Retry-After` | `chain_unavailable` |
 //!
 //! The "already used" check runs before the state check so that a transaction this provider is serving
 //! reads as used even while the chain still says COMMITTED.
+//!
+//! # Calls paid from a session
+//! A request with `X-AGIRAILS-VOUCHER` is paid from the session `X-AGIRAILS-TX-ID` names (see
+//! [`actp_core::session`]; [`SessionConfig`] sets the terms, on by default):
+//!
+//! | check | status | code |
+//! |---|---|---|
+//! | malformed voucher | 400 | `malformed_authorization` |
+//! | sessions not taken here, or not on this route | 402 | `sessions_not_accepted` |
+//! | not a session (unknown, or a per-call transaction) | 400 | `not_a_session` |
+//! | another provider's session | 403 | `wrong_provider` |
+//! | first call: deposit below the minimum, serviceHash not the sessions', grace too short, deadline too close, end already asked | 402 | `session_terms_refused` |
+//! | voucher expired, too long-lived, not the requester's, or for another request | 401 | `unauthorized` |
+//! | the best voucher does not cover charged + held + this call's maximum | 402 | `voucher_below_owed` (with `required`, `provided`) |
+//! | the deposit cannot cover this call's maximum beside the calls in flight (after re-reading it for a top-up) | 402 | `session_used_up` (with `required`, `provided`) |
+//! | closing or closed | 409 | `session_closed` |
+//!
+//! A granted call holds its maximum (flat price, metered maximum, or dynamic quote) by compare-and-swap on the
+//! session's account, so concurrent calls never overdraw the deposit. After the handler, a metered route is
+//! charged `min(usage x unit prices, max)` from the [`Usage`] the handler put in the response's extensions
+//! (a flat or dynamic route: its price); the charge and the receipt chain are flushed to disk, and the
+//! response carries `X-AGIRAILS-RECEIPT`, the provider's signed
+//! [`SessionReceipt`](actp_core::session::SessionReceipt) chained to the one before. A failed handler gives
+//! the hold back. The session is closed through the outbox, once, when its consumer asks (`POST` on
+//! [`SessionConfig::close_path`] with a voucher over that request, or [`CLOSE_HEADER`] on a call), when it is
+//! idle, near its deadline, used up and not topped up, or ended by its requester on chain; the close waits for
+//! the calls in flight, then sends `closeSession` with what was charged, the best voucher, and the last
+//! receipt's hash as the proof hash.
 //!
 //! # One transaction, one request
 //! [`ClaimMode::Local`] claims the transaction by compare-and-swap in sled; [`ClaimMode::OnChain`] claims it
@@ -52,11 +81,14 @@ mod refusal;
 mod route;
 mod store;
 
+pub use actp_core::meter::{Meter, Usage};
 pub use metrics::{DELIVERY_OUTCOMES, Metrics, REQUEST_OUTCOMES};
 pub use paywall::{
-    ClaimMode, Payment, Paywall, PaywallBuilder, PaywallError, PaywallLayer, PaywallService,
-    ResponseFuture,
+    CLOSE_HEADER, ClaimMode, Payment, Paywall, PaywallBuilder, PaywallError, PaywallLayer,
+    PaywallService, ResponseFuture, SessionConfig,
 };
 pub use refusal::Refusal;
 pub use route::{Price, PriceError, PriceRequest, Route, RouteError};
-pub use store::{Claim, ClaimStatus, StoreError};
+pub use store::{
+    Claim, ClaimStatus, CloseReason, SessionState, SessionStatus, SessionVoucherRecord, StoreError,
+};

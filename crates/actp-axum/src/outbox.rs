@@ -7,6 +7,10 @@
 //! the transaction's state before sending again, and a transaction already DELIVERED (or later) is closed
 //! without a send. A delivery the kernel refuses for good (the consumer cancelled first, the deadline
 //! passed) is closed as failed, logged and counted; it is never retried forever.
+//!
+//! A session's close is queued the same way. It waits until the session's calls in flight have ended, then
+//! sends `IN_PROGRESS` (unless already sent) and `closeSession` with what the calls were charged, the best
+//! voucher, and the last receipt's hash as the proof hash (or an empty close when nothing was charged).
 
 use std::{
     collections::HashSet,
@@ -15,7 +19,7 @@ use std::{
 };
 
 use actp_client::{ClientError, Kernel};
-use actp_core::{B256, Rejection, State};
+use actp_core::{B256, Rejection, State, session::VoucherHeader};
 use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::{
@@ -117,6 +121,9 @@ impl Outbox {
     }
 
     async fn deliver(&self, seq: u64, delivery: &Delivery, check: bool) -> Attempt {
+        if delivery.session {
+            return self.close_session(seq, delivery.tx_id, check).await;
+        }
         let id = delivery.tx_id;
         let mut started = delivery.started;
         if check {
@@ -125,10 +132,10 @@ impl Outbox {
                     State::Committed => started = false,
                     State::InProgress => started = true,
                     State::Delivered | State::Settled | State::Disputed => {
-                        return self.close(seq, id, Ok(None));
+                        return self.close(seq, id, false, Ok(None));
                     }
                     other => {
-                        return self.close(seq, id, Err(format!("transaction is {other}")));
+                        return self.close(seq, id, false, Err(format!("transaction is {other}")));
                     }
                 },
                 Err(e) => return self.transient(id, &e),
@@ -142,7 +149,7 @@ impl Outbox {
                     }
                 }
                 Err(e) => match e.rejection() {
-                    Some(r) => return self.refused(seq, id, r).await,
+                    Some(r) => return self.refused(seq, id, false, r).await,
                     None => return self.transient(id, &e),
                 },
             }
@@ -150,10 +157,79 @@ impl Outbox {
         match self.kernel.deliver(id, 0, Some(delivery.proof_hash)).await {
             Ok(sent) => {
                 tracing::info!(tx_id = %id, proof_hash = %delivery.proof_hash, tx = %sent.tx_hash, "delivered");
-                self.close(seq, id, Ok(Some(sent.tx_hash)))
+                self.close(seq, id, false, Ok(Some(sent.tx_hash)))
             }
             Err(e) => match e.rejection() {
-                Some(r) => self.refused(seq, id, r).await,
+                Some(r) => self.refused(seq, id, false, r).await,
+                None => self.transient(id, &e),
+            },
+        }
+    }
+
+    /// Closes session `id` with what its calls were charged, once its calls in flight have ended.
+    async fn close_session(&self, seq: u64, id: B256, check: bool) -> Attempt {
+        let state = match self.store.session(id) {
+            Ok(Some(state)) => state,
+            Ok(None) => return self.close(seq, id, true, Err("no account of the session".into())),
+            Err(e) => {
+                tracing::error!(tx_id = %id, error = %e, "cannot read the session");
+                return Attempt::Retry;
+            }
+        };
+        if state.in_flight > 0 {
+            // Calls still running will add their charges: close after them.
+            return Attempt::Retry;
+        }
+        let mut started = state.started;
+        if check {
+            match self.kernel.get(id).await {
+                Ok(record) => match record.state {
+                    State::Committed => started = false,
+                    State::InProgress => started = true,
+                    State::Delivered | State::Settled | State::Disputed => {
+                        return self.close(seq, id, true, Ok(None));
+                    }
+                    other => {
+                        return self.close(seq, id, true, Err(format!("session is {other}")));
+                    }
+                },
+                Err(e) => return self.transient(id, &e),
+            }
+        }
+        if !started {
+            match self.kernel.start(id).await {
+                Ok(_) => {
+                    if let Err(e) = self.store.mark_session_started(id) {
+                        tracing::warn!(tx_id = %id, error = %e, "could not record IN_PROGRESS");
+                    }
+                }
+                Err(e) => match e.rejection() {
+                    Some(r) => return self.refused(seq, id, true, r).await,
+                    None => return self.transient(id, &e),
+                },
+            }
+        }
+        let sent = match (&state.best, state.charged.is_zero()) {
+            (Some(best), false) => {
+                let Ok(voucher) =
+                    VoucherHeader::from_parts(best.cumulative, best.expires_at, &best.signature)
+                else {
+                    return self.close(seq, id, true, Err("the stored voucher is corrupt".into()));
+                };
+                // Every hold was covered by the best voucher, so the charges never exceed it.
+                self.kernel
+                    .close_session(id, state.charged, &voucher, best.request_hash, state.head)
+                    .await
+            }
+            _ => self.kernel.close_session_empty(id, state.head).await,
+        };
+        match sent {
+            Ok(sent) => {
+                tracing::info!(tx_id = %id, charged = %state.charged, proof_hash = %state.head, tx = %sent.tx_hash, "session closed");
+                self.close(seq, id, true, Ok(Some(sent.tx_hash)))
+            }
+            Err(e) => match e.rejection() {
+                Some(r) => self.refused(seq, id, true, r).await,
                 None => self.transient(id, &e),
             },
         }
@@ -161,11 +237,11 @@ impl Outbox {
 
     /// The kernel refused a send: if the transaction moved on without us (delivered already), close it as
     /// delivered; if it can no longer be delivered, close it as failed; otherwise look again later.
-    async fn refused(&self, seq: u64, id: B256, rejection: &Rejection) -> Attempt {
+    async fn refused(&self, seq: u64, id: B256, session: bool, rejection: &Rejection) -> Attempt {
         match self.kernel.get(id).await {
             Ok(record) => match record.state {
                 State::Delivered | State::Settled | State::Disputed => {
-                    self.close(seq, id, Ok(None))
+                    self.close(seq, id, session, Ok(None))
                 }
                 State::Committed | State::InProgress
                     if matches!(rejection, Rejection::InvalidTransition { .. }) =>
@@ -173,7 +249,7 @@ impl Outbox {
                     tracing::warn!(tx_id = %id, %rejection, "delivery refused; will look again");
                     Attempt::Retry
                 }
-                _ => self.close(seq, id, Err(rejection.to_string())),
+                _ => self.close(seq, id, session, Err(rejection.to_string())),
             },
             Err(e) => self.transient(id, &e),
         }
@@ -184,9 +260,20 @@ impl Outbox {
         Attempt::Retry
     }
 
-    fn close(&self, seq: u64, id: B256, outcome: Result<Option<B256>, String>) -> Attempt {
+    fn close(
+        &self,
+        seq: u64,
+        id: B256,
+        session: bool,
+        outcome: Result<Option<B256>, String>,
+    ) -> Attempt {
         let refused = outcome.as_ref().err().cloned();
-        match self.store.finish(seq, id, outcome) {
+        let finished = if session {
+            self.store.finish_session_close(seq, id, outcome)
+        } else {
+            self.store.finish(seq, id, outcome)
+        };
+        match finished {
             Ok(false) => Attempt::Done,
             Ok(true) => {
                 match refused {

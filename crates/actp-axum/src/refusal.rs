@@ -175,6 +175,75 @@ pub enum Refusal {
         /// The paid route it resembles.
         route: String,
     },
+    /// The transaction is not a session, but the request carries a voucher.
+    #[error(
+        "transaction {tx_id} is not a session: pay per call with X-AGIRAILS-AUTHORIZATION, or open a session (openSession) as the `session` terms describe"
+    )]
+    NotASession {
+        /// The id sent.
+        tx_id: B256,
+    },
+    /// A per-call transaction's request carries a voucher, or a session's an authorization: the wrong header.
+    #[error(
+        "transaction {tx_id} is a session: sign each call with X-AGIRAILS-VOUCHER (cum=; exp=; sig=), not X-AGIRAILS-AUTHORIZATION"
+    )]
+    VoucherRequired {
+        /// The id sent.
+        tx_id: B256,
+    },
+    /// This provider does not take sessions, or not on this route.
+    #[error(
+        "{route} is paid per call only: fund a transaction for this request as the `payment` field describes"
+    )]
+    SessionsNotAccepted {
+        /// The route.
+        route: String,
+        /// How to pay.
+        payment: Box<PaymentInstructions>,
+    },
+    /// The session's terms are not ones this provider accepts.
+    #[error("session {tx_id} is refused: {reason}")]
+    SessionTermsRefused {
+        /// The id sent.
+        tx_id: B256,
+        /// Which term, and what is accepted.
+        reason: String,
+    },
+    /// What remains of the session cannot cover this call's maximum.
+    #[error(
+        "session {tx_id} has {remaining} base units left for new calls, but this call may cost up to {needed}: {}",
+        if *closing { "it is being closed; open a new session" } else { "top it up (topUpSession) or open a new session" }
+    )]
+    SessionUsedUp {
+        /// The session.
+        tx_id: B256,
+        /// What remains for new calls, in base units.
+        remaining: String,
+        /// This call's maximum, in base units.
+        needed: String,
+        /// Whether the provider is closing it already (a top-up comes too late).
+        closing: bool,
+    },
+    /// The voucher does not cover what would be owed with this call.
+    #[error(
+        "the voucher authorizes {cumulative} base units in total, but {owed} would be owed with this call: sign the voucher for at least {owed} (charged so far plus the maximum of every call in flight and this one)"
+    )]
+    VoucherBelowOwed {
+        /// The session.
+        tx_id: B256,
+        /// charged + held + this call's maximum, in base units.
+        owed: String,
+        /// The highest cumulative amount signed, in base units.
+        cumulative: String,
+    },
+    /// The session is closing or closed at this provider.
+    #[error("session {tx_id} is {status}: it takes no more calls; open a new session")]
+    SessionClosed {
+        /// The session.
+        tx_id: B256,
+        /// `closing (idle)`, `closed`, …
+        status: String,
+    },
     /// The provider's claim database failed; the request was not served.
     #[error("the provider could not record the payment: retry in {}s", retry_after.as_secs())]
     StorageUnavailable {
@@ -196,7 +265,8 @@ impl Refusal {
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             MissingAuthorization | Unauthorized(_) => StatusCode::UNAUTHORIZED,
             WrongProvider { .. } => StatusCode::FORBIDDEN,
-            AlreadyUsed { .. } => StatusCode::CONFLICT,
+            AlreadyUsed { .. } | SessionClosed { .. } => StatusCode::CONFLICT,
+            NotASession { .. } | VoucherRequired { .. } => StatusCode::BAD_REQUEST,
             ChainUnavailable { .. } | StorageUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             PaymentRequired { .. }
             | UnknownTransaction { .. }
@@ -204,7 +274,11 @@ impl Refusal {
             | InsufficientAmount { .. }
             | DeadlinePassed { .. }
             | DeadlineTooClose { .. }
-            | ServiceMismatch { .. } => StatusCode::PAYMENT_REQUIRED,
+            | ServiceMismatch { .. }
+            | SessionsNotAccepted { .. }
+            | SessionTermsRefused { .. }
+            | SessionUsedUp { .. }
+            | VoucherBelowOwed { .. } => StatusCode::PAYMENT_REQUIRED,
         }
     }
 
@@ -232,6 +306,13 @@ impl Refusal {
             StorageUnavailable { .. } => "storage_unavailable",
             MethodNotAllowed { .. } => "method_not_allowed",
             NonCanonicalPath { .. } => "non_canonical_path",
+            NotASession { .. } => "not_a_session",
+            VoucherRequired { .. } => "voucher_required",
+            SessionsNotAccepted { .. } => "sessions_not_accepted",
+            SessionTermsRefused { .. } => "session_terms_refused",
+            SessionUsedUp { .. } => "session_used_up",
+            VoucherBelowOwed { .. } => "voucher_below_owed",
+            SessionClosed { .. } => "session_closed",
         }
     }
 
@@ -253,7 +334,20 @@ impl Refusal {
             | UnknownTransaction { payment, .. }
             | DeadlinePassed { payment, .. }
             | DeadlineTooClose { payment, .. }
-            | ServiceMismatch { payment, .. } => body.payment = Some((**payment).clone()),
+            | ServiceMismatch { payment, .. }
+            | SessionsNotAccepted { payment, .. } => body.payment = Some((**payment).clone()),
+            SessionUsedUp {
+                remaining, needed, ..
+            } => {
+                body.required = Some(needed.clone());
+                body.provided = Some(remaining.clone());
+            }
+            VoucherBelowOwed {
+                owed, cumulative, ..
+            } => {
+                body.required = Some(owed.clone());
+                body.provided = Some(cumulative.clone());
+            }
             InvalidState { state, payment, .. } => {
                 body.current_state = Some(state.to_string());
                 body.payment = Some((**payment).clone());

@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, fmt, future::Future, sync::Arc};
 
-use actp_core::{Amount, B256, http::RoutePrice, ids::service_hash};
+use actp_core::{Amount, B256, http::RoutePrice, ids::service_hash, meter::Meter};
 
 use crate::refusal::Refusal;
 use bytes::Bytes;
@@ -37,6 +37,12 @@ pub enum Price {
     Free,
     /// The same amount for every call.
     Flat(Amount),
+    /// A maximum per call plus prices per unit of the usage the handler reports (the [`Usage`] response
+    /// extension): a call paid from a session is charged `min(units x prices, max)`; a per-call transaction
+    /// pays the maximum.
+    ///
+    /// [`Usage`]: actp_core::meter::Usage
+    Metered(Meter),
     /// Computed per request (by input size, by demand), asynchronously.
     Dynamic(PriceFn),
 }
@@ -57,6 +63,7 @@ impl fmt::Debug for Price {
         match self {
             Price::Free => f.write_str("Free"),
             Price::Flat(a) => write!(f, "Flat({a})"),
+            Price::Metered(m) => write!(f, "Metered({m})"),
             Price::Dynamic(_) => f.write_str("Dynamic"),
         }
     }
@@ -71,6 +78,7 @@ pub struct Route {
     pub(crate) path: String,
     pub(crate) price: Price,
     pub(crate) service: String,
+    pub(crate) sessions: bool,
 }
 
 impl Route {
@@ -82,6 +90,7 @@ impl Route {
             method,
             path,
             price: Price::Free,
+            sessions: true,
         }
     }
 
@@ -98,6 +107,19 @@ impl Route {
     /// A flat price per call.
     pub fn flat(mut self, price: Amount) -> Self {
         self.price = Price::Flat(price);
+        self
+    }
+
+    /// A metered price: a maximum per call plus prices per unit, e.g.
+    /// `"in=0.000001,out=0.000004,max=0.50".parse()?`.
+    pub fn metered(mut self, meter: Meter) -> Self {
+        self.price = Price::Metered(meter);
+        self
+    }
+
+    /// Whether a session may pay for this route (default yes, when the paywall offers sessions).
+    pub fn sessions(mut self, allowed: bool) -> Self {
+        self.sessions = allowed;
         self
     }
 
@@ -118,13 +140,19 @@ impl Route {
         service_hash(&self.service)
     }
 
-    pub(crate) fn describe(&self) -> RoutePrice {
-        let (pricing, amount, price) = match &self.price {
+    pub(crate) fn describe(&self, sessions_offered: bool) -> RoutePrice {
+        let (pricing, amount, units) = match &self.price {
             Price::Free => ("free", None, None),
-            Price::Flat(a) => (
-                "flat",
-                Some(a.base_units().to_string()),
-                Some(a.to_string()),
+            Price::Flat(a) => ("flat", Some(*a), None),
+            Price::Metered(m) => (
+                "metered",
+                Some(m.max),
+                Some(
+                    m.rates
+                        .iter()
+                        .map(|(unit, price)| (unit.clone(), price.to_string()))
+                        .collect(),
+                ),
             ),
             Price::Dynamic(_) => ("dynamic", None, None),
         };
@@ -132,8 +160,10 @@ impl Route {
             method: self.method.to_string(),
             path: self.path.clone(),
             pricing: pricing.into(),
-            amount,
-            price,
+            amount: amount.map(|a| a.base_units().to_string()),
+            price: amount.map(|a| a.to_string()),
+            units,
+            sessions: sessions_offered && self.sessions && !matches!(self.price, Price::Free),
             service: self.service.clone(),
             service_hash: self.service_hash(),
         }
@@ -461,6 +491,10 @@ mod tests {
         let r = Route::post("/v1/generate");
         assert_eq!(r.service, "POST /v1/generate");
         assert_eq!(r.service_hash(), service_hash("POST /v1/generate"));
-        assert_eq!(r.describe().pricing, "free");
+        assert_eq!(r.describe(true).pricing, "free");
+        assert!(
+            !r.describe(true).sessions,
+            "a free route takes no payment at all"
+        );
     }
 }

@@ -5,10 +5,13 @@
 //! read documentation to pay. Field names are camelCase on the wire; amounts are decimal strings of token base
 //! units (`"100000"`) next to their human form (`"0.10"`), so no reader has to trust floating point.
 
+use std::collections::BTreeMap;
+
 use alloy_primitives::{Address, B256};
 use serde::{Deserialize, Serialize};
 
 pub use crate::authorization::{AUTHORIZATION_HEADER, TX_ID_HEADER};
+pub use crate::session::{RECEIPT_HEADER, VOUCHER_HEADER};
 
 /// Response header carrying the delivery proof hash (`0x` + 64 hex), the value the provider records on chain.
 pub const PROOF_HASH_HEADER: &str = "x-agirails-proof-hash";
@@ -32,6 +35,20 @@ pub struct HeaderNames {
     pub proof_hash: String,
     /// Response header with the signed delivery proof.
     pub delivery_proof: String,
+    /// Request header with a session call's voucher.
+    #[serde(default = "voucher_header")]
+    pub voucher: String,
+    /// Response header with a session call's receipt.
+    #[serde(default = "receipt_header")]
+    pub receipt: String,
+}
+
+fn voucher_header() -> String {
+    "X-AGIRAILS-VOUCHER".into()
+}
+
+fn receipt_header() -> String {
+    "X-AGIRAILS-RECEIPT".into()
 }
 
 impl Default for HeaderNames {
@@ -41,6 +58,8 @@ impl Default for HeaderNames {
             authorization: "X-AGIRAILS-AUTHORIZATION".into(),
             proof_hash: "X-AGIRAILS-PROOF-HASH".into(),
             delivery_proof: "X-AGIRAILS-DELIVERY-PROOF".into(),
+            voucher: voucher_header(),
+            receipt: receipt_header(),
         }
     }
 }
@@ -70,6 +89,30 @@ pub struct PaymentTerms {
     pub max_authorization_validity: u64,
     /// Header names.
     pub headers: HeaderNames,
+    /// The provider's sessions, if it offers them: one escrow for many calls.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub session: Option<SessionOffer>,
+}
+
+/// The terms of the sessions a provider offers: open one with `openSession` on the kernel and pay each call
+/// with a voucher (see [`crate::session`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionOffer {
+    /// The service name of sessions; the session's `serviceHash` must be `keccak256(service)`.
+    pub service: String,
+    /// `keccak256(service)`.
+    pub service_hash: B256,
+    /// The smallest deposit accepted, in base units.
+    pub min_deposit: String,
+    /// The same in tokens, e.g. `1.00`.
+    pub min_deposit_price: String,
+    /// The grace period to open sessions with, in seconds (the least the provider accepts).
+    pub grace: u64,
+    /// After how many idle seconds the provider closes a session by itself.
+    pub idle_close: u64,
+    /// How long before the deadline the provider closes a session by itself, in seconds.
+    pub close_margin: u64,
 }
 
 /// The price and service of one route.
@@ -80,14 +123,21 @@ pub struct RoutePrice {
     pub method: String,
     /// Path pattern (`/v1/items/{id}` matches one segment).
     pub path: String,
-    /// `flat`, `dynamic` (computed per request; the 402 answer to the request quotes it) or `free`.
+    /// `flat`, `metered` (a maximum per call plus unit prices, charged by the usage the service reports),
+    /// `dynamic` (computed per request; the 402 answer to the request quotes it) or `free`.
     pub pricing: String,
-    /// Base units per call for flat routes.
+    /// Base units per call for flat routes; the maximum per call for metered routes.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub amount: Option<String>,
-    /// Human price per call for flat routes, e.g. `0.10`.
+    /// Human price per call for flat routes, e.g. `0.10`; the maximum per call for metered routes.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub price: Option<String>,
+    /// Metered routes: the price of each unit in tokens (12 decimals), by unit name.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub units: Option<BTreeMap<String, String>>,
+    /// Whether a session may pay for this route.
+    #[serde(default)]
+    pub sessions: bool,
     /// The service name the service hash is derived from.
     pub service: String,
     /// `keccak256(service)`: the transaction's `serviceHash` must equal it.
@@ -179,6 +229,7 @@ mod tests {
                 min_time_to_deadline: 300,
                 max_authorization_validity: 300,
                 headers: HeaderNames::default(),
+                session: None,
             },
             method: "POST".into(),
             path: "/v1/generate".into(),
@@ -212,6 +263,14 @@ mod tests {
         assert_eq!(
             names.delivery_proof.to_ascii_lowercase(),
             DELIVERY_PROOF_HEADER
+        );
+        assert_eq!(names.voucher.to_ascii_lowercase(), VOUCHER_HEADER);
+        assert_eq!(names.receipt.to_ascii_lowercase(), RECEIPT_HEADER);
+        // documents written before sessions still read
+        let old = r#"{"txId":"a","authorization":"b","proofHash":"c","deliveryProof":"d"}"#;
+        assert_eq!(
+            serde_json::from_str::<HeaderNames>(old).unwrap().voucher,
+            "X-AGIRAILS-VOUCHER"
         );
     }
 }

@@ -51,6 +51,7 @@ fn instructions(kernel: &Kernel, provider: Address, min_deadline: u64) -> Paymen
             min_time_to_deadline: 0,
             max_authorization_validity: 300,
             headers: HeaderNames::default(),
+            session: None,
         },
         method: "POST".into(),
         path: "/v1/work".into(),

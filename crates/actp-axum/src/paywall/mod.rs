@@ -3,13 +3,18 @@
 //! - [`service`]: [`PaywallLayer`], [`PaywallService`] and its [`ResponseFuture`], side by side; which route
 //!   a request is for, and nothing paid ever passes unpaid;
 //! - [`verify`]: the checks a paid request must pass, and the claim;
-//! - [`deliver`]: the delivery proof, the durable delivery, and giving a claim back when the handler fails.
+//! - [`session`]: calls paid from a session: the voucher, the hold, the charge and its receipt, the close;
+//! - [`deliver`]: the delivery proof, the durable delivery, and giving a claim back when the handler fails;
+//! - [`closer`]: closing sessions by themselves (idle, deadline near, ended on chain).
 
+mod closer;
 mod deliver;
 mod service;
+mod session;
 mod verify;
 
 pub use service::{PaywallLayer, PaywallService, ResponseFuture};
+pub use session::CLOSE_HEADER;
 
 use std::{
     collections::HashMap,
@@ -22,7 +27,10 @@ use actp_client::{Kernel, Signer, TransactionRecord};
 use actp_core::{
     Address, Amount, B256, U256,
     eip712::actp_domain,
-    http::{HeaderNames, PROTOCOL, PaymentInstructions, PaymentTerms, PricingDocument},
+    http::{
+        HeaderNames, PROTOCOL, PaymentInstructions, PaymentTerms, PricingDocument, SessionOffer,
+    },
+    ids::service_hash,
 };
 use alloy_sol_types::Eip712Domain;
 use bytes::Bytes;
@@ -85,6 +93,46 @@ pub struct Payment {
     pub deadline: u64,
 }
 
+/// How the paywall serves sessions: one escrow for many calls, each paid with a voucher (see
+/// [`actp_core::session`]). On by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// The service sessions are opened for: a session's serviceHash must be `keccak256(service)` (default
+    /// `"session"`). It pays for every paid route that accepts sessions.
+    pub service: String,
+    /// The smallest deposit accepted (default 1.00).
+    pub min_deposit: Amount,
+    /// The shortest grace period accepted: how long this provider may need to close after the requester asks
+    /// to end (default 10 minutes, the kernel's minimum).
+    pub min_grace: Duration,
+    /// Close a session after this long without a call (default 10 minutes).
+    pub idle_close: Duration,
+    /// Close a session this long before its deadline (default 10 minutes).
+    pub close_margin: Duration,
+    /// Close a session whose remainder cannot pay for the cheapest route's maximum after this long without a
+    /// top-up (default 60 s); calls meanwhile get `402 session_used_up`, which says how to top it up.
+    pub used_up_close: Duration,
+    /// How often to look for sessions to close (default 5 s).
+    pub check_every: Duration,
+    /// Where a requester `POST`s to ask for its session's close (default `/sessions/close`).
+    pub close_path: String,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            service: "session".into(),
+            min_deposit: Amount::from_tokens(1),
+            min_grace: Duration::from_secs(actp_core::session::MIN_GRACE),
+            idle_close: Duration::from_secs(600),
+            close_margin: Duration::from_secs(600),
+            used_up_close: Duration::from_secs(60),
+            check_every: Duration::from_secs(5),
+            close_path: "/sessions/close".into(),
+        }
+    }
+}
+
 /// Builds a [`Paywall`].
 #[must_use]
 pub struct PaywallBuilder {
@@ -102,9 +150,16 @@ pub struct PaywallBuilder {
     clock_refresh: Duration,
     run_outbox: bool,
     outbox_concurrency: usize,
+    sessions: Option<SessionConfig>,
 }
 
 impl PaywallBuilder {
+    /// How sessions are served (default [`SessionConfig::default`]); `None` takes none.
+    pub fn sessions(mut self, config: Option<SessionConfig>) -> Self {
+        self.sessions = config;
+        self
+    }
+
     /// A route (paid, dynamic or free). Requests to paths no route matches pass through unpaid.
     pub fn route(mut self, route: Route) -> Self {
         self.routes.push(route);
@@ -193,8 +248,34 @@ impl PaywallBuilder {
             .signer()
             .cloned()
             .ok_or(PaywallError::NoSigner)?;
+        if let Some(config) = &self.sessions
+            && let Some(route) = self.routes.iter().find(|r| r.service == config.service)
+        {
+            return Err(PaywallError::Route(RouteError {
+                method: route.method.to_string(),
+                path: route.path.clone(),
+                reason: format!(
+                    "its service {:?} is the sessions' service: name it differently (a per-call transaction and a session must never pay for each other)",
+                    config.service
+                ),
+            }));
+        }
+        // The least a session call can need: the cheapest maximum of the routes sessions pay for (dynamic
+        // prices are known only per request).
+        let cheapest_session_call = self
+            .routes
+            .iter()
+            .filter(|r| r.sessions)
+            .filter_map(|r| match &r.price {
+                crate::route::Price::Flat(a) => Some(*a),
+                crate::route::Price::Metered(m) => Some(m.max),
+                _ => None,
+            })
+            .min();
         let routes = Routes::new(self.routes)?;
         let store = Store::open(&self.data_dir)?;
+        // Calls in flight died with the process that served them: their holds go back.
+        store.clear_holds()?;
         let provider = signer.address();
         let terms = PaymentTerms {
             protocol: PROTOCOL.into(),
@@ -206,11 +287,17 @@ impl PaywallBuilder {
             min_time_to_deadline: self.min_time_to_deadline.as_secs(),
             max_authorization_validity: self.max_authorization_validity.as_secs(),
             headers: HeaderNames::default(),
+            session: self.sessions.as_ref().map(|c| SessionOffer {
+                service: c.service.clone(),
+                service_hash: service_hash(&c.service),
+                min_deposit: c.min_deposit.base_units().to_string(),
+                min_deposit_price: c.min_deposit.to_string(),
+                grace: c.min_grace.as_secs(),
+                idle_close: c.idle_close.as_secs(),
+                close_margin: c.close_margin.as_secs(),
+            }),
         };
-        let pricing = PricingDocument {
-            terms: terms.clone(),
-            routes: routes.iter().map(Route::describe).collect(),
-            instructions: vec![
+        let mut instructions = vec![
                 format!(
                     "Create and fund an escrow on kernel {} (chain {}): provider {provider}, amount at least the route's price, serviceHash the route's, deadline at least {}s ahead.",
                     terms.kernel, terms.chain_id, terms.min_time_to_deadline
@@ -218,7 +305,24 @@ impl PaywallBuilder {
                 "Sign RequestAuthorization(bytes32 txId,string method,string path,bytes32 bodyHash,uint256 expiresAt) as the requester, EIP-712 domain {name: \"AGIRAILS\", version: \"1\", chainId, verifyingContract: kernel}; bodyHash is keccak256 of the raw body.".into(),
                 "Send the request with X-AGIRAILS-TX-ID: <txId> and X-AGIRAILS-AUTHORIZATION: exp=<expiresAt>; sig=0x<signature>.".into(),
                 "The response carries X-AGIRAILS-PROOF-HASH and X-AGIRAILS-DELIVERY-PROOF: base64url JSON with `proof`, the AIP-4 DeliveryProof wire message the ACTP SDKs verify (EIP-712 domain version \"1\"), and `requestHash` with `binding`, the provider's signature over ActpDelivery(bytes32 txId,bytes32 deliveryProof,bytes32 requestHash), whose signing hash is the proof hash recorded on chain with DELIVERED. Check it, then release the escrow or let the dispute window pass.".into(),
-            ],
+            ];
+        if let Some(offer) = &terms.session {
+            instructions.extend([
+                format!(
+                    "Or open a session for many calls: openSession(provider {provider}, deposit at least {} base units, deadline, disputeWindow, serviceHash {}, grace at least {}s) on the kernel.",
+                    offer.min_deposit, offer.service_hash, offer.grace
+                ),
+                "Send each call with X-AGIRAILS-TX-ID: <session id> and X-AGIRAILS-VOUCHER: cum=<cumulative>; exp=<expiresAt>; sig=0x<signature>, the requester's signature over SessionVoucher(bytes32 txId,uint256 cumulative,bytes32 requestHash,uint256 expiresAt) in the same domain; cumulative covers everything charged so far plus the maximum of every call in flight, this one included; requestHash is keccak256(abi.encode(keccak256(METHOD), keccak256(path), bodyHash)).".into(),
+                "Each response carries X-AGIRAILS-RECEIPT: the provider's signed SessionReceipt (charge, total charged, remaining, request and result hashes, previous receipt's hash). The provider closes the session with the last receipt's hash as proof hash: check the claim against the receipts, then release or dispute.".into(),
+            ]);
+        }
+        let pricing = PricingDocument {
+            terms: terms.clone(),
+            routes: routes
+                .iter()
+                .map(|r| r.describe(self.sessions.is_some()))
+                .collect(),
+            instructions,
         };
         let pricing_json = Bytes::from(serde_json::to_vec_pretty(&pricing).unwrap_or_default());
         let clock = Arc::new(ChainClock::new(self.clock_refresh));
@@ -237,9 +341,9 @@ impl PaywallBuilder {
             retry_delay: self.retry_after,
         };
         if self.run_outbox {
-            tokio::spawn(outbox.clone().run(stopped));
+            tokio::spawn(outbox.clone().run(stopped.clone()));
         }
-        Ok(Paywall {
+        let paywall = Paywall {
             inner: Arc::new(Inner {
                 domain: actp_domain(self.kernel.chain_id(), self.kernel.address()),
                 kernel: self.kernel,
@@ -262,9 +366,15 @@ impl PaywallBuilder {
                 lookups: Mutex::default(),
                 outbox,
                 proof_nonce: std::sync::atomic::AtomicU64::new(0),
+                sessions: self.sessions,
+                cheapest_session_call,
                 _stop: stop,
             }),
-        })
+        };
+        if paywall.inner.sessions.is_some() && self.run_outbox {
+            tokio::spawn(closer::run(Arc::downgrade(&paywall.inner), stopped));
+        }
+        Ok(paywall)
     }
 }
 
@@ -300,6 +410,10 @@ struct Inner {
     outbox: Outbox,
     /// The last delivery proof's number.
     proof_nonce: std::sync::atomic::AtomicU64,
+    /// How sessions are served, if they are.
+    sessions: Option<SessionConfig>,
+    /// The cheapest maximum of a session call (flat and metered routes).
+    cheapest_session_call: Option<Amount>,
     /// Dropping the last handle stops the outbox.
     _stop: watch::Sender<()>,
 }
@@ -344,6 +458,7 @@ impl Paywall {
             clock_refresh: Duration::from_secs(30),
             run_outbox: true,
             outbox_concurrency: 32,
+            sessions: Some(SessionConfig::default()),
         }
     }
 
@@ -372,6 +487,22 @@ impl Paywall {
     /// The local record of a transaction's use, if any.
     pub fn claim(&self, tx_id: B256) -> Result<Option<Claim>, StoreError> {
         self.inner.store.claim_of(tx_id)
+    }
+
+    /// This provider's account of a session, if it has seen it.
+    pub fn session(&self, tx_id: B256) -> Result<Option<crate::store::SessionState>, StoreError> {
+        self.inner.store.session(tx_id)
+    }
+
+    /// Queues the close of a session now (as its requester may ask), unless it is closing already.
+    pub async fn close_session(&self, tx_id: B256) -> Result<bool, StoreError> {
+        let queued = self
+            .inner
+            .store
+            .queue_session_close(tx_id, crate::store::CloseReason::Asked)?;
+        self.inner.store.flush().await?;
+        self.inner.outbox.notify.notify_one();
+        Ok(queued)
     }
 
     /// How many deliveries wait in the outbox.

@@ -119,6 +119,19 @@ where
         );
         return Ok(response);
     }
+    if parts.method == Method::POST
+        && paywall
+            .sessions
+            .as_ref()
+            .is_some_and(|c| c.close_path == original_path)
+    {
+        let target = super::verify::request_target(&parts);
+        let outcome = match super::verify::read_body(body, paywall.body_limit).await {
+            Ok(bytes) => paywall.close_requested(&parts, &target, &bytes).await,
+            Err(refusal) => Err(refusal),
+        };
+        return Ok(outcome.unwrap_or_else(IntoResponse::into_response));
+    }
     let matched = parts
         .extensions
         .get::<MatchedPath>()
@@ -174,25 +187,38 @@ where
         request.extensions_mut().insert(granted.payment.clone());
         let outcome = service.call(request).await;
         span.record("handler_ms", handler_start.elapsed().as_millis() as u64);
+        let give_back = |session: Option<super::session::SessionCall>| match session {
+            Some(call) => paywall.give_back_hold(call.hold, "handler_failed"),
+            None => paywall.give_back(tx_id, "handler_failed"),
+        };
         let response = match outcome {
             Ok(response) => response,
             Err(e) => {
-                paywall.give_back(tx_id, "handler_failed");
+                give_back(granted.session);
                 return Err(e);
             }
         };
         if !response.status().is_success() {
-            paywall.give_back(tx_id, "handler_failed");
+            give_back(granted.session);
             return Ok(response.map(Body::new));
         }
-        Ok(paywall
-            .deliver(
-                granted.payment,
-                granted.request_hash,
-                granted.started,
-                response,
-            )
-            .await)
+        Ok(match granted.session {
+            Some(call) => {
+                paywall
+                    .deliver_session(call, granted.request_hash, response)
+                    .await
+            }
+            None => {
+                paywall
+                    .deliver(
+                        granted.payment,
+                        granted.request_hash,
+                        granted.started,
+                        response,
+                    )
+                    .await
+            }
+        })
     }
     .instrument(span)
     .await

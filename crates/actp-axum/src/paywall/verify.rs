@@ -1,13 +1,15 @@
 //! The checks a paid request must pass before its handler runs, in order: a price, a transaction id, the
 //! transaction on chain (one read however many requests ask), the requester's signature over this request,
-//! the local claim record, state, amount, deadline and service; then the claim (local or on chain).
+//! the local claim record, state, amount, deadline and service; then the claim (local or on chain). A
+//! request carrying a voucher is a session call: [`super::session`] grants it.
 
 use actp_client::{ClientError, TransactionRecord};
 use actp_core::{
     Amount, B256, Rejection, State,
     authorization::{AuthorizationHeader, RequestAuthorization, request_hash},
-    http::{AUTHORIZATION_HEADER, PaymentInstructions, TX_ID_HEADER},
+    http::{AUTHORIZATION_HEADER, PaymentInstructions, TX_ID_HEADER, VOUCHER_HEADER},
     proof::content_hash,
+    session::VoucherHeader,
 };
 use bytes::Bytes;
 use futures::FutureExt;
@@ -15,7 +17,7 @@ use http::{HeaderValue, request::Parts};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tracing::field;
 
-use super::{BoxError, ClaimMode, Inner, LookupFailure, Payment};
+use super::{BoxError, ClaimMode, Inner, LookupFailure, Payment, session::SessionCall};
 use crate::{
     refusal::Refusal,
     route::{Price, PriceRequest, Route},
@@ -28,6 +30,8 @@ pub(super) struct Granted {
     pub(super) body: Bytes,
     pub(super) request_hash: B256,
     pub(super) started: bool,
+    /// A call paid from a session: its hold and how to charge it.
+    pub(super) session: Option<SessionCall>,
 }
 
 pub(super) async fn verify<B>(
@@ -45,6 +49,7 @@ where
     let price = match &route.price {
         Price::Free => Amount::ZERO,
         Price::Flat(a) => *a,
+        Price::Metered(m) => m.max,
         Price::Dynamic(f) => f(PriceRequest {
             method: parts.method.clone(),
             target: target.clone(),
@@ -65,6 +70,11 @@ where
     };
     let tx_id = parse_tx_id(raw_id).ok_or(Refusal::MalformedTxId)?;
     tracing::Span::current().record("tx_id", field::display(tx_id));
+    if let Some(voucher) = voucher_header(parts)? {
+        return paywall
+            .verify_session(route, parts, body, &target, price, tx_id, voucher, payment)
+            .await;
+    }
     let authorization = match parts.headers.get(AUTHORIZATION_HEADER) {
         None => None,
         Some(v) => Some(
@@ -164,6 +174,13 @@ where
         });
     }
     let service_hash = route.service_hash();
+    if paywall
+        .sessions
+        .as_ref()
+        .is_some_and(|c| record.service_hash == actp_core::ids::service_hash(&c.service))
+    {
+        return Err(Refusal::VoucherRequired { tx_id });
+    }
     if record.service_hash != service_hash {
         return Err(Refusal::ServiceMismatch {
             tx_id,
@@ -195,10 +212,26 @@ where
         body,
         request_hash,
         started,
+        session: None,
     })
 }
 
-async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, Refusal>
+/// The `X-AGIRAILS-VOUCHER` header, if the request carries one.
+pub(super) fn voucher_header(parts: &Parts) -> Result<Option<VoucherHeader>, Refusal> {
+    let Some(value) = parts.headers.get(VOUCHER_HEADER) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .map_err(|_| {
+            actp_core::authorization::AuthorizationError::MalformedVoucher("not ASCII".into())
+        })
+        .and_then(str::parse::<VoucherHeader>)
+        .map(Some)
+        .map_err(Refusal::MalformedAuthorization)
+}
+
+pub(super) async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, Refusal>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -214,7 +247,7 @@ where
 
 /// The path and query the client sent (what it signed): the original URI's, also under `Router::nest`,
 /// which strips the prefix from the URI this service sees.
-fn request_target(parts: &Parts) -> String {
+pub(super) fn request_target(parts: &Parts) -> String {
     let uri = parts
         .extensions
         .get::<axum::extract::OriginalUri>()
@@ -224,7 +257,7 @@ fn request_target(parts: &Parts) -> String {
 }
 
 /// `0x` and 64 hex digits, nothing else.
-fn parse_tx_id(value: &HeaderValue) -> Option<B256> {
+pub(super) fn parse_tx_id(value: &HeaderValue) -> Option<B256> {
     let s = value.to_str().ok()?.trim();
     let hex = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X"))?;
     if hex.len() != 64 {
@@ -235,7 +268,7 @@ fn parse_tx_id(value: &HeaderValue) -> Option<B256> {
 
 impl Inner {
     /// One read per transaction however many requests ask at once.
-    async fn lookup(&self, tx_id: B256) -> Result<TransactionRecord, LookupFailure> {
+    pub(super) async fn lookup(&self, tx_id: B256) -> Result<TransactionRecord, LookupFailure> {
         let read = {
             let Ok(mut lookups) = self.lookups.lock() else {
                 return Err(LookupFailure::Unavailable("lookup table poisoned".into()));

@@ -84,6 +84,22 @@ impl VoucherHeader {
         }
     }
 
+    /// A header from stored parts: the cumulative amount, the expiry and the 65 signature bytes.
+    pub fn from_parts(
+        cumulative: U256,
+        expires_at: u64,
+        signature: &[u8],
+    ) -> Result<Self, AuthorizationError> {
+        let signature = Signature::try_from(signature).map_err(|_| {
+            AuthorizationError::MalformedVoucher("sig is not a 65-byte signature".into())
+        })?;
+        Ok(VoucherHeader {
+            cumulative,
+            expires_at,
+            signature,
+        })
+    }
+
     /// Signs `voucher` as the requester with a local key.
     pub fn sign(
         voucher: &SessionVoucher,
@@ -368,6 +384,11 @@ mod tests {
         let (signer, domain, voucher) = setup();
         let h = VoucherHeader::sign(&voucher, &domain, &signer).unwrap();
         assert_eq!(h.to_string().parse::<VoucherHeader>().unwrap(), h);
+        assert_eq!(
+            VoucherHeader::from_parts(h.cumulative, h.expires_at, &h.signature.as_bytes()).unwrap(),
+            h
+        );
+        assert!(VoucherHeader::from_parts(h.cumulative, h.expires_at, &[0; 64]).is_err());
         let sig = alloy_primitives::hex::encode(h.signature.as_bytes());
         for bad in [
             String::new(),

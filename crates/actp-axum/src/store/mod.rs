@@ -1,8 +1,11 @@
-//! The provider's sled database: one claim per transaction, and the delivery outbox.
+//! The provider's sled database: one claim per transaction, the delivery outbox, and sessions
+//! ([`sessions`]).
 //!
-//! Two trees. `claims` maps a txId to its [`Claim`]; `outbox` maps a sequence number to a delivery still to
+//! Per-call transactions use two trees. `claims` maps a txId to its [`Claim`]; `outbox` maps a sequence number to a delivery still to
 //! be put on chain. Serving a request writes both in one sled transaction and flushes before the response
 //! leaves, so a crash after serving never loses the delivery.
+
+mod sessions;
 
 use std::path::Path;
 
@@ -64,6 +67,10 @@ pub(crate) struct Delivery {
     pub(crate) tx_id: B256,
     pub(crate) proof_hash: B256,
     pub(crate) started: bool,
+    /// A session's close rather than a per-call delivery: the claim, voucher and proof hash are read from
+    /// the session's account when it is sent.
+    #[serde(default)]
+    pub(crate) session: bool,
 }
 
 /// The outcome of trying to claim a transaction.
@@ -75,11 +82,26 @@ pub(crate) enum ClaimOutcome {
     Taken,
 }
 
+pub(crate) use sessions::{CallHold, HoldRefusal};
+pub use sessions::{CloseReason, SessionState, SessionStatus, SessionVoucherRecord};
+
+/// The record under `key` in `tree`, decoded.
+fn read<T: serde::de::DeserializeOwned>(
+    tree: &sled::Tree,
+    key: B256,
+) -> Result<Option<T>, StoreError> {
+    match tree.get(key)? {
+        Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+        None => Ok(None),
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct Store {
     db: sled::Db,
     claims: sled::Tree,
     outbox: sled::Tree,
+    sessions: sled::Tree,
 }
 
 impl Store {
@@ -88,15 +110,13 @@ impl Store {
         Ok(Store {
             claims: db.open_tree("claims")?,
             outbox: db.open_tree("outbox")?,
+            sessions: db.open_tree("sessions")?,
             db,
         })
     }
 
     pub(crate) fn claim_of(&self, tx_id: B256) -> Result<Option<Claim>, StoreError> {
-        match self.claims.get(tx_id)? {
-            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
-            None => Ok(None),
-        }
+        read(&self.claims, tx_id)
     }
 
     /// Atomically takes `tx_id` for a request if nobody holds or used it (a released claim can be retaken).
@@ -179,6 +199,7 @@ impl Store {
             tx_id,
             proof_hash,
             started,
+            session: false,
         })?;
         self.outbox.insert(seq.to_be_bytes(), delivery)?;
         self.update(tx_id, |c| {

@@ -1,0 +1,557 @@
+//! Sessions at the provider: what each session's deposit covers, what its calls were charged, what the calls in
+//! flight hold, the best voucher, and the receipt chain. One record per session in the `sessions` tree, changed
+//! only by compare-and-swap, so concurrent calls on one session never overdraw it: a call holds its maximum
+//! before its handler runs and turns the hold into its charge (or gives it back) when it ends.
+//!
+//! The rules live on [`SessionState`] as pure functions; [`Store`] applies them atomically.
+
+use actp_core::{
+    Address, B256, U256,
+    session::{SessionReceipt, SessionVoucher},
+};
+use alloy_sol_types::Eip712Domain;
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+
+/// The voucher the provider will close with: the requester's signature over
+/// `SessionVoucher(txId, cumulative, requestHash, expiresAt)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionVoucherRecord {
+    /// The most the provider may take from the session in total.
+    pub cumulative: U256,
+    /// The call the voucher authorized.
+    pub request_hash: B256,
+    /// The call's expiry.
+    pub expires_at: u64,
+    /// The requester's 65-byte signature.
+    pub signature: Vec<u8>,
+}
+
+impl SessionVoucherRecord {
+    /// The voucher struct it signs, for session `tx_id`.
+    pub fn voucher(&self, tx_id: B256) -> SessionVoucher {
+        SessionVoucher::new(tx_id, self.cumulative, self.request_hash, self.expires_at)
+    }
+}
+
+/// Why the provider closes a session by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// No call for the configured idle time.
+    Idle,
+    /// What remains cannot cover the route's maximum.
+    UsedUp,
+    /// The deadline is near.
+    Deadline,
+    /// The consumer asked.
+    Asked,
+    /// The requester asked to end it on chain; the grace period runs.
+    EndRequested,
+}
+
+/// Where a session stands at this provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum SessionStatus {
+    /// Calls are served.
+    Open,
+    /// No new calls; the close is queued and waits for the calls in flight.
+    Closing {
+        /// Why.
+        reason: CloseReason,
+    },
+    /// Closed on chain.
+    Closed {
+        /// The close transaction, once mined.
+        tx: Option<B256>,
+    },
+    /// The kernel refused the close (e.g. the requester cancelled after the grace period).
+    Failed {
+        /// What the kernel said.
+        reason: String,
+    },
+}
+
+/// A session's account at this provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionState {
+    /// Who pays.
+    pub requester: Address,
+    /// The deposit as last read from chain (top-ups raise it).
+    pub deposit: U256,
+    /// The session's deadline.
+    pub deadline: u64,
+    /// What the calls served so far cost: the sum of the receipts.
+    pub charged: U256,
+    /// The maxima held by calls in flight.
+    pub held: U256,
+    /// Calls in flight.
+    pub in_flight: u32,
+    /// The voucher with the highest cumulative amount received.
+    pub best: Option<SessionVoucherRecord>,
+    /// The next receipt's position.
+    pub next_seq: u64,
+    /// The last receipt's hash (zero before any): the proof hash of the close.
+    pub head: B256,
+    /// When the last call arrived (unix seconds, chain time).
+    pub last_call: u64,
+    /// Whether this provider moved the session to IN_PROGRESS.
+    pub started: bool,
+    /// Where it stands.
+    pub status: SessionStatus,
+}
+
+/// Why a call on a session is refused before its handler runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HoldRefusal {
+    /// The session no longer takes calls.
+    NotOpen(SessionStatus),
+    /// What remains of the deposit (less what calls in flight hold) cannot cover this call's maximum.
+    UsedUp {
+        /// What remains for new calls.
+        remaining: U256,
+        /// This call's maximum.
+        needed: U256,
+    },
+    /// The best voucher, this one included, does not cover what would be owed with this call.
+    VoucherBelowOwed {
+        /// What would be owed: charged + held + this call's maximum.
+        owed: U256,
+        /// The highest cumulative amount signed.
+        cumulative: U256,
+    },
+}
+
+/// A call's hold on a session, turned into a charge or given back when the call ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CallHold {
+    /// The session.
+    pub(crate) tx_id: B256,
+    /// The call's maximum.
+    pub(crate) max: U256,
+}
+
+impl SessionState {
+    /// A session first seen at `now`, with its terms read from chain.
+    pub fn new(requester: Address, deposit: U256, deadline: u64, now: u64) -> Self {
+        SessionState {
+            requester,
+            deposit,
+            deadline,
+            charged: U256::ZERO,
+            held: U256::ZERO,
+            in_flight: 0,
+            best: None,
+            next_seq: 0,
+            head: B256::ZERO,
+            last_call: now,
+            started: false,
+            status: SessionStatus::Open,
+        }
+    }
+
+    /// What the deposit still covers for new calls.
+    pub fn available(&self) -> U256 {
+        self.deposit
+            .saturating_sub(self.charged)
+            .saturating_sub(self.held)
+    }
+
+    /// What the deposit covers after the calls served (the receipts' `remaining`).
+    pub fn remaining(&self) -> U256 {
+        self.deposit.saturating_sub(self.charged)
+    }
+
+    /// Holds `max` for a call authorized by `voucher`. The voucher is kept if it is the best so far; the call
+    /// is refused unless the best voucher covers everything that would be owed with it and the deposit does.
+    pub(crate) fn hold(
+        &mut self,
+        max: U256,
+        voucher: SessionVoucherRecord,
+        now: u64,
+    ) -> Result<(), HoldRefusal> {
+        if self.status != SessionStatus::Open {
+            return Err(HoldRefusal::NotOpen(self.status.clone()));
+        }
+        let owed = self.charged.saturating_add(self.held).saturating_add(max);
+        let best = self
+            .best
+            .as_ref()
+            .map_or(voucher.cumulative, |b| b.cumulative.max(voucher.cumulative));
+        if best < owed {
+            return Err(HoldRefusal::VoucherBelowOwed {
+                owed,
+                cumulative: best,
+            });
+        }
+        if self.available() < max {
+            return Err(HoldRefusal::UsedUp {
+                remaining: self.available(),
+                needed: max,
+            });
+        }
+        if self
+            .best
+            .as_ref()
+            .is_none_or(|b| voucher.cumulative > b.cumulative)
+        {
+            self.best = Some(voucher);
+        }
+        self.held = self.held.saturating_add(max);
+        self.in_flight = self.in_flight.saturating_add(1);
+        self.last_call = self.last_call.max(now);
+        Ok(())
+    }
+
+    /// Ends a held call with its charge (at most its maximum) and returns the receipt to sign, chained to the
+    /// one before in `domain`.
+    pub(crate) fn charge(
+        &mut self,
+        tx_id: B256,
+        max: U256,
+        charge: U256,
+        request_hash: B256,
+        result_hash: B256,
+        domain: &Eip712Domain,
+    ) -> SessionReceipt {
+        let charge = charge.min(max);
+        self.held = self.held.saturating_sub(max);
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.charged = self.charged.saturating_add(charge);
+        let receipt = SessionReceipt {
+            txId: tx_id,
+            seq: self.next_seq,
+            charge,
+            charged: self.charged,
+            remaining: self.remaining(),
+            requestHash: request_hash,
+            resultHash: result_hash,
+            previous: self.head,
+        };
+        self.next_seq = self.next_seq.saturating_add(1);
+        self.head = receipt.hash(domain);
+        receipt
+    }
+
+    /// Ends a held call without a charge (its handler failed).
+    pub(crate) fn release(&mut self, max: U256) {
+        self.held = self.held.saturating_sub(max);
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    /// Stops taking calls for `reason`; `false` if the session was not open.
+    pub(crate) fn begin_close(&mut self, reason: CloseReason) -> bool {
+        if self.status != SessionStatus::Open {
+            return false;
+        }
+        self.status = SessionStatus::Closing { reason };
+        true
+    }
+}
+
+impl Store {
+    /// The session's account, if this provider has seen it.
+    pub(crate) fn session(&self, tx_id: B256) -> Result<Option<SessionState>, StoreError> {
+        super::read(&self.sessions, tx_id)
+    }
+
+    /// The session's account, created from `fresh` the first time the session is seen.
+    pub(crate) fn session_or_insert(
+        &self,
+        tx_id: B256,
+        fresh: SessionState,
+    ) -> Result<SessionState, StoreError> {
+        let bytes = serde_json::to_vec(&fresh)?;
+        match self
+            .sessions
+            .compare_and_swap(tx_id, None::<&[u8]>, Some(bytes))?
+        {
+            Ok(()) => Ok(fresh),
+            Err(current) => match current.current {
+                Some(bytes) => Ok(serde_json::from_slice(&bytes)?),
+                None => self.session_or_insert(tx_id, fresh),
+            },
+        }
+    }
+
+    /// Applies `f` to the session's account atomically (retried while other calls change it) and returns what
+    /// `f` returned with the account after it; `None` if the session is unknown. `f` may run several times.
+    pub(crate) fn update_session<T>(
+        &self,
+        tx_id: B256,
+        mut f: impl FnMut(&mut SessionState) -> T,
+    ) -> Result<Option<(T, SessionState)>, StoreError> {
+        loop {
+            let Some(current) = self.sessions.get(tx_id)? else {
+                return Ok(None);
+            };
+            let mut state: SessionState = serde_json::from_slice(&current)?;
+            let out = f(&mut state);
+            let next = serde_json::to_vec(&state)?;
+            if self
+                .sessions
+                .compare_and_swap(tx_id, Some(current), Some(next))?
+                .is_ok()
+            {
+                return Ok(Some((out, state)));
+            }
+        }
+    }
+
+    /// Holds `max` on the session for a call; the refusal says why not.
+    pub(crate) fn hold(
+        &self,
+        tx_id: B256,
+        max: U256,
+        voucher: SessionVoucherRecord,
+        now: u64,
+    ) -> Result<Option<Result<CallHold, HoldRefusal>>, StoreError> {
+        Ok(self
+            .update_session(tx_id, |s| s.hold(max, voucher.clone(), now))?
+            .map(|(outcome, _)| outcome.map(|()| CallHold { tx_id, max })))
+    }
+
+    /// Gives a call's hold back without a charge.
+    pub(crate) fn release_hold(&self, hold: CallHold) -> Result<(), StoreError> {
+        self.update_session(hold.tx_id, |s| s.release(hold.max))?;
+        Ok(())
+    }
+
+    /// Every call in flight died with the process that served it: at start, all holds go back.
+    pub(crate) fn clear_holds(&self) -> Result<(), StoreError> {
+        for item in self.sessions.iter() {
+            let (key, _) = item?;
+            let id = B256::try_from(key.as_ref())
+                .map_err(|_| StoreError(format!("corrupt session key {key:?}")))?;
+            self.update_session(id, |s| {
+                s.held = U256::ZERO;
+                s.in_flight = 0;
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Stops taking calls on the session and queues its close in the outbox, durably with the next flush;
+    /// `false` if it was closing or closed already (the close is queued once).
+    pub(crate) fn queue_session_close(
+        &self,
+        tx_id: B256,
+        reason: CloseReason,
+    ) -> Result<bool, StoreError> {
+        let Some((newly, state)) = self.update_session(tx_id, |s| s.begin_close(reason))? else {
+            return Ok(false);
+        };
+        if newly {
+            let seq = self.db.generate_id()?;
+            let close = serde_json::to_vec(&super::Delivery {
+                tx_id,
+                proof_hash: B256::ZERO,
+                started: state.started,
+                session: true,
+            })?;
+            self.outbox.insert(seq.to_be_bytes(), close)?;
+        }
+        Ok(newly)
+    }
+
+    /// Ends a queued session close: records the outcome on the account, then removes it from the outbox.
+    /// `false` if it was ended already.
+    pub(crate) fn finish_session_close(
+        &self,
+        seq: u64,
+        tx_id: B256,
+        outcome: Result<Option<B256>, String>,
+    ) -> Result<bool, StoreError> {
+        if !self.is_pending(seq) {
+            return Ok(false);
+        }
+        self.update_session(tx_id, |s| {
+            s.status = match &outcome {
+                Ok(tx) => SessionStatus::Closed { tx: *tx },
+                Err(reason) => SessionStatus::Failed {
+                    reason: reason.clone(),
+                },
+            };
+        })?;
+        Ok(self.outbox.remove(seq.to_be_bytes())?.is_some())
+    }
+
+    /// Records that this provider moved the session to IN_PROGRESS.
+    pub(crate) fn mark_session_started(&self, tx_id: B256) -> Result<(), StoreError> {
+        self.update_session(tx_id, |s| s.started = true)?;
+        Ok(())
+    }
+
+    /// Every session this provider knows, with its account.
+    pub(crate) fn sessions(&self) -> Result<Vec<(B256, SessionState)>, StoreError> {
+        self.sessions
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                let id = B256::try_from(key.as_ref())
+                    .map_err(|_| StoreError(format!("corrupt session key {key:?}")))?;
+                Ok((id, serde_json::from_slice(&value)?))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use actp_core::eip712::actp_domain;
+
+    fn u(x: u64) -> U256 {
+        U256::from(x)
+    }
+
+    fn voucher(cumulative: u64) -> SessionVoucherRecord {
+        SessionVoucherRecord {
+            cumulative: u(cumulative),
+            request_hash: B256::repeat_byte(1),
+            expires_at: 100,
+            signature: vec![0; 65],
+        }
+    }
+
+    fn open(deposit: u64) -> SessionState {
+        SessionState::new(Address::repeat_byte(1), u(deposit), 1_000, 0)
+    }
+
+    #[test]
+    fn a_call_holds_its_maximum_and_pays_its_charge() {
+        let domain = actp_domain(31337, Address::repeat_byte(0xee));
+        let mut s = open(1_000);
+        s.hold(u(100), voucher(100), 5).unwrap();
+        assert_eq!((s.available(), s.in_flight, s.last_call), (u(900), 1, 5));
+        let r = s.charge(B256::ZERO, u(100), u(30), B256::ZERO, B256::ZERO, &domain);
+        assert_eq!(
+            (r.seq, r.charge, r.charged, r.remaining),
+            (0, u(30), u(30), u(970))
+        );
+        assert_eq!(
+            (s.available(), s.held, s.in_flight),
+            (u(970), U256::ZERO, 0)
+        );
+        assert_eq!(s.head, r.hash(&domain));
+        // a charge above the maximum is cut to it
+        s.hold(u(100), voucher(130), 6).unwrap();
+        let r2 = s.charge(B256::ZERO, u(100), u(500), B256::ZERO, B256::ZERO, &domain);
+        assert_eq!(
+            (r2.seq, r2.charge, r2.charged, r2.previous),
+            (1, u(100), u(130), r.hash(&domain))
+        );
+        // a failed call gives its hold back
+        s.hold(u(100), voucher(230), 7).unwrap();
+        s.release(u(100));
+        assert_eq!((s.available(), s.in_flight, s.charged), (u(870), 0, u(130)));
+    }
+
+    #[test]
+    fn the_best_voucher_must_cover_everything_owed_whatever_order_calls_arrive_in() {
+        let mut s = open(1_000);
+        // the client signed A (cum 100) then B (cum 200); B arrives first
+        s.hold(u(100), voucher(200), 1).unwrap();
+        s.hold(u(100), voucher(100), 1).unwrap();
+        assert_eq!(s.best.as_ref().unwrap().cumulative, u(200));
+        // a third call signed with a stale cumulative is refused: 300 would be owed
+        assert_eq!(
+            s.hold(u(100), voucher(250), 1),
+            Err(HoldRefusal::VoucherBelowOwed {
+                owed: u(300),
+                cumulative: u(250)
+            })
+        );
+        assert_eq!(
+            (s.held, s.in_flight),
+            (u(200), 2),
+            "a refusal holds nothing"
+        );
+    }
+
+    #[test]
+    fn the_deposit_is_never_overdrawn_and_closing_stops_new_calls() {
+        let mut s = open(250);
+        s.hold(u(100), voucher(100), 1).unwrap();
+        s.hold(u(100), voucher(200), 1).unwrap();
+        assert_eq!(
+            s.hold(u(100), voucher(300), 1),
+            Err(HoldRefusal::UsedUp {
+                remaining: u(50),
+                needed: u(100)
+            })
+        );
+        assert!(s.begin_close(CloseReason::UsedUp));
+        assert!(!s.begin_close(CloseReason::Idle));
+        assert_eq!(
+            s.hold(u(10), voucher(300), 1),
+            Err(HoldRefusal::NotOpen(SessionStatus::Closing {
+                reason: CloseReason::UsedUp
+            }))
+        );
+    }
+
+    #[test]
+    fn one_hundred_concurrent_calls_on_a_session_covering_37_hold_exactly_37() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = B256::repeat_byte(3);
+        store.session_or_insert(id, open(37 * 10)).unwrap();
+        let held: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..100)
+                .map(|_| {
+                    let store = &store;
+                    scope.spawn(move || {
+                        // every client signs enough; the deposit is what limits
+                        store.hold(id, u(10), voucher(10_000), 1).unwrap().unwrap()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(Result::is_ok)
+                .count()
+        });
+        assert_eq!(held, 37);
+        let s = store.session(id).unwrap().unwrap();
+        assert_eq!(
+            (s.held, s.in_flight, s.available()),
+            (u(370), 37, U256::ZERO)
+        );
+        store.clear_holds().unwrap();
+        let s = store.session(id).unwrap().unwrap();
+        assert_eq!((s.held, s.in_flight), (U256::ZERO, 0));
+    }
+
+    #[test]
+    fn a_session_is_created_once_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = B256::repeat_byte(4);
+        assert_eq!(store.session(id).unwrap(), None);
+        assert_eq!(store.hold(id, u(1), voucher(1), 1).unwrap(), None);
+        store.session_or_insert(id, open(100)).unwrap();
+        store
+            .hold(id, u(10), voucher(10), 2)
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        // a second first sight keeps what is there
+        let again = store.session_or_insert(id, open(999)).unwrap();
+        assert_eq!((again.deposit, again.held), (u(100), u(10)));
+        store
+            .release_hold(CallHold {
+                tx_id: id,
+                max: u(10),
+            })
+            .unwrap();
+        assert_eq!(store.sessions().unwrap().len(), 1);
+        assert_eq!(store.session(id).unwrap().unwrap().held, U256::ZERO);
+    }
+}

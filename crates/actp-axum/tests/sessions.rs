@@ -1,0 +1,490 @@
+//! Calls paid from a session, on a real devnet over real HTTP with a real sled database: vouchers, holds that
+//! never overdraw the deposit, metered charges with chained receipts, the close through the outbox, and every
+//! session refusal.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    missing_docs
+)]
+
+use std::time::Duration;
+
+use actp_axum::{Paywall, Route, SessionConfig, Usage};
+use actp_client::{Devnet, Kernel, OpenSession, Signer};
+use actp_core::{
+    Amount, B256, State, U256,
+    authorization::{AuthorizationHeader, RequestAuthorization},
+    http::{ErrorBody, PricingDocument, RECEIPT_HEADER, TX_ID_HEADER, VOUCHER_HEADER},
+    ids::service_hash,
+    model::CreateParams,
+    proof::content_hash,
+    session::{ReceiptChain, SessionVoucher, SignedReceipt, VoucherHeader},
+};
+use axum::{
+    Router,
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use futures::future::join_all;
+
+/// 0.001 per output "token" (a byte of the answer), at most 0.05 per call.
+const CHAT_METER: &str = "out=0.001,max=0.05";
+const CHAT_MAX: u64 = 50_000;
+/// A flat route: 0.01 per call.
+const ECHO_PRICE: u64 = 10_000;
+
+fn app() -> Router {
+    Router::new()
+        .route(
+            "/v1/chat",
+            post(|body: String| async move {
+                let answer = format!("answer to {body}");
+                let mut response: Response = answer.clone().into_response();
+                response
+                    .extensions_mut()
+                    .insert(Usage::new().with("out", answer.len() as u64));
+                response
+            }),
+        )
+        .route("/v1/echo", post(|body: String| async move { body }))
+}
+
+struct World {
+    devnet: Devnet,
+    provider: Kernel,
+    consumer: Kernel,
+    signer: Signer,
+    paywall: Paywall,
+    url: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn world(min_deposit: Amount) -> World {
+    let devnet = Devnet::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let provider = devnet.kernel(1).await.unwrap();
+    let paywall = Paywall::builder(provider.clone())
+        .data_dir(dir.path())
+        .route(
+            Route::post("/v1/chat")
+                .metered(CHAT_METER.parse().unwrap())
+                .service("chat"),
+        )
+        .route(
+            Route::post("/v1/echo")
+                .flat(Amount::from_base_units(ECHO_PRICE.into()))
+                .service("echo"),
+        )
+        .sessions(Some(SessionConfig {
+            min_deposit,
+            check_every: Duration::from_millis(200),
+            used_up_close: Duration::from_secs(1),
+            ..SessionConfig::default()
+        }))
+        .build()
+        .await
+        .unwrap();
+    let url = actp_e2e::serve(app().layer(paywall.layer())).await;
+    World {
+        consumer: devnet.kernel(2).await.unwrap(),
+        signer: devnet.signer(2),
+        provider,
+        paywall,
+        url,
+        http: reqwest::Client::new(),
+        devnet,
+        _dir: dir,
+    }
+}
+
+impl World {
+    async fn open(&self, deposit: u64, service: &str) -> B256 {
+        let now = self.devnet.now().await.unwrap();
+        self.consumer
+            .pay_session(&OpenSession {
+                provider: self.provider.signer_address().unwrap(),
+                deposit: U256::from(deposit),
+                deadline: now + 86_400,
+                dispute_window: 3_600,
+                service_hash: service_hash(service),
+                grace: 600,
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn voucher(
+        &self,
+        signer: &Signer,
+        id: B256,
+        cumulative: u64,
+        path: &str,
+        body: &str,
+    ) -> String {
+        let v = SessionVoucher::for_request(
+            id,
+            U256::from(cumulative),
+            "POST",
+            path,
+            content_hash(body.as_bytes()),
+            wall_clock() + 120,
+        );
+        let sig = signer
+            .sign_hash(&v.signing_hash(&self.provider.domain()))
+            .await
+            .unwrap();
+        VoucherHeader::from_signature(&v, sig).to_string()
+    }
+
+    async fn call(&self, id: B256, cumulative: u64, path: &str, body: &str) -> reqwest::Response {
+        self.call_as(&self.signer, id, cumulative, path, body).await
+    }
+
+    async fn call_as(
+        &self,
+        signer: &Signer,
+        id: B256,
+        cumulative: u64,
+        path: &str,
+        body: &str,
+    ) -> reqwest::Response {
+        let voucher = self.voucher(signer, id, cumulative, path, body).await;
+        self.http
+            .post(format!("{}{path}", self.url))
+            .header(TX_ID_HEADER, id.to_string())
+            .header(VOUCHER_HEADER, voucher)
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn ask_close(&self, id: B256, cumulative: u64) -> reqwest::Response {
+        let voucher = self
+            .voucher(&self.signer, id, cumulative, "/sessions/close", "")
+            .await;
+        self.http
+            .post(format!("{}/sessions/close", self.url))
+            .header(TX_ID_HEADER, id.to_string())
+            .header(VOUCHER_HEADER, voucher)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn state(&self, id: B256) -> State {
+        self.consumer.get(id).await.unwrap().state
+    }
+}
+
+fn wall_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+async fn refusal(response: reqwest::Response) -> (u16, ErrorBody) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")),
+    )
+}
+
+#[tokio::test]
+async fn a_session_pays_many_metered_calls_with_chained_receipts_and_closes_once() {
+    let w = world(Amount::from_tokens(1)).await;
+    let me = w.paywall.provider();
+    // The pricing document and a 402 advertise the session terms.
+    let pricing: PricingDocument = w
+        .http
+        .get(format!("{}/pricing", w.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let offer = pricing.terms.session.clone().unwrap();
+    assert_eq!(offer.service_hash, service_hash("session"));
+    assert_eq!(offer.min_deposit, "1000000");
+    let chat = pricing
+        .routes
+        .iter()
+        .find(|r| r.path == "/v1/chat")
+        .unwrap();
+    assert_eq!(
+        (chat.pricing.as_str(), chat.amount.as_deref()),
+        ("metered", Some("50000"))
+    );
+    assert_eq!(chat.units.as_ref().unwrap()["out"], "0.001");
+    assert!(chat.sessions);
+    let (status, unpaid) = refusal(
+        w.http
+            .post(format!("{}/v1/chat", w.url))
+            .body("hi")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 402);
+    assert_eq!(unpaid.payment.unwrap().terms.session.unwrap(), offer);
+
+    let id = w.open(2_000_000, &offer.service).await;
+    let mut chain = ReceiptChain::new(id, me, w.provider.domain());
+    for (i, body) in ["one", "two", "three", "four", "five"].iter().enumerate() {
+        let path = if i % 2 == 0 { "/v1/chat" } else { "/v1/echo" };
+        let max = if i % 2 == 0 { CHAT_MAX } else { ECHO_PRICE };
+        let cumulative = chain.charged().to::<u64>() + max;
+        let response = w.call(id, cumulative, path, body).await;
+        assert_eq!(response.status(), 200);
+        let receipt =
+            SignedReceipt::from_header(response.headers()[RECEIPT_HEADER].to_str().unwrap())
+                .unwrap();
+        let answer = response.bytes().await.unwrap();
+        let request_hash =
+            actp_core::authorization::request_hash("POST", path, content_hash(body.as_bytes()));
+        chain
+            .accept(
+                &receipt,
+                U256::from(cumulative),
+                request_hash,
+                content_hash(&answer),
+            )
+            .unwrap();
+        // metered: one base unit per 0.001 x bytes of the answer; flat: the price
+        let expected = if i % 2 == 0 {
+            1_000 * answer.len() as u64
+        } else {
+            ECHO_PRICE
+        };
+        assert_eq!(receipt.receipt.charge, U256::from(expected));
+        assert_eq!(
+            receipt.receipt.remaining,
+            U256::from(2_000_000) - chain.charged()
+        );
+    }
+    let charged = chain.charged();
+    let account = w.paywall.session(id).unwrap().unwrap();
+    assert_eq!(
+        (account.charged, account.head, account.in_flight),
+        (charged, chain.head(), 0)
+    );
+
+    // The consumer asks to close; the outbox starts and closes it once, with the chain's head as proof.
+    let asked = w.ask_close(id, charged.to::<u64>()).await;
+    assert_eq!(asked.status(), 202);
+    let (status, closing) = refusal(
+        w.call(id, charged.to::<u64>() + CHAT_MAX, "/v1/chat", "late")
+            .await,
+    )
+    .await;
+    assert_eq!((status, closing.code.as_str()), (409, "session_closed"));
+    actp_e2e::eventually("the session is closed on chain", || async {
+        w.state(id).await == State::Delivered
+    })
+    .await;
+    let terms = w.consumer.session_of(id).await.unwrap().unwrap();
+    assert_eq!(terms.claimed, charged);
+    assert_eq!(
+        w.consumer.recorded_proof_hash(id, 0).await.unwrap(),
+        Some(chain.head())
+    );
+    actp_e2e::eventually("the close is recorded", || async {
+        matches!(
+            w.paywall.session(id).unwrap().unwrap().status,
+            actp_axum::SessionStatus::Closed { tx: Some(_) }
+        )
+    })
+    .await;
+    assert_eq!(w.paywall.outbox_len(), 0);
+
+    // Settlement pays the claim less the fee and refunds the rest.
+    let (consumer_before, provider_before) = (
+        w.devnet.balance_of(w.signer.address()).await.unwrap(),
+        w.devnet.balance_of(me).await.unwrap(),
+    );
+    w.consumer.settle(id).await.unwrap();
+    let fee = charged * U256::from(100) / U256::from(10_000);
+    assert_eq!(
+        w.devnet.balance_of(me).await.unwrap() - provider_before,
+        charged - fee
+    );
+    assert_eq!(
+        w.devnet.balance_of(w.signer.address()).await.unwrap() - consumer_before,
+        U256::from(2_000_000) - charged
+    );
+}
+
+#[tokio::test]
+async fn one_hundred_concurrent_calls_on_a_session_that_covers_37_serve_exactly_37() {
+    let w = world(Amount::from_base_units(100_000)).await;
+    let id = w.open(37 * ECHO_PRICE, "session").await;
+    // The consumer authorizes far more than the deposit: the deposit is what limits.
+    let bodies: Vec<String> = (0..100).map(|i| format!("call {i}")).collect();
+    let responses = join_all(
+        bodies
+            .iter()
+            .map(|body| w.call(id, 100 * ECHO_PRICE, "/v1/echo", body)),
+    )
+    .await;
+    let mut served = 0;
+    let mut used_up = 0;
+    for response in responses {
+        match response.status().as_u16() {
+            200 => served += 1,
+            402 => {
+                let (_, body) = refusal(response).await;
+                assert_eq!(body.code, "session_used_up", "{}", body.message);
+                assert!(
+                    body.message.contains("open a new session"),
+                    "{}",
+                    body.message
+                );
+                used_up += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!((served, used_up), (37, 63));
+    // Used up: the provider closes it by itself, claiming exactly the 37 calls.
+    actp_e2e::eventually("the used-up session is closed", || async {
+        w.state(id).await == State::Delivered
+    })
+    .await;
+    assert_eq!(
+        w.consumer.session_of(id).await.unwrap().unwrap().claimed,
+        U256::from(37 * ECHO_PRICE)
+    );
+}
+
+/// Every session refusal, each against the devnet, in one table.
+#[tokio::test]
+async fn every_session_refusal_has_its_status_code_and_message() {
+    let w = world(Amount::from_base_units(100_000)).await;
+    let me = w.paywall.provider();
+    let stranger = w.devnet.signer(3);
+    let id = w.open(1_000_000, "session").await;
+    let small = w.open(50_000, "session").await;
+    let other_service = w.open(1_000_000, "chat").await;
+    let now = w.devnet.now().await.unwrap();
+    let per_call = w
+        .consumer
+        .pay(&CreateParams::new(
+            me,
+            U256::from(50_000),
+            now + 86_400,
+            3_600,
+            service_hash("echo"),
+        ))
+        .await
+        .unwrap();
+
+    let mut cases: Vec<(&str, reqwest::Response, u16, &str)> = vec![
+        (
+            "voucher on a per-call transaction",
+            w.call(per_call, ECHO_PRICE, "/v1/echo", "x").await,
+            400,
+            "not_a_session",
+        ),
+        (
+            "deposit below the minimum",
+            w.call(small, ECHO_PRICE, "/v1/echo", "x").await,
+            402,
+            "session_terms_refused",
+        ),
+        (
+            "session for another service",
+            w.call(other_service, ECHO_PRICE, "/v1/echo", "x").await,
+            402,
+            "session_terms_refused",
+        ),
+        (
+            "voucher signed by a stranger",
+            w.call_as(&stranger, id, ECHO_PRICE, "/v1/echo", "x").await,
+            401,
+            "unauthorized",
+        ),
+        (
+            "voucher below the call's maximum",
+            w.call(id, ECHO_PRICE - 1, "/v1/echo", "x").await,
+            402,
+            "voucher_below_owed",
+        ),
+    ];
+    // A per-call authorization on a session.
+    let auth = {
+        let request = RequestAuthorization::new(
+            id,
+            "POST",
+            "/v1/echo",
+            content_hash(b"x"),
+            wall_clock() + 60,
+        );
+        let sig = w
+            .signer
+            .sign_hash(&alloy_sol_types::SolStruct::eip712_signing_hash(
+                &request,
+                &w.provider.domain(),
+            ))
+            .await
+            .unwrap();
+        AuthorizationHeader::from_signature(&request, sig).to_string()
+    };
+    let wrong_header = w
+        .http
+        .post(format!("{}/v1/echo", w.url))
+        .header(TX_ID_HEADER, id.to_string())
+        .header(actp_core::http::AUTHORIZATION_HEADER, auth)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    cases.push((
+        "authorization instead of a voucher",
+        wrong_header,
+        400,
+        "voucher_required",
+    ));
+    let malformed = w
+        .http
+        .post(format!("{}/v1/echo", w.url))
+        .header(TX_ID_HEADER, id.to_string())
+        .header(VOUCHER_HEADER, "cum=1; exp=2")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    cases.push((
+        "malformed voucher",
+        malformed,
+        400,
+        "malformed_authorization",
+    ));
+    // Served once, then closed on request: a later call is refused.
+    assert_eq!(w.call(id, ECHO_PRICE, "/v1/echo", "x").await.status(), 200);
+    assert_eq!(w.ask_close(id, ECHO_PRICE).await.status(), 202);
+    cases.push((
+        "closed session",
+        w.call(id, 2 * ECHO_PRICE, "/v1/echo", "y").await,
+        409,
+        "session_closed",
+    ));
+
+    for (what, response, status, code) in cases {
+        let (got, body) = refusal(response).await;
+        assert_eq!(
+            (got, body.code.as_str()),
+            (status, code),
+            "{what}: {}",
+            body.message
+        );
+        assert!(body.message.len() > 30, "{what}: {}", body.message);
+    }
+}
