@@ -3,6 +3,13 @@
 //! `--pass-through` is set, so a route left out by mistake is never served for free. HEAD on a paid GET
 //! route is paid; variants of a paid path are refused even with `--pass-through`. The upstream sees no
 //! `X-AGIRAILS-*` header from the client: only the ones the gateway sets after verifying the payment.
+//!
+//! A route is free, flat (`=0.10`), or metered: `=usage:unit=0.001,max=0.50` charges by the units the upstream
+//! reports in its `X-AGIRAILS-USAGE` response header (`120`, or `in=120, out=350`), and
+//! `=tokens:in=0.000001,out=0.000004,max=0.50` charges an OpenAI-compatible upstream (vLLM, llama.cpp server,
+//! Ollama) by `usage.prompt_tokens` (`in`) and `usage.completion_tokens` (`out`) in its JSON answer. Metered
+//! calls paid from a session cost `min(units x prices, max)`; an answer that reports no usage (a streamed
+//! answer, for one) costs the maximum; a per-call transaction always pays the maximum.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -23,7 +30,10 @@ use crate::{
     context::Ctx,
     error::{CliError, Result},
 };
-use actp_core::Amount;
+use actp_core::{
+    Amount,
+    meter::{Meter, Usage},
+};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -35,8 +45,10 @@ pub(crate) struct GatewayArgs {
     #[arg(long, env = "ACTP_LISTEN", default_value = "127.0.0.1:8402")]
     pub(crate) listen: SocketAddr,
     /// A priced route: "METHOD PATH=PRICE", optionally "@SERVICE" after the price, e.g.
-    /// "POST /v1/summarise=0.10@summarise"; PRICE "free" for a free route. Repeat for each route;
-    /// paths use axum patterns ("/v1/items/{id}").
+    /// "POST /v1/summarise=0.10@summarise"; PRICE "free" for a free route, "usage:unit=0.001,max=0.50" to
+    /// charge by the upstream's X-AGIRAILS-USAGE header, "tokens:in=0.000001,out=0.000004,max=0.50" to charge
+    /// an OpenAI-compatible upstream by the tokens its JSON reports. Repeat for each route; paths use axum
+    /// patterns ("/v1/items/{id}").
     #[arg(long = "route", required = true)]
     pub(crate) routes: Vec<RouteSpec>,
     /// Shortest time before a transaction's deadline that the gateway accepts.
@@ -59,9 +71,30 @@ pub(crate) struct GatewayArgs {
 pub(crate) struct RouteSpec {
     pub(crate) method: http::Method,
     pub(crate) path: String,
-    /// `None`: free.
-    pub(crate) price: Option<Amount>,
+    pub(crate) price: GatewayPrice,
     pub(crate) service: Option<String>,
+}
+
+/// How a gateway route is priced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum GatewayPrice {
+    Free,
+    Flat(Amount),
+    /// Charged by the units in the upstream's `X-AGIRAILS-USAGE` header.
+    Usage(Meter),
+    /// Charged by the tokens in an OpenAI-compatible JSON answer (`in`, `out`).
+    Tokens(Meter),
+}
+
+impl std::fmt::Display for GatewayPrice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GatewayPrice::Free => f.write_str("free"),
+            GatewayPrice::Flat(a) => write!(f, "{a}"),
+            GatewayPrice::Usage(m) => write!(f, "usage:{m}"),
+            GatewayPrice::Tokens(m) => write!(f, "tokens:{m}"),
+        }
+    }
 }
 
 impl std::str::FromStr for RouteSpec {
@@ -74,10 +107,8 @@ impl std::str::FromStr for RouteSpec {
             )
         };
         let (method, rest) = s.trim().split_once(' ').ok_or_else(|| bad("no method"))?;
-        let (path, price) = rest
-            .trim()
-            .rsplit_once('=')
-            .ok_or_else(|| bad("no price"))?;
+        // Paths have no `=`; metered prices do.
+        let (path, price) = rest.trim().split_once('=').ok_or_else(|| bad("no price"))?;
         let path = path.trim();
         if !path.starts_with('/') {
             return Err(bad("the path must start with /"));
@@ -91,9 +122,20 @@ impl std::str::FromStr for RouteSpec {
             Some(_) => return Err(bad("empty service name after @")),
             None => (price, None),
         };
+        let meter = |m: &str| m.parse::<Meter>().map_err(|e| bad(&e.to_string()));
         let price = match price.trim() {
-            p if p.eq_ignore_ascii_case("free") => None,
-            p => Some(p.parse::<Amount>().map_err(|e| bad(&e.to_string()))?),
+            p if p.eq_ignore_ascii_case("free") => GatewayPrice::Free,
+            p if p.starts_with("usage:") => GatewayPrice::Usage(meter(&p["usage:".len()..])?),
+            p if p.starts_with("tokens:") => {
+                let m = meter(&p["tokens:".len()..])?;
+                if let Some(unit) = m.rates.keys().find(|u| *u != "in" && *u != "out") {
+                    return Err(bad(&format!(
+                        "token prices are `in` and `out`, not `{unit}`"
+                    )));
+                }
+                GatewayPrice::Tokens(m)
+            }
+            p => GatewayPrice::Flat(p.parse::<Amount>().map_err(|e| bad(&e.to_string()))?),
         };
         Ok(RouteSpec {
             method,
@@ -132,8 +174,12 @@ pub(crate) async fn run(ctx: &Ctx, args: GatewayArgs) -> Result<()> {
         });
     for spec in &args.routes {
         let mut route = Route::new(spec.method.clone(), spec.path.clone());
-        if let Some(price) = spec.price {
-            route = route.flat(price);
+        match &spec.price {
+            GatewayPrice::Free => {}
+            GatewayPrice::Flat(price) => route = route.flat(*price),
+            GatewayPrice::Usage(meter) | GatewayPrice::Tokens(meter) => {
+                route = route.metered(meter.clone());
+            }
         }
         if let Some(service) = &spec.service {
             route = route.service(service.clone());
@@ -169,8 +215,7 @@ pub(crate) async fn run(ctx: &Ctx, args: GatewayArgs) -> Result<()> {
             paywall.provider()
         );
         for r in &args.routes {
-            let price = r.price.map_or_else(|| "free".to_owned(), |p| p.to_string());
-            text.push_str(&format!("  {} {}  {price}\n", r.method, r.path));
+            text.push_str(&format!("  {} {}  {}\n", r.method, r.path, r.price));
         }
         text.push_str("  GET /pricing  how to pay");
         text
@@ -229,14 +274,20 @@ fn router(specs: &[RouteSpec], pass_through: bool, upstream: Upstream) -> Result
             ))
         })?;
         let entry = by_path.remove(spec.path.as_str()).unwrap_or_default();
-        by_path.insert(&spec.path, entry.on(filter, forward));
+        let metering = Metering::of(&spec.price);
+        by_path.insert(
+            &spec.path,
+            entry.on(filter, move |state: State<Upstream>, req: Request| {
+                forward(state, req, metering.clone())
+            }),
+        );
     }
     let mut router = Router::new();
     for (path, methods) in by_path {
         router = router.route(path, methods);
     }
     router = if pass_through {
-        router.fallback(forward)
+        router.fallback(|state: State<Upstream>, req: Request| forward(state, req, None))
     } else {
         router.fallback(not_listed)
     };
@@ -298,7 +349,76 @@ fn upstream_headers(inbound: &HeaderMap, payment: Option<&Payment>) -> HeaderMap
     headers
 }
 
-async fn forward(State(upstream): State<Upstream>, req: Request) -> Response {
+/// How a metered route learns the usage of a call from the upstream's answer.
+#[derive(Debug, Clone)]
+enum Metering {
+    /// `X-AGIRAILS-USAGE` response header.
+    Header(Meter),
+    /// `usage.prompt_tokens` / `usage.completion_tokens` in a JSON answer.
+    OpenAi(Meter),
+}
+
+impl Metering {
+    fn of(price: &GatewayPrice) -> Option<Metering> {
+        match price {
+            GatewayPrice::Usage(m) => Some(Metering::Header(m.clone())),
+            GatewayPrice::Tokens(m) => Some(Metering::OpenAi(m.clone())),
+            GatewayPrice::Free | GatewayPrice::Flat(_) => None,
+        }
+    }
+
+    /// The call's usage from the answer; when the answer reports none, enough to cost the maximum.
+    fn usage(&self, headers: &HeaderMap, body: &[u8]) -> Usage {
+        let (meter, reported) = match self {
+            Metering::Header(m) => (m, header_usage(headers)),
+            Metering::OpenAi(m) => (m, openai_usage(body)),
+        };
+        reported.unwrap_or_else(|| {
+            tracing::warn!("the upstream reported no usage: the call costs its maximum");
+            meter
+                .rates
+                .keys()
+                .fold(Usage::new(), |u, unit| u.with(unit, u64::MAX))
+        })
+    }
+}
+
+/// `X-AGIRAILS-USAGE: 120` (the single unit) or `in=120, out=350`.
+fn header_usage(headers: &HeaderMap) -> Option<Usage> {
+    let value = headers.get(USAGE_HEADER)?.to_str().ok()?.trim();
+    if let Ok(n) = value.parse::<u64>() {
+        return Some(Usage::units(n));
+    }
+    value.split(',').try_fold(Usage::new(), |usage, part| {
+        let (unit, n) = part.split_once('=')?;
+        Some(usage.with(unit.trim(), n.trim().parse().ok()?))
+    })
+}
+
+/// `{"usage": {"prompt_tokens": 12, "completion_tokens": 34}}` as OpenAI-compatible servers answer.
+fn openai_usage(body: &[u8]) -> Option<Usage> {
+    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let usage = json.get("usage")?;
+    let count = |name: &str| usage.get(name).and_then(serde_json::Value::as_u64);
+    let (prompt, completion) = (count("prompt_tokens"), count("completion_tokens"));
+    if prompt.is_none() && completion.is_none() {
+        return None;
+    }
+    Some(
+        Usage::new()
+            .with("in", prompt.unwrap_or(0))
+            .with("out", completion.unwrap_or(0)),
+    )
+}
+
+/// The response header an upstream reports a metered call's usage in.
+const USAGE_HEADER: &str = "x-agirails-usage";
+
+async fn forward(
+    State(upstream): State<Upstream>,
+    req: Request,
+    metering: Option<Metering>,
+) -> Response {
     let (parts, body) = req.into_parts();
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let Ok(body) = axum::body::to_bytes(body, BODY_LIMIT).await else {
@@ -335,11 +455,18 @@ async fn forward(State(upstream): State<Upstream>, req: Request) -> Response {
     let status = response.status();
     let mut out_headers = HeaderMap::new();
     copy_headers(response.headers(), &mut out_headers);
+    let usage_headers = out_headers.clone();
+    // The usage report is for the gateway, not the client.
+    out_headers.remove(USAGE_HEADER);
     match response.bytes().await {
         Ok(bytes) => {
+            let usage = metering.map(|m| m.usage(&usage_headers, &bytes));
             let mut out = Response::new(Body::from(bytes));
             *out.status_mut() = status;
             *out.headers_mut() = out_headers;
+            if let Some(usage) = usage {
+                out.extensions_mut().insert(usage);
+            }
             out
         }
         Err(_) => bad_gateway(
@@ -406,16 +533,34 @@ mod tests {
         let r: RouteSpec = "post /v1/summarise=0.10@summarise".parse().unwrap();
         assert_eq!(r.method, http::Method::POST);
         assert_eq!(r.path, "/v1/summarise");
-        assert_eq!(r.price, Some(Amount::from_base_units(100_000)));
+        assert_eq!(
+            r.price,
+            GatewayPrice::Flat(Amount::from_base_units(100_000))
+        );
         assert_eq!(r.service.as_deref(), Some("summarise"));
         let free: RouteSpec = "GET /health=free".parse().unwrap();
-        assert_eq!(free.price, None);
+        assert_eq!(free.price, GatewayPrice::Free);
+        let tokens: RouteSpec =
+            "POST /v1/chat/completions=tokens:in=0.000001,out=0.000004,max=0.50@chat"
+                .parse()
+                .unwrap();
+        assert_eq!(tokens.path, "/v1/chat/completions");
+        assert_eq!(tokens.service.as_deref(), Some("chat"));
+        assert_eq!(
+            tokens.price.to_string(),
+            "tokens:in=0.000001,out=0.000004,max=0.50"
+        );
+        let usage: RouteSpec = "POST /v1/render=usage:unit=0.001,max=1".parse().unwrap();
+        assert!(matches!(usage.price, GatewayPrice::Usage(_)));
         for bad in [
             "/v1/x=0.10",
             "POST v1=0.10",
             "POST /v1",
             "POST /v1=abc",
             "POST /v1=0.10@",
+            "POST /v1=tokens:in=0.1",
+            "POST /v1=tokens:images=0.1,max=1",
+            "POST /v1=usage:max=1",
         ] {
             assert!(
                 bad.parse::<RouteSpec>()
@@ -424,5 +569,34 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn usage_is_read_from_the_header_or_the_openai_answer_and_missing_usage_costs_the_maximum() {
+        let meter: Meter = "in=0.000001,out=0.000004,max=0.50".parse().unwrap();
+        let openai = Metering::OpenAi(meter.clone());
+        let body = br#"{"id":"x","usage":{"prompt_tokens":1200,"completion_tokens":350,"total_tokens":1550}}"#;
+        let usage = openai.usage(&HeaderMap::new(), body);
+        assert_eq!((usage.get("in"), usage.get("out")), (1200, 350));
+        assert_eq!(meter.charge(&usage), Amount::from_base_units(2_600));
+        for silent in [
+            &b"not json"[..],
+            br#"{"usage":{}}"#,
+            b"data: {\"usage\":1}\n\n",
+        ] {
+            assert_eq!(
+                meter.charge(&openai.usage(&HeaderMap::new(), silent)),
+                meter.max
+            );
+        }
+        let header = Metering::Header("unit=0.001,max=1.00".parse().unwrap());
+        let mut headers = HeaderMap::new();
+        headers.insert(USAGE_HEADER, HeaderValue::from_static("120"));
+        assert_eq!(header.usage(&headers, b"").get(Meter::UNIT), 120);
+        headers.insert(USAGE_HEADER, HeaderValue::from_static("in=3, out=4"));
+        let pairs = header.usage(&headers, b"");
+        assert_eq!((pairs.get("in"), pairs.get("out")), (3, 4));
+        headers.insert(USAGE_HEADER, HeaderValue::from_static("lots"));
+        assert_eq!(header.usage(&headers, b"").get(Meter::UNIT), u64::MAX);
     }
 }
