@@ -62,6 +62,15 @@ check-package:
 # names), and asking the index again for each crate costs about 5 s apiece for nothing. --allow-dirty: this checks
 # that the crates pack and build, so it must also pass on the uncommitted work `make test` is run on before a
 # commit; `cargo publish` still refuses a dirty tree by itself.
+# The verification builds each crate against the others' packed versions, which cargo serves from a temporary
+# registry: it unpacks them into $CARGO_HOME/registry/src/-<hash>/ once and never checks a registry crate's
+# files again (registry crates are immutable), so after a change under the same version it would build against
+# the stale copy and its stale build (a crate would pass or fail for code it does not contain). Both are removed
+# first: the unpacked copies, and the builds whose dep-info lists no source file (only registry builds do).
+	rm -rf "$${CARGO_HOME:-$$HOME/.cargo}"/registry/src/-*/actp-*
+	@for f in target/debug/.fingerprint/actp-*/dep-lib-*; do \
+	  [ -f "$$f" ] && [ "$$(stat -c %s "$$f")" -le 16 ] && rm -rf "$$(dirname "$$f")"; \
+	done; true
 	cargo package --locked --offline --allow-dirty $(addprefix -p ,$(LIBRARY_CRATES))
 
 ## abi: regenerate crates/actp-client/abi/*.json (read by the Rust bindings) from a fresh forge build
