@@ -505,6 +505,12 @@ impl Paywall {
         Ok(queued)
     }
 
+    /// How many times the database was flushed to disk. Requests that wait for a flush at the same time
+    /// share one (group commit), so under load this grows slower than the requests served.
+    pub fn disk_flushes(&self) -> u64 {
+        self.inner.store.flushes()
+    }
+
     /// How many deliveries wait in the outbox.
     pub fn outbox_len(&self) -> usize {
         self.inner.outbox.store.outbox_len()

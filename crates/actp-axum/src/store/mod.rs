@@ -102,6 +102,21 @@ pub(crate) struct Store {
     claims: sled::Tree,
     outbox: sled::Tree,
     sessions: sled::Tree,
+    commit: std::sync::Arc<GroupCommit>,
+}
+
+/// Group commit: the writes of every request waiting to be made durable go to disk in one flush. A caller
+/// asks after its writes; its writes are durable once a flush that began after it asked has finished.
+#[derive(Default)]
+struct GroupCommit {
+    /// Numbers the requests, in the order they asked.
+    asked: std::sync::atomic::AtomicU64,
+    /// The highest request a finished flush covers.
+    covered: std::sync::atomic::AtomicU64,
+    /// One flush at a time; the others wait and are usually covered by the next.
+    turn: tokio::sync::Mutex<()>,
+    /// Flushes made (for tests and metrics).
+    flushes: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -111,6 +126,7 @@ impl Store {
             claims: db.open_tree("claims")?,
             outbox: db.open_tree("outbox")?,
             sessions: db.open_tree("sessions")?,
+            commit: std::sync::Arc::default(),
             db,
         })
     }
@@ -258,15 +274,34 @@ impl Store {
         self.outbox.len()
     }
 
-    /// Makes every write so far durable. A blocking `flush` on tokio's blocking pool: sled 0.34's
+    /// Makes every write made before this call durable, sharing one flush with every request that waits at
+    /// the same time (group commit). The flush is a blocking `flush` on tokio's blocking pool: sled 0.34's
     /// `flush_async` runs on sled's own small IO pool, and enough concurrent callers fill that pool with
     /// waiters so the write they wait for never runs.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let commit = &self.commit;
+        let mine = commit.asked.fetch_add(1, SeqCst) + 1;
+        let _turn = commit.turn.lock().await;
+        if commit.covered.load(SeqCst) >= mine {
+            return Ok(()); // a flush that began after this request asked has finished
+        }
+        // Everyone who has asked by now wrote before asking: this flush covers them all.
+        let covers = commit.asked.load(SeqCst);
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.flush())
             .await
             .map_err(|e| StoreError(format!("flush task failed: {e}")))??;
+        commit.flushes.fetch_add(1, SeqCst);
+        commit.covered.fetch_max(covers, SeqCst);
         Ok(())
+    }
+
+    /// How many flushes the store made.
+    pub(crate) fn flushes(&self) -> u64 {
+        self.commit
+            .flushes
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -327,6 +362,44 @@ mod tests {
         let pending = store.pending().unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].1.proof_hash, B256::repeat_byte(5));
+    }
+
+    /// Requests waiting while a flush runs share the next one: twenty served requests that queue behind a
+    /// flush in progress cost one more flush, and each of them returns only after its write is flushed.
+    #[tokio::test]
+    async fn requests_waiting_for_a_flush_share_one() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let turn = store.commit.turn.lock().await; // a flush in progress
+        let waiting: Vec<_> = (0..20u8)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let id = B256::repeat_byte(i);
+                    store.claim(id, B256::ZERO).unwrap();
+                    store.serve(id, B256::repeat_byte(5), false).await.unwrap();
+                })
+            })
+            .collect();
+        actp_e2e::eventually("every request asked for a flush", || async {
+            store.commit.asked.load(SeqCst) == 20
+        })
+        .await;
+        assert_eq!(store.flushes(), 0);
+        drop(turn);
+        for task in waiting {
+            task.await.unwrap();
+        }
+        assert_eq!(store.flushes(), 1, "one flush for all twenty");
+        assert_eq!(store.pending().unwrap().len(), 20);
+        // A request alone still gets its own flush.
+        store.claim(B256::repeat_byte(99), B256::ZERO).unwrap();
+        store
+            .serve(B256::repeat_byte(99), B256::ZERO, false)
+            .await
+            .unwrap();
+        assert_eq!(store.flushes(), 2);
     }
 
     #[test]
