@@ -1,6 +1,7 @@
 //! Content-hash throughput of a 64 MiB deliverable through the streaming `ContentHasher` (64 KiB chunks, as
-//! a file or a response body arrives), side by side with one plain keccak256 over the same bytes.
-//! Run with `make bench`; prints MiB/s for both and their ratio (close to 1 means streaming costs nothing).
+//! a file or a response body arrives), side by side with one plain keccak256 over the same bytes, and with
+//! OpenSSL's SHA3-256 in the same run (`openssl speed`: the same keccak-f1600 permutation and rate, the
+//! machine's reference). Run with `make bench`; prints MiB/s for each and the ratios.
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -50,11 +51,36 @@ fn main() {
         streaming.as_secs_f64() * 1e3
     );
     println!("  ratio streaming/plain    {ratio:8.3} (time; 1.0 = no overhead)");
+    let openssl = openssl_sha3_mib_s();
+    match openssl {
+        Some(reference) => println!(
+            "  OpenSSL SHA3-256         {reference:8.1} MiB/s (64 KiB blocks)\n  ContentHasher / OpenSSL  {:8.3} (throughput; target at least 0.9)",
+            rate(streaming) / reference
+        ),
+        None => println!("  OpenSSL SHA3-256         skipped: `openssl speed` is not available"),
+    }
     let json = format!(
-        "{{\"bytes\":{SIZE},\"chunk\":{CHUNK},\"plain_mib_s\":{:.1},\"streaming_mib_s\":{:.1},\"time_ratio\":{ratio:.3}}}\n",
+        "{{\"bytes\":{SIZE},\"chunk\":{CHUNK},\"plain_mib_s\":{:.1},\"streaming_mib_s\":{:.1},\"time_ratio\":{ratio:.3},\"openssl_sha3_mib_s\":{},\"streaming_over_openssl\":{}}}\n",
         rate(plain),
-        rate(streaming)
+        rate(streaming),
+        openssl.map_or("null".into(), |r| format!("{r:.1}")),
+        openssl.map_or("null".into(), |r| format!("{:.3}", rate(streaming) / r)),
     );
     std::fs::create_dir_all("../../target/bench").ok();
     std::fs::write("../../target/bench/hashing.json", json).ok();
+}
+
+/// OpenSSL's SHA3-256 over 64 KiB blocks for 3 s, in MiB/s (`openssl speed -mr` prints bytes per second).
+fn openssl_sha3_mib_s() -> Option<f64> {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "speed", "-evp", "sha3-256", "-bytes", "65536", "-seconds", "3", "-mr",
+        ])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let line = text.lines().find(|l| l.starts_with("+F:"))?;
+    let bytes_per_s: f64 = line.rsplit(':').next()?.trim().parse().ok()?;
+    Some(bytes_per_s / (1024.0 * 1024.0))
 }

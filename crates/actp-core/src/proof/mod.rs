@@ -37,7 +37,6 @@
 use std::io;
 
 use alloy_primitives::{B256, U256, keccak256};
-use sha3::{Digest, Keccak256};
 
 pub mod aip4;
 mod delivery;
@@ -63,7 +62,8 @@ pub fn content_hash(bytes: &[u8]) -> B256 {
 /// ```
 #[derive(Clone, Default)]
 pub struct ContentHasher {
-    inner: Keccak256,
+    /// alloy's hasher: keccak-asm's assembly permutation (the `asm-keccak` feature).
+    inner: alloy_primitives::Keccak256,
     len: u64,
 }
 
@@ -91,7 +91,7 @@ impl ContentHasher {
 
     /// The content hash of everything fed.
     pub fn finalize(self) -> B256 {
-        B256::from_slice(&self.inner.finalize())
+        self.inner.finalize()
     }
 }
 
