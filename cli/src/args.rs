@@ -16,6 +16,7 @@ use crate::{
         gateway::GatewayArgs,
         pay::{BudgetCommand, CallArgs, UsageArgs},
         proof::ProofCommand,
+        session::SessionCommand,
         settle::SettleArgs,
         token::{BalanceArgs, MintArgs},
         tx::TxCommand,
@@ -90,6 +91,9 @@ pub(crate) enum Command {
     /// Create, fund, inspect and move escrow transactions.
     #[command(subcommand)]
     Tx(TxCommand),
+    /// Sessions: one escrow paying one provider for many calls (open, show, list, top-up, close, end).
+    #[command(subcommand)]
+    Session(SessionCommand),
     /// Token balance of an address (default: the signer).
     Balance(BalanceArgs),
     /// Mint dev tokens (MockUSDC only).

@@ -21,7 +21,7 @@ use actp_core::{
     session::{ReceiptChain, SessionVoucher, SignedReceipt, VoucherHeader},
 };
 use axum::{Json, Router, http::HeaderMap, response::IntoResponse, routing::post};
-use support::{DevnetProcess, start_gateway, terminate, wait_until};
+use support::{DevnetProcess, Run, run, start_gateway, terminate, wait_until};
 
 const PRICES: &str = "in=0.000001,out=0.000004,max=0.05";
 
@@ -54,6 +54,13 @@ async fn upstream() -> String {
             }),
         );
     actp_e2e::serve(app).await
+}
+
+/// The `actp` binary as dev account `account`.
+fn cli(dev: &DevnetProcess, account: usize, args: &[&str]) -> Run {
+    let mut cmd = dev.as_account(account);
+    cmd.args(args);
+    run(cmd)
 }
 
 fn wall_clock() -> u64 {
@@ -198,30 +205,22 @@ async fn the_gateway_sells_tokens_from_a_session_and_the_unspent_deposit_comes_b
     }
     assert_eq!(chain.charged(), expected_total);
 
-    // The consumer asks to close; the gateway closes once with the receipts' total and chain head.
-    let voucher = SessionVoucher::for_request(
-        id,
-        chain.charged(),
-        "POST",
-        "/sessions/close",
-        content_hash(b""),
-        wall_clock() + 120,
+    // `actp session show` reads the session; `actp session close` asks the gateway to close it, which it
+    // does once with the receipts' total and chain head.
+    let shown = cli(&dev, 2, &["--json", "session", "show", &id.to_string()])
+        .ok()
+        .json();
+    assert_eq!(
+        (shown["state"].as_str(), shown["grace"].as_u64()),
+        (Some("COMMITTED"), Some(offer.grace))
     );
-    let signature = signer
-        .sign_hash(&voucher.signing_hash(&consumer.domain()))
-        .await
-        .unwrap();
-    let asked = http
-        .post(format!("{url}/sessions/close"))
-        .header(TX_ID_HEADER, id.to_string())
-        .header(
-            VOUCHER_HEADER,
-            VoucherHeader::from_signature(&voucher, signature).to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(asked.status(), 202);
+    let _ = shown;
+    cli(
+        &dev,
+        2,
+        &["--json", "session", "close", &id.to_string(), "--url", &url],
+    )
+    .ok();
     wait_until("the session closed on chain", || async {
         consumer.get(id).await.unwrap().state == State::Delivered
     })
@@ -252,5 +251,89 @@ async fn the_gateway_sells_tokens_from_a_session_and_the_unspent_deposit_comes_b
         deposit - chain.charged(),
         "the unspent deposit is refunded"
     );
+    let listed = cli(&dev, 2, &["--json", "session", "list"]).ok().json();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["claimed_base_units"], chain.charged().to_string());
+    assert_eq!(listed[0]["state"], "SETTLED");
     terminate(&mut gateway, std::time::Duration::from_secs(10));
+}
+
+/// `actp session open | top-up | end` and the reclaim after the grace period, with no provider running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requester_opens_tops_up_and_ends_a_session_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DevnetProcess::start(dir.path());
+    let provider = dev.address(1);
+    let opened = cli(
+        &dev,
+        2,
+        &[
+            "--json",
+            "session",
+            "open",
+            "--provider",
+            &provider,
+            "--deposit",
+            "2.00",
+            "--grace",
+            "10m",
+        ],
+    )
+    .ok()
+    .json();
+    let id = opened["tx_id"].as_str().unwrap().to_owned();
+    assert_eq!(opened["amount_base_units"], "2000000");
+    assert_eq!(opened["grace"], 600);
+    cli(&dev, 2, &["--json", "session", "top-up", &id, "0.50"]).ok();
+    let shown = cli(&dev, 2, &["--json", "session", "show", &id])
+        .ok()
+        .json();
+    assert_eq!(shown["amount_base_units"], "2500000");
+    // Not a session: a clear usage error.
+    cli(
+        &dev,
+        2,
+        &["session", "show", &format!("0x{}", "11".repeat(32))],
+    )
+    .code(6);
+    cli(&dev, 2, &["--json", "session", "end", &id]).ok();
+    let ended = cli(&dev, 2, &["--json", "session", "show", &id])
+        .ok()
+        .json();
+    let close_by = ended["close_by"].as_u64().unwrap();
+    assert!(close_by > 0);
+    // Before the grace period ends the kernel refuses the reclaim (exit 3, the reason printed).
+    let early = cli(&dev, 2, &["--json", "tx", "cancel", &id]).code(3);
+    assert_eq!(early.error_json()["error"]["kernel_error"], "GracePeriodNotOver");
+    let rpc = dev.str("rpc_url");
+    let client = reqwest::Client::new();
+    for (method, params) in [
+        ("evm_increaseTime", serde_json::json!([601])),
+        ("evm_mine", serde_json::json!([])),
+    ] {
+        client
+            .post(&rpc)
+            .json(
+                &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let before = cli(&dev, 2, &["--json", "balance"]).ok().json();
+    cli(&dev, 2, &["--json", "tx", "cancel", &id]).ok();
+    let after = cli(&dev, 2, &["--json", "balance"]).ok().json();
+    let units = |v: &serde_json::Value| {
+        v["balance_base_units"]
+            .as_str()
+            .unwrap()
+            .parse::<u128>()
+            .unwrap()
+    };
+    assert_eq!(
+        units(&after) - units(&before),
+        2_500_000,
+        "the whole deposit, top-up included"
+    );
 }

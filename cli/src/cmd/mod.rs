@@ -6,6 +6,7 @@ pub(crate) mod devnet;
 pub(crate) mod gateway;
 pub(crate) mod pay;
 pub(crate) mod proof;
+pub(crate) mod session;
 pub(crate) mod settle;
 pub(crate) mod token;
 pub(crate) mod tx;
@@ -17,6 +18,7 @@ pub(crate) async fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Devnet(args) => devnet::run(ctx, args).await,
         Command::Deploy(args) => deploy::run(ctx, args).await,
         Command::Tx(cmd) => tx::run(ctx, cmd).await,
+        Command::Session(cmd) => session::run(ctx, cmd).await,
         Command::Balance(args) => token::balance(ctx, args).await,
         Command::Mint(args) => token::mint(ctx, args).await,
         Command::Proof(cmd) => proof::run(ctx, cmd).await,

@@ -243,11 +243,11 @@ pub(crate) async fn run(ctx: &Ctx, cmd: TxCommand) -> Result<()> {
 /// A transaction as the CLI shows it: amounts in tokens and base units, times in unix seconds.
 #[derive(Debug, Serialize)]
 pub(crate) struct TxView {
-    tx_id: B256,
-    state: String,
+    pub(crate) tx_id: B256,
+    pub(crate) state: String,
     requester: actp_core::Address,
-    provider: actp_core::Address,
-    amount: String,
+    pub(crate) provider: actp_core::Address,
+    pub(crate) amount: String,
     amount_base_units: String,
     deadline: u64,
     created_at: u64,
@@ -283,7 +283,7 @@ impl From<&TransactionRecord> for TxView {
 }
 
 impl TxView {
-    fn human(&self) -> String {
+    pub(crate) fn human(&self) -> String {
         let window = match (self.window_end, self.dispute_window) {
             (Some(end), _) => format!("ends at {end}"),
             (None, Some(w)) => format!("{w}s after delivery"),
@@ -364,7 +364,7 @@ struct Moved {
     gas_used: u64,
 }
 
-async fn moved(ctx: &Ctx, kernel: &Kernel, id: B256, sent: &Sent) -> Result<()> {
+pub(crate) async fn moved(ctx: &Ctx, kernel: &Kernel, id: B256, sent: &Sent) -> Result<()> {
     let state = kernel.get(id).await?.state;
     let out = Moved {
         tx_id: id,
