@@ -14,8 +14,6 @@ abstract contract KernelState is IEscrowKernel, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using Packed for uint256;
 
-    using Packed for uint256;
-
     /// @notice Smallest transaction amount in token base units (0.05 of a 6-decimal token).
     uint256 public constant MIN_AMOUNT = 50_000;
     /// @notice Largest transaction amount in token base units (1e9 of a 6-decimal token).

@@ -4,8 +4,11 @@ pragma solidity ^0.8.24;
 import {Test} from "../utils/Test.sol";
 import {IACTPKernel} from "../../src/interfaces/IACTPKernel.sol";
 import {IEscrowKernel} from "../../src/interfaces/IEscrowKernel.sol";
+import {IKernelSessions} from "../../src/interfaces/IKernelSessions.sol";
 import {BlocklistToken} from "../mocks/Tokens.sol";
+import {HandlerBase} from "./HandlerBase.sol";
 import {KernelHandler} from "./KernelHandler.sol";
+import {SessionActions} from "./SessionActions.sol";
 
 /// @dev forge's invariant runner reads the weighted selector list from `targetSelectors`.
 struct FuzzSelector {
@@ -39,15 +42,17 @@ abstract contract KernelInvariantBase is Test {
 /// its own account of the rules as it goes; these invariants check the kernel's whole state against that
 /// account. Depth is printed by `afterInvariant` (`forge test --mc KernelInvariants -vv`; also written to
 /// target/invariant/depth.txt). Measured with the default profile and seed (the hook runs 257 times for 256
-/// runs), per 100 handler calls (share of runs with at least one): 7.2 created, 5.1 funded, 3.1 delivered, 1.6
-/// settled (94%), 1.3 disputed (91%), 1.2 resolved (87%), 1.5 refunded (91%), 1.4 abandoned unfunded (89%), 1.3
-/// payouts deferred (73%), 0.7 deferred payouts claimed (68%), 1.1 milestones (77%), 1.4 quotes accepted (65%),
-/// 0.35 aliases linked (48%), 0.37 admin transfers (60%), 0.16 fee changes (29%).
+/// runs), per 100 handler calls (share of runs with at least one): 11.3 created (sessions included), 8.5 funded,
+/// 3.8 delivered, 2.1 settled (94%), 1.6 disputed (93%), 1.4 resolved (85%), 3.2 refunded (98%), 1.6 abandoned
+/// unfunded (90%), 1.1 payouts deferred (70%), 0.6 deferred payouts claimed (61%), 0.8 milestones (68%), 1.0
+/// quotes accepted (49%), 0.43 aliases linked (60%), 0.43 admin transfers (67%), 0.12 fee changes (23%); sessions:
+/// 3.0 opened (98%), 0.57 topped up (61%), 1.0 closed with a voucher (84%), 0.51 settled with a refund (61%),
+/// 0.61 ended and reclaimed (70%), 0.39 disputes resolved (53%).
 contract KernelInvariants is KernelInvariantBase {
     string internal constant DEPTH_DIR = "target/invariant";
     string internal constant DEPTH_FILE = "target/invariant/depth.json";
     string internal constant DEPTH_TEXT = "target/invariant/depth.txt";
-    uint256 internal constant COUNTERS = 16;
+    uint256 internal constant COUNTERS = 22;
 
     function setUp() public override {
         super.setUp();
@@ -60,9 +65,10 @@ contract KernelInvariants is KernelInvariantBase {
         targets[0] = address(handler);
     }
 
-    /// @dev Weighted toward progressing existing transactions (`advance` is listed 14 times in 41).
+    /// @dev Weighted toward progressing existing transactions (`advance` is listed 22 times in 67; it drives
+    /// sessions too).
     function targetSelectors() public view returns (FuzzSelector[] memory targets) {
-        bytes4[41] memory weighted = [
+        bytes4[67] memory weighted = [
             KernelHandler.advance.selector,
             KernelHandler.advance.selector,
             KernelHandler.advance.selector,
@@ -77,6 +83,16 @@ contract KernelInvariants is KernelInvariantBase {
             KernelHandler.advance.selector,
             KernelHandler.advance.selector,
             KernelHandler.advance.selector,
+            KernelHandler.advance.selector,
+            KernelHandler.advance.selector,
+            KernelHandler.advance.selector,
+            KernelHandler.advance.selector,
+            KernelHandler.advance.selector,
+            KernelHandler.advance.selector,
+            KernelHandler.advance.selector,
+            KernelHandler.advance.selector,
+            KernelHandler.create.selector,
+            KernelHandler.create.selector,
             KernelHandler.create.selector,
             KernelHandler.create.selector,
             KernelHandler.create.selector,
@@ -85,25 +101,41 @@ contract KernelInvariants is KernelInvariantBase {
             KernelHandler.link.selector,
             KernelHandler.milestone.selector,
             KernelHandler.acceptQuote.selector,
+            KernelHandler.acceptQuote.selector,
             KernelHandler.releaseEscrow.selector,
             KernelHandler.resolve.selector,
             KernelHandler.settleBatch.selector,
+            KernelHandler.claimDeferred.selector,
             KernelHandler.claimDeferred.selector,
             KernelHandler.claimDeferred.selector,
             KernelHandler.setBlocked.selector,
             KernelHandler.setBlocked.selector,
             KernelHandler.setMediator.selector,
             KernelHandler.changeAdmin.selector,
+            KernelHandler.changeAdmin.selector,
             KernelHandler.setPauser.selector,
             KernelHandler.togglePause.selector,
             KernelHandler.changeFee.selector,
             KernelHandler.changeFee.selector,
+            KernelHandler.changeFee.selector,
             KernelHandler.collectFees.selector,
+            KernelHandler.aliasNextId.selector,
             KernelHandler.aliasNextId.selector,
             KernelHandler.warp.selector,
             KernelHandler.warp.selector,
             KernelHandler.warp.selector,
-            KernelHandler.warp.selector
+            KernelHandler.warp.selector,
+            KernelHandler.warp.selector,
+            KernelHandler.warp.selector,
+            SessionActions.openSession.selector,
+            SessionActions.openSession.selector,
+            SessionActions.openSession.selector,
+            SessionActions.topUpSession.selector,
+            SessionActions.closeSession.selector,
+            SessionActions.endSession.selector,
+            SessionActions.reclaimSession.selector,
+            SessionActions.settleSessions.selector,
+            SessionActions.misuseSession.selector
         ];
         bytes4[] memory selectors = new bytes4[](weighted.length);
         for (uint256 i; i < weighted.length; ++i) {
@@ -115,6 +147,7 @@ contract KernelInvariants is KernelInvariantBase {
 
     function invariant_kernelKeepsItsPromises() public {
         _transactions();
+        _sessions();
         _conservation();
         _aliasesAnswerForTheirRequester();
         _governanceMatchesTheGhost();
@@ -129,7 +162,7 @@ contract KernelInvariants is KernelInvariantBase {
         uint256 n = handler.idCount();
         for (uint256 i; i < n; ++i) {
             bytes32 id = handler.ids(i);
-            KernelHandler.Ghost memory g = handler.ghost(id);
+            HandlerBase.Ghost memory g = handler.ghost(id);
             IACTPKernel.TransactionView memory v = kernel.getTransaction(id);
             assertEq(uint256(v.state), g.state, "state (terminal states never change)");
             assertEq(v.amount, g.amount, "amount");
@@ -141,17 +174,57 @@ contract KernelInvariants is KernelInvariantBase {
             if (terminal) assertEq(paidOut, paidIn, "terminal: all paid out");
             assertEq(kernel.remaining(id), terminal ? 0 : paidIn - paidOut, "remaining = in - out");
             assertEq(g.fees, g.paidGross * g.feeBps / 10_000, "one fee on the provider's total");
+            (bool isSession,,,) = kernel.sessionOf(id);
+            assertTrue(isSession == handler.session(id).isSession, "a session iff opened as one");
         }
     }
 
-    /// The kernel holds exactly the live escrows, the accrued fees and the deferred payouts (all by the
-    /// handler's account), and no token is created or lost anywhere.
+    /// Per session (conservation and no overdraw, refunds included): its terms agree with the handler's account;
+    /// the deposit is what the opening and the top-ups pulled; the claim is at most the deposit and at most the
+    /// highest cumulative amount the requester ever signed a voucher for; the provider got at most the claim;
+    /// what was paid out of it never exceeds the deposit, and a terminal session paid out exactly the deposit
+    /// (the provider's gross plus the refunds).
+    function _sessions() internal view {
+        uint256 n = handler.sessionCount();
+        for (uint256 i; i < n; ++i) {
+            bytes32 id = handler.sessionIds(i);
+            HandlerBase.Ghost memory g = handler.ghost(id);
+            HandlerBase.Session memory s = handler.session(id);
+            (bool isSession, uint256 grace, uint256 closeBy, uint256 claimed) = kernel.sessionOf(id);
+            assertTrue(isSession && s.isSession && g.funded, "a funded session");
+            assertEq(grace, s.grace, "grace");
+            assertEq(closeBy, s.closeBy, "end of the grace period");
+            assertEq(claimed, s.claim, "claim");
+            uint256 paidIn = s.opened + s.toppedUp;
+            assertEq(g.amount, paidIn, "deposit = opening + top-ups");
+            assertLe(s.claim, g.amount, "no overdraw: claim <= deposit");
+            assertLe(s.claim, s.signed, "no overdraw: claim <= the highest voucher the requester signed");
+            assertLe(g.paidGross, s.claim, "no overdraw: the provider got at most its claim");
+            assertLe(g.paidGross + g.refunded, paidIn, "no overdraw: out <= deposit");
+            if (g.state == uint8(IACTPKernel.State.SETTLED) || g.state == uint8(IACTPKernel.State.CANCELLED)) {
+                assertEq(g.paidGross + g.refunded, paidIn, "terminal: provider gross + refunds = deposit + top-ups");
+            }
+        }
+    }
+
+    /// The kernel holds exactly the live escrows (sessions' deposits with their top-ups included), the accrued
+    /// fees and the deferred payouts (all by the handler's account); everything escrows took in was paid out
+    /// (to providers, refunds included) or is still held; and no token is created or lost anywhere.
     function _conservation() internal view {
         uint256 held;
+        uint256 tookIn;
+        uint256 paidOut;
         uint256 n = handler.idCount();
         for (uint256 i; i < n; ++i) {
-            held += handler.ghostRemaining(handler.ids(i));
+            bytes32 id = handler.ids(i);
+            held += handler.ghostRemaining(id);
+            HandlerBase.Ghost memory g = handler.ghost(id);
+            if (!g.funded) continue;
+            HandlerBase.Session memory s = handler.session(id);
+            tookIn += s.isSession ? s.opened + s.toppedUp : g.amount;
+            paidOut += g.paidGross + g.refunded;
         }
+        assertEq(tookIn, paidOut + held, "taken in = paid out (refunds included) + held");
         uint256 deferred;
         for (uint256 i; i < 3; ++i) {
             (address r, address p) = (handler.requesters(i), handler.providers(i));
@@ -178,7 +251,7 @@ contract KernelInvariants is KernelInvariantBase {
     function _aliasesAnswerForTheirRequester() internal {
         uint256 n = handler.aliasCount();
         for (uint256 i; i < n; ++i) {
-            KernelHandler.AliasRecord memory a = handler.aliasAt(i);
+            HandlerBase.AliasRecord memory a = handler.aliasAt(i);
             uint256 left = handler.ghostRemaining(a.id);
             (bool active, uint256 held) = kernel.verifyEscrow(a.escrowId, a.requester, handler.ghost(a.id).provider, 0);
             assertEq(held, left, "verifyEscrow by alias: the requester's escrow");
@@ -206,17 +279,19 @@ contract KernelInvariants is KernelInvariantBase {
     }
 
     /// Every funded, non-terminal transaction can be moved to a terminal state: DELIVERED by the requester now,
-    /// COMMITTED and IN_PROGRESS by the provider now and by the requester alone once the deadline passed,
-    /// DISPUTED by the admin (never a party) once its resolver delay is over (at most two days after an admin
-    /// transfer). One exit does not hinder another, so each phase tries them all on one snapshot.
+    /// COMMITTED and IN_PROGRESS by the provider now and by the requester alone once the deadline passed (an
+    /// open session also before it: see `_sessionsEndByWaiting`), DISPUTED by the admin (never a party) once its
+    /// resolver delay is over (at most two days after an admin transfer). One exit does not hinder another, so
+    /// each phase tries them all on one snapshot.
     function _noStrandedFunds() internal {
+        _sessionsEndByWaiting();
         uint256 n = handler.idCount();
         uint256 snap = vm.snapshotState();
         uint256 latest = block.timestamp;
         bool anyDisputed;
         for (uint256 i; i < n; ++i) {
             bytes32 id = handler.ids(i);
-            KernelHandler.Ghost memory g = handler.ghost(id);
+            HandlerBase.Ghost memory g = handler.ghost(id);
             if (!g.funded) continue;
             if (g.state == uint8(IACTPKernel.State.DELIVERED)) {
                 _exit(g.requester, id, IACTPKernel.State.SETTLED, "");
@@ -244,10 +319,51 @@ contract KernelInvariants is KernelInvariantBase {
         vm.warp(latest + 1);
         for (uint256 i; i < n; ++i) {
             bytes32 id = handler.ids(i);
-            KernelHandler.Ghost memory g = handler.ghost(id);
+            HandlerBase.Ghost memory g = handler.ghost(id);
             if (g.state == uint8(IACTPKernel.State.COMMITTED) || g.state == uint8(IACTPKernel.State.IN_PROGRESS)) {
                 _exit(g.requester, id, IACTPKernel.State.CANCELLED, "");
             }
+        }
+        vm.revertToState(snap);
+    }
+
+    /// Every open session ends by its requester alone, by waiting, whatever the provider does: it asks to end
+    /// (unless it already did; at any time, paused or not), and as soon as the grace period is over it cancels
+    /// and gets the whole deposit back (paid, or deferred if the token refuses it). The sessions are cancelled
+    /// in the order their grace periods end, each one second after its own.
+    function _sessionsEndByWaiting() internal {
+        uint256 n = handler.sessionCount();
+        bytes32[] memory open = new bytes32[](n);
+        uint256[] memory closeBy = new uint256[](n);
+        uint256 m;
+        uint256 snap = vm.snapshotState();
+        for (uint256 i; i < n; ++i) {
+            bytes32 id = handler.sessionIds(i);
+            HandlerBase.Ghost memory g = handler.ghost(id);
+            if (g.state != uint8(IACTPKernel.State.COMMITTED) && g.state != uint8(IACTPKernel.State.IN_PROGRESS)) {
+                continue;
+            }
+            (,, uint256 end,) = kernel.sessionOf(id);
+            if (end == 0) {
+                vm.prank(g.requester);
+                (bool ok,) = address(kernel).call(abi.encodeCall(IKernelSessions.endSession, (id)));
+                assertTrue(ok, "a requester can always ask to end its open session");
+                (,, end,) = kernel.sessionOf(id);
+                assertEq(end, block.timestamp + handler.session(id).grace, "the grace period starts now");
+            }
+            uint256 j = m++;
+            for (; j > 0 && closeBy[j - 1] > end; --j) {
+                (open[j], closeBy[j]) = (open[j - 1], closeBy[j - 1]);
+            }
+            (open[j], closeBy[j]) = (id, end);
+        }
+        for (uint256 j; j < m; ++j) {
+            if (closeBy[j] + 1 > block.timestamp) vm.warp(closeBy[j] + 1);
+            HandlerBase.Ghost memory g = handler.ghost(open[j]);
+            uint256 before = token.balanceOf(g.requester) + kernel.deferredOf(g.requester);
+            _exit(g.requester, open[j], IACTPKernel.State.CANCELLED, "");
+            uint256 got = token.balanceOf(g.requester) + kernel.deferredOf(g.requester) - before;
+            assertEq(got, g.amount, "reclaimed: the whole deposit back");
         }
         vm.revertToState(snap);
     }
@@ -295,7 +411,13 @@ contract KernelInvariants is KernelInvariantBase {
             "quotes accepted",
             "aliases linked",
             "admin transfers",
-            "fee changes"
+            "fee changes",
+            "sessions opened",
+            "session top-ups",
+            "sessions closed",
+            "sessions settled with refund",
+            "sessions ended and reclaimed",
+            "session disputes resolved"
         ];
         for (uint256 i = 1; i < COUNTERS; ++i) {
             text = string.concat(
@@ -374,8 +496,31 @@ contract KernelHandlerTest is KernelInvariantBase {
         handler.changeFee(200, 0); // scheduled
         handler.warp(3 days); // a multiple of 8 seconds: the long-jump branch
         handler.changeFee(0, 2); // executed
-        uint256[16] memory c = handler.counts();
-        string[16] memory names = [
+        // Sessions (seeds: requester seed % 3, provider (seed >> 8) % 3; their hashed grace modes keep 1 hour).
+        // ids[6]: requester 0 -> provider 1, topped up, closed with a voucher, settled in a batch with a refund.
+        handler.openSession(458_754, 2_000_000, 10 days, 1 hours, 1 hours);
+        handler.topUpSession(0, 0, (1_000_000 << 8) + 3); // its hashed mode: a plain amount, 1,000,000
+        handler.transition(6, 4, 3, 0); // the provider starts
+        handler.closeSession(0, 0, 600_000 << 8); // a voucher for 600,000, all of it claimed
+        handler.settleSessions(0, 1, 0); // the requester: 600,000 to the provider, 2,400,000 back
+        // ids[7]: requester 1 -> provider 2, ended; reclaimed too early (refused), then after the grace period.
+        handler.openSession(459_010, 1_000_000, 10 days, 1 hours, 1 hours);
+        handler.endSession(1, 1 << 16); // (actor >> 16) % 3 != 0: no reclaim in the same call
+        handler.reclaimSession(1, 3 << 16); // (actor >> 16) % 4 == 3: no waiting; too early, refused
+        handler.warp(3 hours + 1);
+        handler.reclaimSession(1, 3 << 16);
+        // ids[8]: requester 2 -> provider 0 (blocked), v3 delivery and a milestone refused, closed claiming
+        // 400,000, disputed; a resolution above the claim refused, then 200,000 to the provider (deferred).
+        handler.openSession(459_266, 1_000_000, 10 days, 1 hours, 1 hours);
+        handler.transition(8, 4, 3, 0);
+        handler.misuseSession(2, 0);
+        handler.misuseSession(2, 1);
+        handler.closeSession(2, 0, (400_000 << 8) + 32);
+        handler.transition(8, 0, 6, 0);
+        handler.resolve(8, 0, 500_000 << 24); // 500,000 to the provider: refused
+        handler.resolve(8, 0, (200_000 << 24) + 1);
+        uint256[22] memory c = handler.counts();
+        string[22] memory names = [
             "calls",
             "created",
             "funded",
@@ -391,12 +536,23 @@ contract KernelHandlerTest is KernelInvariantBase {
             "quotes accepted",
             "aliases",
             "admin transfers",
-            "fee changes"
+            "fee changes",
+            "sessions opened",
+            "session top-ups",
+            "sessions closed",
+            "sessions settled with refund",
+            "sessions reclaimed",
+            "session disputes resolved"
         ];
-        for (uint256 i; i < 16; ++i) {
+        for (uint256 i; i < 22; ++i) {
             assertGe(c[i], 1, names[i]);
         }
         assertEq(c[13], 2, "two aliases: the shared id and the next id");
-        assertEq(handler.idCount(), 6, "the aliased next id was never created");
+        assertEq(c[16], 3, "three sessions");
+        assertEq(handler.idCount(), 9, "the aliased next id was never created");
+        assertEq(handler.session(handler.ids(6)).claim, 600_000, "the first session's claim");
+        assertEq(handler.ghost(handler.ids(6)).refunded, 2_400_000, "the unclaimed rest of the deposit refunded");
+        assertEq(handler.ghost(handler.ids(7)).state, 7, "the ended session reclaimed (CANCELLED)");
+        assertEq(handler.ghost(handler.ids(8)).paidGross, 200_000, "the disputed session: 200,000 of its claim");
     }
 }
