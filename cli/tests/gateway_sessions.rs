@@ -305,7 +305,10 @@ async fn a_requester_opens_tops_up_and_ends_a_session_from_the_command_line() {
     assert!(close_by > 0);
     // Before the grace period ends the kernel refuses the reclaim (exit 3, the reason printed).
     let early = cli(&dev, 2, &["--json", "tx", "cancel", &id]).code(3);
-    assert_eq!(early.error_json()["error"]["kernel_error"], "GracePeriodNotOver");
+    assert_eq!(
+        early.error_json()["error"]["kernel_error"],
+        "GracePeriodNotOver"
+    );
     let rpc = dev.str("rpc_url");
     let client = reqwest::Client::new();
     for (method, params) in [
