@@ -467,9 +467,28 @@ async fn every_session_refusal_has_its_status_code_and_message() {
         400,
         "malformed_authorization",
     ));
-    // Served once, then closed on request: a later call is refused.
-    assert_eq!(w.call(id, ECHO_PRICE, "/v1/echo", "x").await.status(), 200);
-    assert_eq!(w.ask_close(id, ECHO_PRICE).await.status(), 202);
+    // Served once with the close header (the consumer's last call), then closing: a later call is refused.
+    let voucher = w.voucher(&w.signer, id, ECHO_PRICE, "/v1/echo", "x").await;
+    let last = w
+        .http
+        .post(format!("{}/v1/echo", w.url))
+        .header(TX_ID_HEADER, id.to_string())
+        .header(VOUCHER_HEADER, voucher)
+        .header(actp_axum::CLOSE_HEADER, "1")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(last.status(), 200);
+    assert!(matches!(
+        w.paywall.session(id).unwrap().unwrap().status,
+        actp_axum::SessionStatus::Closing { .. } | actp_axum::SessionStatus::Closed { .. }
+    ));
+    // Asking again through the close path is accepted and changes nothing.
+    let again = w.ask_close(id, ECHO_PRICE).await;
+    assert_eq!(again.status(), 202);
+    let again: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(again["alreadyClosing"], true);
     cases.push((
         "closed session",
         w.call(id, 2 * ECHO_PRICE, "/v1/echo", "y").await,
