@@ -188,27 +188,46 @@ impl AuthorizationHeader {
         now: u64,
         max_validity: u64,
     ) -> Result<(), AuthorizationError> {
-        if now > self.expires_at {
-            return Err(AuthorizationError::Expired {
-                expires_at: self.expires_at,
-                now,
-            });
-        }
-        if self.expires_at > now.saturating_add(max_validity) {
-            return Err(AuthorizationError::TooLongLived {
-                expires_at: self.expires_at,
-                max_seconds: max_validity,
-            });
-        }
-        let signer = self
-            .signature
-            .recover_address_from_prehash(&request.eip712_signing_hash(domain))
-            .map_err(|e| AuthorizationError::BadSignature(e.to_string()))?;
-        if signer != requester {
-            return Err(AuthorizationError::WrongSigner { signer, requester });
-        }
-        Ok(())
+        check_expiry(self.expires_at, now, max_validity)?;
+        check_signer(
+            &self.signature,
+            &request.eip712_signing_hash(domain),
+            requester,
+        )
     }
+}
+
+/// An authorization's expiry at `now`: not past, and at most `max_validity` seconds ahead.
+pub(crate) fn check_expiry(
+    expires_at: u64,
+    now: u64,
+    max_validity: u64,
+) -> Result<(), AuthorizationError> {
+    if now > expires_at {
+        return Err(AuthorizationError::Expired { expires_at, now });
+    }
+    if expires_at > now.saturating_add(max_validity) {
+        return Err(AuthorizationError::TooLongLived {
+            expires_at,
+            max_seconds: max_validity,
+        });
+    }
+    Ok(())
+}
+
+/// `signature` over `hash` recovers to `requester` (one recovery).
+pub(crate) fn check_signer(
+    signature: &Signature,
+    hash: &B256,
+    requester: Address,
+) -> Result<(), AuthorizationError> {
+    let signer = signature
+        .recover_address_from_prehash(hash)
+        .map_err(|e| AuthorizationError::BadSignature(e.to_string()))?;
+    if signer != requester {
+        return Err(AuthorizationError::WrongSigner { signer, requester });
+    }
+    Ok(())
 }
 
 impl fmt::Display for AuthorizationHeader {

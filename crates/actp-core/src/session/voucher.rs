@@ -7,7 +7,7 @@ use alloy_primitives::{Address, B256, Signature, U256};
 use alloy_signer::SignerSync;
 use alloy_sol_types::{Eip712Domain, SolStruct, sol};
 
-use crate::authorization::{AuthorizationError, request_hash};
+use crate::authorization::{AuthorizationError, check_expiry, check_signer, request_hash};
 
 /// Header carrying the voucher of a call paid from a session.
 pub const VOUCHER_HEADER: &str = "x-agirails-voucher";
@@ -140,31 +140,13 @@ impl VoucherHeader {
         now: u64,
         max_validity: u64,
     ) -> Result<(), AuthorizationError> {
-        if now > self.expires_at {
-            return Err(AuthorizationError::Expired {
-                expires_at: self.expires_at,
-                now,
-            });
-        }
-        if self.expires_at > now.saturating_add(max_validity) {
-            return Err(AuthorizationError::TooLongLived {
-                expires_at: self.expires_at,
-                max_seconds: max_validity,
-            });
-        }
+        check_expiry(self.expires_at, now, max_validity)?;
         if self.signature.normalize_s().is_some() {
             return Err(AuthorizationError::BadSignature(
                 "high-s signature: send the low-s form (the kernel refuses high s)".into(),
             ));
         }
-        let signer = self
-            .signature
-            .recover_address_from_prehash(&voucher.signing_hash(domain))
-            .map_err(|e| AuthorizationError::BadSignature(e.to_string()))?;
-        if signer != requester {
-            return Err(AuthorizationError::WrongSigner { signer, requester });
-        }
-        Ok(())
+        check_signer(&self.signature, &voucher.signing_hash(domain), requester)
     }
 }
 
