@@ -125,34 +125,8 @@ impl Outbox {
             return self.close_session(seq, delivery.tx_id, check).await;
         }
         let id = delivery.tx_id;
-        let mut started = delivery.started;
-        if check {
-            match self.kernel.get(id).await {
-                Ok(record) => match record.state {
-                    State::Committed => started = false,
-                    State::InProgress => started = true,
-                    State::Delivered | State::Settled | State::Disputed => {
-                        return self.close(seq, id, false, Ok(None));
-                    }
-                    other => {
-                        return self.close(seq, id, false, Err(format!("transaction is {other}")));
-                    }
-                },
-                Err(e) => return self.transient(id, &e),
-            }
-        }
-        if !started {
-            match self.kernel.start(id).await {
-                Ok(_) => {
-                    if let Err(e) = self.store.mark_started(id) {
-                        tracing::warn!(tx_id = %id, error = %e, "could not record IN_PROGRESS");
-                    }
-                }
-                Err(e) => match e.rejection() {
-                    Some(r) => return self.refused(seq, id, false, r).await,
-                    None => return self.transient(id, &e),
-                },
-            }
+        if let Err(attempt) = self.started(seq, id, false, delivery.started, check).await {
+            return attempt;
         }
         match self.kernel.deliver(id, 0, Some(delivery.proof_hash)).await {
             Ok(sent) => {
@@ -180,34 +154,8 @@ impl Outbox {
             // Calls still running will add their charges: close after them.
             return Attempt::Retry;
         }
-        let mut started = state.started;
-        if check {
-            match self.kernel.get(id).await {
-                Ok(record) => match record.state {
-                    State::Committed => started = false,
-                    State::InProgress => started = true,
-                    State::Delivered | State::Settled | State::Disputed => {
-                        return self.close(seq, id, true, Ok(None));
-                    }
-                    other => {
-                        return self.close(seq, id, true, Err(format!("session is {other}")));
-                    }
-                },
-                Err(e) => return self.transient(id, &e),
-            }
-        }
-        if !started {
-            match self.kernel.start(id).await {
-                Ok(_) => {
-                    if let Err(e) = self.store.mark_session_started(id) {
-                        tracing::warn!(tx_id = %id, error = %e, "could not record IN_PROGRESS");
-                    }
-                }
-                Err(e) => match e.rejection() {
-                    Some(r) => return self.refused(seq, id, true, r).await,
-                    None => return self.transient(id, &e),
-                },
-            }
+        if let Err(attempt) = self.started(seq, id, true, state.started, check).await {
+            return attempt;
         }
         let sent = match (&state.best, state.charged.is_zero()) {
             (Some(best), false) => {
@@ -232,6 +180,59 @@ impl Outbox {
                 Some(r) => self.refused(seq, id, true, r).await,
                 None => self.transient(id, &e),
             },
+        }
+    }
+
+    /// Makes sure `id` is IN_PROGRESS before its delivery or close: after any doubt (`check`) the chain says
+    /// whether this provider's start landed (or the transaction moved on without us, which ends the entry);
+    /// otherwise `started` does. `Err` is what this attempt came to instead.
+    async fn started(
+        &self,
+        seq: u64,
+        id: B256,
+        session: bool,
+        mut started: bool,
+        check: bool,
+    ) -> Result<(), Attempt> {
+        if check {
+            match self.kernel.get(id).await {
+                Ok(record) => match record.state {
+                    State::Committed => started = false,
+                    State::InProgress => started = true,
+                    State::Delivered | State::Settled | State::Disputed => {
+                        return Err(self.close(seq, id, session, Ok(None)));
+                    }
+                    other => {
+                        return Err(self.close(
+                            seq,
+                            id,
+                            session,
+                            Err(format!("transaction is {other}")),
+                        ));
+                    }
+                },
+                Err(e) => return Err(self.transient(id, &e)),
+            }
+        }
+        if started {
+            return Ok(());
+        }
+        match self.kernel.start(id).await {
+            Ok(_) => {
+                let recorded = if session {
+                    self.store.mark_session_started(id)
+                } else {
+                    self.store.mark_started(id)
+                };
+                if let Err(e) = recorded {
+                    tracing::warn!(tx_id = %id, error = %e, "could not record IN_PROGRESS");
+                }
+                Ok(())
+            }
+            Err(e) => Err(match e.rejection() {
+                Some(r) => self.refused(seq, id, session, r).await,
+                None => self.transient(id, &e),
+            }),
         }
     }
 
