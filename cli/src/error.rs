@@ -186,9 +186,11 @@ impl From<actp_pay::PayError> for CliError {
             Unreachable { .. } | ProviderFailed { .. } => CliError::network(e.to_string()),
             Unconfirmed { .. } => CliError::timeout(e.to_string()),
             WrongKernel { .. } | AlreadyServed { .. } => CliError::usage(e.to_string()),
-            BadInstructions { .. } | Refused { .. } | DeliveryMismatch { .. } => {
-                CliError::failure(e.to_string())
-            }
+            BadInstructions { .. }
+            | Refused { .. }
+            | DeliveryMismatch { .. }
+            | BadReceipt { .. }
+            | SessionRefused { .. } => CliError::failure(e.to_string()),
         }
     }
 }

@@ -113,6 +113,13 @@ pub struct SessionOffer {
     pub idle_close: u64,
     /// How long before the deadline the provider closes a session by itself, in seconds.
     pub close_margin: u64,
+    /// Where the requester `POST`s (with a voucher over that request) to have its session closed now.
+    #[serde(default = "default_close_path")]
+    pub close_path: String,
+}
+
+fn default_close_path() -> String {
+    "/sessions/close".into()
 }
 
 /// The price and service of one route.
@@ -178,6 +185,10 @@ pub struct PaymentInstructions {
     pub service_hash: B256,
     /// The earliest acceptable deadline (unix seconds) if the request were sent now.
     pub min_deadline: u64,
+    /// Whether a session (the `session` terms) may pay for this request instead of an escrow of its own;
+    /// `amount` is then the most one call may cost.
+    #[serde(default)]
+    pub sessions: bool,
 }
 
 impl PaymentInstructions {
@@ -238,6 +249,7 @@ mod tests {
             service: "generate".into(),
             service_hash: crate::ids::service_hash("generate"),
             min_deadline: 1_700_000_300,
+            sessions: false,
         };
         let json = serde_json::to_value(&instructions).unwrap();
         assert_eq!(json["chainId"], 31337);

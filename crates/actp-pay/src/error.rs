@@ -128,4 +128,27 @@ pub enum PayError {
         /// Its escrow.
         tx_id: B256,
     },
+    /// A call paid from a session came back without a receipt that checks out (none, or not the
+    /// provider's, out of order, charging more than authorized, naming another call or body). The session
+    /// takes no more calls and is being closed; a claim on chain above the receipts is disputed by
+    /// reconcile.
+    #[error("session {tx_id}: {reason}")]
+    BadReceipt {
+        /// The session.
+        tx_id: B256,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The provider refused a call paid from a session, or failed it, before charging anything.
+    #[error(
+        "the provider refused the call paid from session {tx_id} with {status} ({message}); nothing was charged"
+    )]
+    SessionRefused {
+        /// The session.
+        tx_id: B256,
+        /// The HTTP status.
+        status: u16,
+        /// The provider's message.
+        message: String,
+    },
 }

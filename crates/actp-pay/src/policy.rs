@@ -11,6 +11,9 @@
 //! provider_daily = "2.00"        # each provider, each day
 //! soft_threshold = 80            # percent of any cap: warn when a payment crosses it
 //! max_escrow_ttl = "1h"          # never lock funds longer than this, whatever a provider asks
+//! sessions = true                # pay from a session (one escrow, many calls) where a provider offers one
+//! session_calls = 50             # a session's deposit covers 50 calls at the route's maximum
+//! max_session_deposit = "10"     # and never more than this
 //! deny = ["0x0000000000000000000000000000000000000bad"]
 //!
 //! [providers."0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]
@@ -41,6 +44,9 @@ pub enum PolicyError {
         "max_escrow_ttl {0}s is out of range: give between 5 minutes and 365 days (e.g. \"1h\")"
     )]
     EscrowTtl(u64),
+    /// `session_calls` is out of range.
+    #[error("session_calls {0} is out of range: give from 1 to 1000000 calls")]
+    SessionCalls(u32),
     /// A cap is zero.
     #[error(
         "`{0}` is zero, which would refuse every payment: remove it, or suspend the agent instead"
@@ -100,7 +106,21 @@ pub struct SpendPolicy {
         skip_serializing_if = "Option::is_none"
     )]
     pub max_escrow_ttl: Option<u64>,
+    /// Pay from a session (one escrow for many calls) when a provider offers one for the route (default:
+    /// `false`, an escrow per call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<bool>,
+    /// A new session's deposit covers this many calls at the route's maximum (default 20), and at least the
+    /// provider's minimum deposit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_calls: Option<u32>,
+    /// The largest deposit a session may lock; a route whose deposit would need more is paid per call.
+    #[serde(default, with = "opt_amount", skip_serializing_if = "Option::is_none")]
+    pub max_session_deposit: Option<Amount>,
 }
+
+/// The default number of calls a new session's deposit covers.
+pub const DEFAULT_SESSION_CALLS: u32 = 20;
 
 /// The default longest escrow lifetime, in seconds.
 pub const DEFAULT_MAX_ESCROW_TTL: u64 = 3_600;
@@ -208,7 +228,34 @@ impl SpendPolicy {
         {
             return Err(PolicyError::EscrowTtl(ttl));
         }
+        if let Some(n) = self.session_calls
+            && !(1..=1_000_000).contains(&n)
+        {
+            return Err(PolicyError::SessionCalls(n));
+        }
+        if self.max_session_deposit == Some(Amount::ZERO) {
+            return Err(PolicyError::ZeroCap("max_session_deposit"));
+        }
         Ok(())
+    }
+
+    /// The deposit of a new session for calls costing at most `max` each at a provider asking at least
+    /// `min_deposit`: enough for `session_calls` calls, at least the minimum; `None` when sessions are off or
+    /// that deposit is above `max_session_deposit` even at its smallest (one call, or the minimum).
+    pub fn session_deposit(&self, max: Amount, min_deposit: Amount) -> Option<Amount> {
+        if !self.sessions.unwrap_or(false) {
+            return None;
+        }
+        let calls = u128::from(self.session_calls.unwrap_or(DEFAULT_SESSION_CALLS));
+        let wanted = max
+            .base_units()
+            .saturating_mul(calls)
+            .max(min_deposit.base_units());
+        let smallest = max.base_units().max(min_deposit.base_units());
+        let limit = self
+            .max_session_deposit
+            .map_or(u128::MAX, |a| a.base_units());
+        (smallest <= limit).then(|| Amount::from_base_units(wanted.min(limit)))
     }
 
     /// The cap of `kind`; for per-provider caps, `provider`'s own cap when it has one.
@@ -351,6 +398,43 @@ mod tests {
         let err = SpendPolicy::from_toml("max_escrow_ttl = \"1y\"").unwrap_err();
         assert!(err.to_string().contains("not a duration"), "{err}");
         assert!(SpendPolicy::from_toml("max_escrow_ttl = \"99999999999999999999d\"").is_err());
+    }
+
+    #[test]
+    fn session_deposits_follow_the_policy() {
+        let cent = Amount::from_base_units(10_000);
+        let dollar = Amount::from_tokens(1);
+        let mut policy = SpendPolicy::default();
+        // Off unless allowed.
+        assert_eq!(policy.session_deposit(cent, dollar), None);
+        policy.sessions = Some(true);
+        // 20 calls at 0.50 is 10.00; at a cent it is 0.20, raised to the provider's minimum.
+        assert_eq!(
+            policy.session_deposit(Amount::from_base_units(500_000), dollar),
+            Some(Amount::from_tokens(10))
+        );
+        assert_eq!(policy.session_deposit(cent, dollar), Some(dollar));
+        policy.session_calls = Some(500);
+        assert_eq!(
+            policy.session_deposit(cent, dollar),
+            Some(Amount::from_tokens(5))
+        );
+        // The largest deposit clamps it, and refuses a session it cannot fund at all.
+        policy.max_session_deposit = Some(Amount::from_tokens(2));
+        assert_eq!(
+            policy.session_deposit(cent, dollar),
+            Some(Amount::from_tokens(2))
+        );
+        assert_eq!(policy.session_deposit(Amount::from_tokens(3), dollar), None);
+        // Huge numbers from a provider saturate.
+        assert_eq!(
+            policy.session_deposit(Amount::from_base_units(u128::MAX), Amount::ZERO),
+            None
+        );
+        let bad = SpendPolicy::from_toml("session_calls = 0").unwrap_err();
+        assert_eq!(bad, PolicyError::SessionCalls(0));
+        let bad = SpendPolicy::from_toml("max_session_deposit = \"0\"").unwrap_err();
+        assert_eq!(bad, PolicyError::ZeroCap("max_session_deposit"));
     }
 
     #[test]

@@ -60,6 +60,7 @@ fn instructions(kernel: &Kernel, provider: Address, min_deadline: u64) -> Paymen
         service: "work".into(),
         service_hash: service_hash("work"),
         min_deadline,
+        sessions: false,
     }
 }
 

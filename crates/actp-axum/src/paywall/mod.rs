@@ -295,6 +295,7 @@ impl PaywallBuilder {
                 grace: c.min_grace.as_secs(),
                 idle_close: c.idle_close.as_secs(),
                 close_margin: c.close_margin.as_secs(),
+                close_path: c.close_path.clone(),
             }),
         };
         let mut instructions = vec![
@@ -552,6 +553,7 @@ impl Inner {
             service: route.service.clone(),
             service_hash: route.service_hash(),
             min_deadline: now + self.min_time_to_deadline,
+            sessions: route.sessions && self.sessions.is_some(),
         }
     }
 

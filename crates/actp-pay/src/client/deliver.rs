@@ -22,7 +22,7 @@ use crate::{
 
 /// Why an HTTP exchange with a provider failed, without its URL; an untrusted TLS certificate says so and
 /// names the option that trusts a private CA.
-fn http_failure(e: &reqwest::Error) -> String {
+pub(super) fn http_failure(e: &reqwest::Error) -> String {
     match actp_client::from_reqwest(e) {
         tls @ ClientError::Tls { .. } => tls.to_string(),
         _ => actp_client::redact_urls(&e.to_string()),
@@ -293,16 +293,32 @@ impl PayingClient {
         call: &Call,
         paid: Option<(B256, String)>,
     ) -> Result<PaidResponse, String> {
+        match paid {
+            Some((tx_id, authorization)) => {
+                let headers = [
+                    (TX_ID_HEADER, tx_id.to_string()),
+                    (AUTHORIZATION_HEADER, authorization),
+                ];
+                self.send_with(call, &headers).await
+            }
+            None => self.send_with(call, &[]).await,
+        }
+    }
+
+    /// One HTTP exchange with extra headers.
+    pub(super) async fn send_with(
+        &self,
+        call: &Call,
+        extra: &[(&str, String)],
+    ) -> Result<PaidResponse, String> {
         let mut request = self
             .inner
             .http
             .request(call.method.clone(), &call.url)
             .headers(call.headers.clone())
             .body(call.body.clone());
-        if let Some((tx_id, authorization)) = paid {
-            request = request
-                .header(TX_ID_HEADER, tx_id.to_string())
-                .header(AUTHORIZATION_HEADER, authorization);
+        for (name, value) in extra {
+            request = request.header(*name, value);
         }
         let response = request.send().await.map_err(|e| http_failure(&e))?;
         let status = response.status();
@@ -313,12 +329,13 @@ impl PayingClient {
             headers,
             body,
             payment: None,
+            receipt: None,
         })
     }
 }
 
 /// A provider's `Retry-After` in seconds, capped at 10 s.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let secs: u64 = headers
         .get(http::header::RETRY_AFTER)?
         .to_str()
@@ -330,7 +347,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// The `message` of an ACTP error body, or the body's start.
-fn message_of(body: &[u8]) -> String {
+pub(super) fn message_of(body: &[u8]) -> String {
     serde_json::from_slice::<ErrorBody>(body).map_or_else(
         |_| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
         |b| format!("{}: {}", b.code, b.message),

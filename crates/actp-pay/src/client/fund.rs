@@ -2,9 +2,14 @@
 //! price, and the reservation turned into spend; or, if nothing was created, given back.
 
 use actp_client::ClientError;
-use actp_core::{U256, http::PaymentInstructions, model::CreateParams};
+use actp_client::OpenSession;
+use actp_core::{
+    U256,
+    http::{PaymentInstructions, SessionOffer},
+    model::CreateParams,
+};
 
-use super::{InFlight, PayingClient};
+use super::PayingClient;
 use crate::{
     error::PayError,
     ledger::{Payment, PaymentState},
@@ -19,11 +24,13 @@ fn escrow_deadline(now: u64, ttl: u64, min_deadline: u64, max_ttl: u64) -> u64 {
 }
 
 impl PayingClient {
-    /// Phase two: allowance, last look at the kill switch, `createAndFund`, reservation → spend.
+    /// Phase two: allowance, last look at the kill switch, `createAndFund` (or `openSession` with `session`
+    /// terms), reservation → spend.
     pub(super) async fn fund(
         &self,
         payment: Payment,
         quote: &PaymentInstructions,
+        session: Option<&SessionOffer>,
     ) -> Result<Payment, PayError> {
         let inner = &*self.inner;
         let (agent, key) = (inner.agent, payment.key.clone());
@@ -33,12 +40,7 @@ impl PayingClient {
                 p.note = Some(note);
             })
         };
-        let amount = payment.amount.base_units();
-        let in_flight = {
-            let mut n = inner.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            *n = n.saturating_add(amount);
-            InFlight(inner, amount)
-        };
+        let in_flight = self.in_flight(payment.amount);
         let prepared = async {
             self.top_up_allowance().await?;
             let now = inner.kernel.chain_time().await?;
@@ -56,20 +58,40 @@ impl PayingClient {
             release(refused.to_string())?;
             return Err(refused.into());
         }
+        let ttl = match session {
+            Some(_) => inner.config.session_ttl,
+            None => inner.config.escrow_ttl,
+        };
         let deadline = escrow_deadline(
             now,
-            inner.config.escrow_ttl.as_secs(),
+            ttl.as_secs(),
             quote.min_deadline,
             inner.ledger.policy(agent)?.escrow_ttl_limit(),
         );
-        let terms = CreateParams::new(
-            quote.terms.provider,
-            payment.amount.to_u256(),
-            deadline,
-            inner.config.dispute_window.as_secs(),
-            quote.service_hash,
-        );
-        let created = inner.kernel.create_and_fund(&terms).await;
+        let window = inner.config.dispute_window.as_secs();
+        let created = match session {
+            None => {
+                let terms = CreateParams::new(
+                    quote.terms.provider,
+                    payment.amount.to_u256(),
+                    deadline,
+                    window,
+                    quote.service_hash,
+                );
+                inner.kernel.create_and_fund(&terms).await
+            }
+            Some(offer) => {
+                let terms = OpenSession {
+                    provider: quote.terms.provider,
+                    deposit: payment.amount.to_u256(),
+                    deadline,
+                    dispute_window: window,
+                    service_hash: offer.service_hash,
+                    grace: payment.session.as_ref().map_or(offer.grace, |s| s.grace),
+                };
+                inner.kernel.open_session(&terms).await
+            }
+        };
         drop(in_flight);
         match created {
             Ok(tx_id) => {

@@ -15,12 +15,16 @@
 //!
 //! Steps 1 to 3 are here, 4 in `fund`, 5 and 6 in `deliver`; `reconcile` holds the recovery.
 //!
+//! When the provider offers a session for the route and the agent's policy allows sessions
+//! ([`SpendPolicy::sessions`](crate::SpendPolicy::sessions)), steps 3 to 6 are replaced by `session`: one escrow
+//! (the session) pays many calls, each with a voucher, each answered with a signed receipt.
+//!
 //! [`PayingClient::reconcile`] finishes what a crash or a failed provider left open: it finds escrows of
 //! reservations whose outcome was lost, gives back reservations that never became escrows, reclaims escrows
 //! whose provider never served once their deadline has passed, disputes mismatches and records refunds.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -30,6 +34,7 @@ use actp_core::{
     Address, Amount, U256,
     fee::fee_on,
     http::{ErrorBody, PROTOCOL, PaymentInstructions},
+    session::SessionReceipt,
 };
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -37,6 +42,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 mod deliver;
 mod fund;
 mod reconcile;
+mod session;
 
 pub use reconcile::ReconcileReport;
 
@@ -87,6 +93,11 @@ pub struct PayConfig {
     pub delivery_wait: Duration,
     /// Extra allowance approved beyond what is in flight, to save an `approve` per call (0: exact amounts).
     pub approve_ahead: Amount,
+    /// A session's lifetime: its deadline is this far ahead (within the policy's `max_escrow_ttl`).
+    pub session_ttl: Duration,
+    /// How long a provider asked to close a session may take before [`PayingClient::reconcile`] ends it on
+    /// chain (the provider then still has the session's grace period).
+    pub session_close_wait: Duration,
 }
 
 impl Default for PayConfig {
@@ -101,6 +112,8 @@ impl Default for PayConfig {
             on_mismatch: OnMismatch::Dispute,
             delivery_wait: Duration::from_secs(60),
             approve_ahead: Amount::ZERO,
+            session_ttl: Duration::from_secs(3_600),
+            session_close_wait: Duration::from_secs(120),
         }
     }
 }
@@ -114,8 +127,11 @@ pub struct PaidResponse {
     pub headers: HeaderMap,
     /// Body.
     pub body: Bytes,
-    /// The receipt, as recorded in the ledger.
+    /// The receipt, as recorded in the ledger: the call's escrow, or the session that paid it.
     pub payment: Option<Payment>,
+    /// For a call paid from a session: the provider's receipt (this call's charge, the total charged, what
+    /// remains), checked.
+    pub receipt: Option<SessionReceipt>,
 }
 
 type SoftHook = Arc<dyn Fn(&SoftLimit) + Send + Sync>;
@@ -139,6 +155,8 @@ struct Inner {
     approving: tokio::sync::Mutex<()>,
     /// Idempotency keys of calls running in this process (reconcile leaves them alone).
     running: Mutex<HashSet<String>>,
+    /// The session in use with each provider and service; calls on one session take turns.
+    slots: Mutex<HashMap<(Address, actp_core::B256), session::Slot>>,
 }
 
 impl std::fmt::Debug for PayingClient {
@@ -183,9 +201,17 @@ pub struct CallBuilder {
     body: Bytes,
     key: Option<String>,
     error: Option<String>,
+    session: Option<bool>,
 }
 
 impl CallBuilder {
+    /// Pays from a session (`true`) or with an escrow of its own (`false`), whatever the policy's `sessions`
+    /// says. A provider that offers no session for the route is paid per call.
+    pub fn session(mut self, session: bool) -> Self {
+        self.session = Some(session);
+        self
+    }
+
     /// Adds a header. An invalid name or value fails the call when sent.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         match (
@@ -227,6 +253,7 @@ impl CallBuilder {
             url: self.url,
             headers: self.headers,
             body: self.body,
+            session: self.session,
         };
         self.client.call(&key, &call).await
     }
@@ -242,6 +269,8 @@ struct Call {
     url: String,
     headers: HeaderMap,
     body: Bytes,
+    /// Overrides the policy's `sessions`.
+    session: Option<bool>,
 }
 
 /// The path and query of `url` (what the authorization signs).
@@ -283,6 +312,7 @@ impl PayingClient {
                 in_flight: Mutex::new(0),
                 approving: tokio::sync::Mutex::new(()),
                 running: Mutex::new(HashSet::new()),
+                slots: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -334,6 +364,7 @@ impl PayingClient {
             body: Bytes::new(),
             key: None,
             error: None,
+            session: None,
         }
     }
 
@@ -384,6 +415,9 @@ impl PayingClient {
             quote.method.to_ascii_uppercase(),
             quote.path.split('?').next().unwrap_or_default()
         );
+        if let Some(plan) = self.session_plan(call, &quote, amount, &route)? {
+            return self.call_in_session(call, &quote, &plan).await;
+        }
         let fee = Amount::try_from_u256(fee_on(U256::ZERO, amount.to_u256(), inner.fee_bps))
             .unwrap_or_default();
         let (block, now) = inner.kernel.head().await?;
@@ -410,24 +444,95 @@ impl PayingClient {
             fee,
             block,
             now: unix_now(),
+            session: None,
         })??;
         let payment = match reserved {
             Reserved::Existing(existing) => return self.resume(existing, call).await,
             Reserved::New(payment, soft) => {
-                for limit in &soft {
-                    tracing::warn!(
-                        agent = %limit.agent, cap = %limit.cap, used = %limit.used, limit = %limit.limit,
-                        period = %limit.period, "soft spend threshold crossed"
-                    );
-                    if let Some(hook) = &inner.on_soft {
-                        hook(limit);
-                    }
-                }
+                self.soft_limits(&soft);
                 payment
             }
         };
-        let payment = self.fund(payment, &quote).await?;
+        let payment = self.fund(payment, &quote, None).await?;
         self.deliver(payment, call, false).await
+    }
+
+    /// How to pay from a session, when the provider offers one for this request and the policy (or the call)
+    /// allows it; `None` pays per call. The per-call cap and the provider lists apply to each call.
+    fn session_plan<'q>(
+        &self,
+        call: &Call,
+        quote: &'q PaymentInstructions,
+        max: Amount,
+        route: &str,
+    ) -> Result<Option<session::SessionPlan<'q>>, PayError> {
+        let inner = &*self.inner;
+        let Some(offer) = quote.terms.session.as_ref().filter(|_| quote.sessions) else {
+            return Ok(None);
+        };
+        let mut policy = inner.ledger.policy(inner.agent)?;
+        if let Some(wanted) = call.session {
+            policy.sessions = Some(wanted);
+        }
+        let min_deposit = offer
+            .min_deposit
+            .parse()
+            .map(Amount::from_base_units)
+            .unwrap_or(Amount::ZERO);
+        let Some(deposit) = policy.session_deposit(max, min_deposit) else {
+            return Ok(None);
+        };
+        if !policy.allows(quote.terms.provider) {
+            return Err(BudgetError::ProviderNotAllowed {
+                agent: inner.agent,
+                provider: quote.terms.provider,
+            }
+            .into());
+        }
+        if let Some(limit) = policy.cap(crate::CapKind::PerCall, None)
+            && max > limit
+        {
+            return Err(BudgetError::CapReached {
+                cap: crate::CapKind::PerCall,
+                limit,
+                used: Amount::ZERO,
+                amount: max,
+                period: "this call".into(),
+                provider: None,
+            }
+            .into());
+        }
+        Ok(Some(session::SessionPlan {
+            offer,
+            route: route.to_owned(),
+            max,
+            deposit,
+        }))
+    }
+
+    /// Reports the soft thresholds a reservation crossed.
+    fn soft_limits(&self, soft: &[SoftLimit]) {
+        for limit in soft {
+            tracing::warn!(
+                agent = %limit.agent, cap = %limit.cap, used = %limit.used, limit = %limit.limit,
+                period = %limit.period, "soft spend threshold crossed"
+            );
+            if let Some(hook) = &self.inner.on_soft {
+                hook(limit);
+            }
+        }
+    }
+
+    /// Counts `amount` as allowance needed by an escrow being created, until the guard drops.
+    fn in_flight(&self, amount: Amount) -> InFlight<'_> {
+        let amount = amount.base_units();
+        let mut n = self
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *n = n.saturating_add(amount);
+        InFlight(&self.inner, amount)
     }
 
     /// Reads and checks the payment instructions of a 402.

@@ -1,12 +1,13 @@
 //! Finishing what crashes and failed providers left open: escrows of reservations whose outcome was lost,
 //! reservations that never became escrows, unserved escrows past their deadline, mismatches to dispute.
 
+use actp_client::SessionTerms;
 use actp_core::{Amount, State, U256};
 
 use super::{AfterDelivery, PayingClient};
 use crate::{
     error::PayError,
-    ledger::{Payment, PaymentState},
+    ledger::{Payment, PaymentState, unix_now},
 };
 
 /// What [`PayingClient::reconcile`] did.
@@ -89,6 +90,10 @@ impl PayingClient {
                     }
                 })
             };
+            if payment.session.is_some() && payment.tx_id.is_some() {
+                self.reconcile_session(payment, now, &mut report).await?;
+                continue;
+            }
             let Some(tx_id) = payment.tx_id else {
                 let after = self.recover(payment).await?;
                 match after.state {
@@ -148,5 +153,144 @@ impl PayingClient {
             }
         }
         Ok(report)
+    }
+}
+
+impl PayingClient {
+    /// One session: a call lost in a crash counts at its maximum and closes it; a provider that does not
+    /// close when asked gets the session ended on chain; a claim above the receipts is disputed; the refund
+    /// is recorded when it settles; past its grace period or deadline, the deposit is reclaimed.
+    async fn reconcile_session(
+        &self,
+        payment: Payment,
+        now: u64,
+        report: &mut ReconcileReport,
+    ) -> Result<(), PayError> {
+        let inner = &*self.inner;
+        let Some(account) = payment.session.clone() else {
+            return Ok(());
+        };
+        // A call is running on it in this process: leave it alone.
+        let slot = self.slot(payment.provider, account.service_hash);
+        let Ok(_turn) = slot.try_lock() else {
+            report.waiting += 1;
+            return Ok(());
+        };
+        let mut payment = payment;
+        if account.pending.is_some() {
+            payment = self
+                .lose(
+                    &payment,
+                    "the call in flight when the agent stopped never got its receipt",
+                )
+                .await?;
+        }
+        let tx_id = payment.tx_id.unwrap_or_default();
+        let key = payment.key.clone();
+        let record = inner.kernel.get(tx_id).await?;
+        let finish = |state: PaymentState, refunded: U256| {
+            inner.ledger.update(inner.agent, &key, |p| {
+                p.state = state;
+                // The deposit on chain, top-ups included, is what the refund comes out of.
+                p.amount = Amount::try_from_u256(record.amount).unwrap_or(p.amount);
+                p.refunded = Amount::try_from_u256(refunded)
+                    .unwrap_or(p.amount)
+                    .min(p.amount);
+            })
+        };
+        match record.state {
+            State::Initiated | State::Quoted | State::Committed | State::InProgress => {
+                let terms = inner
+                    .kernel
+                    .session_of(tx_id)
+                    .await?
+                    .unwrap_or(SessionTerms {
+                        grace: account.grace,
+                        close_by: 0,
+                        claimed: U256::ZERO,
+                    });
+                let ended = terms.close_by != 0;
+                if (ended && now > terms.close_by) || now > record.deadline {
+                    inner.kernel.cancel(tx_id).await?;
+                    let refunded = inner.kernel.refunded(tx_id, payment.block).await?;
+                    finish(PaymentState::Refunded, refunded)?;
+                    tracing::info!(%tx_id, "session reclaimed: the provider did not close it in time");
+                    report.reclaimed += 1;
+                    return Ok(());
+                }
+                let asked = payment.session.as_ref().and_then(|s| s.closing_since);
+                let waited = inner.config.session_close_wait.as_secs();
+                if !ended && asked.is_some_and(|t| unix_now() >= t.saturating_add(waited)) {
+                    self.end_on_chain(payment).await?;
+                }
+                report.waiting += 1;
+            }
+            State::Delivered => {
+                let claimed = inner
+                    .kernel
+                    .session_of(tx_id)
+                    .await?
+                    .map_or(U256::ZERO, |t| t.claimed);
+                let claimed = Amount::try_from_u256(claimed).unwrap_or(payment.amount);
+                let owed = account.owed_at_most();
+                if claimed > owed {
+                    let note = format!(
+                        "the provider claimed {claimed} but the receipts (and lost calls) add up to {owed}"
+                    );
+                    tracing::warn!(%tx_id, %note, "session over-claimed; disputing");
+                    let payment = inner.ledger.update(inner.agent, &key, |p| {
+                        p.state = PaymentState::Mismatched;
+                        p.note = Some(note);
+                        if let Some(s) = p.session.as_mut() {
+                            s.claimed = Some(claimed);
+                        }
+                    })?;
+                    if self.dispute_when_delivered(&payment).await? {
+                        report.disputed += 1;
+                    } else {
+                        report.waiting += 1;
+                    }
+                    return Ok(());
+                }
+                inner.ledger.update(inner.agent, &key, |p| {
+                    p.state = PaymentState::Served;
+                    if let Some(s) = p.session.as_mut() {
+                        s.claimed = Some(claimed);
+                    }
+                })?;
+                if inner.config.after_delivery == AfterDelivery::SettleNow {
+                    inner.kernel.settle(tx_id).await?;
+                    let refunded = inner.kernel.refunded(tx_id, payment.block).await?;
+                    finish(PaymentState::Settled, refunded)?;
+                    tracing::info!(%tx_id, "session settled as requester");
+                    report.settled += 1;
+                } else {
+                    report.waiting += 1;
+                }
+            }
+            State::Settled | State::Cancelled => {
+                let refunded = inner.kernel.refunded(tx_id, payment.block).await?;
+                let state = match (payment.state, record.state) {
+                    (PaymentState::Disputed, _) => PaymentState::Resolved,
+                    (_, State::Cancelled) => PaymentState::Refunded,
+                    _ => PaymentState::Settled,
+                };
+                finish(state, refunded)?;
+                if state == PaymentState::Settled {
+                    report.settled += 1;
+                } else {
+                    report.refunded += 1;
+                }
+            }
+            State::Disputed => {
+                if payment.state != PaymentState::Disputed {
+                    inner.ledger.update(inner.agent, &key, |p| {
+                        p.state = PaymentState::Disputed;
+                    })?;
+                }
+                report.waiting += 1;
+            }
+        }
+        Ok(())
     }
 }
