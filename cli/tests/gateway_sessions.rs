@@ -14,7 +14,7 @@ mod support;
 
 use actp_client::{ClientConfig, Kernel, OpenSession, Signer};
 use actp_core::{
-    Address, Amount, State, U256,
+    Address, Amount, B256, State, U256,
     http::{PricingDocument, RECEIPT_HEADER, TX_ID_HEADER, VOUCHER_HEADER},
     meter::{Meter, Usage},
     proof::content_hash,
@@ -256,6 +256,112 @@ async fn the_gateway_sells_tokens_from_a_session_and_the_unspent_deposit_comes_b
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["claimed_base_units"], chain.charged().to_string());
     assert_eq!(listed[0]["state"], "SETTLED");
+    terminate(&mut gateway, std::time::Duration::from_secs(10));
+}
+
+/// `actp call --session` as a process: the first call opens a session sized by the policy, later calls (each
+/// a new process) reuse it from the ledger; `actp usage` shows each route's real cost; `actp session close`
+/// finds the provider in the ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actp_call_pays_from_one_session_across_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DevnetProcess::start(dir.path());
+    let upstream = upstream().await;
+    let chat_route = format!("POST /v1/chat/completions=tokens:{PRICES}@chat");
+    let (mut gateway, url) =
+        start_gateway(&dev, 1, &["--upstream", &upstream, "--route", &chat_route]);
+    let set = cli(
+        &dev,
+        2,
+        &[
+            "--json",
+            "budget",
+            "set",
+            "--session-calls",
+            "30",
+            "--max-session-deposit",
+            "5",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(set["policy"]["session_calls"], 30);
+
+    let meter: Meter = PRICES.parse().unwrap();
+    let mut total = U256::ZERO;
+    let mut session = None;
+    for (i, words) in ["say hello", "three more words", "one"].iter().enumerate() {
+        let body =
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": words}]})
+                .to_string();
+        let chat = format!("{url}/v1/chat/completions");
+        let paid = cli(
+            &dev,
+            2,
+            &[
+                "--json",
+                "call",
+                "--session",
+                &chat,
+                "-d",
+                &body,
+                "-H",
+                "content-type: application/json",
+            ],
+        )
+        .ok()
+        .json();
+        assert_eq!(paid["status"], 200, "{paid}");
+        let tokens = words.split_whitespace().count() as u64;
+        let charge = meter
+            .charge(&Usage::new().with("in", tokens).with("out", 2 * tokens))
+            .to_u256();
+        total += charge;
+        assert_eq!(paid["receipt"]["seq"], i as u64);
+        assert_eq!(paid["receipt"]["charge"], charge.to_string());
+        assert_eq!(paid["receipt"]["charged"], total.to_string());
+        let tx = paid["payment"]["tx_id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            session.get_or_insert_with(|| tx.clone()),
+            &tx,
+            "one session for every call"
+        );
+        // 30 calls at the route's maximum (0.05)
+        assert_eq!(paid["payment"]["amount"], 1_500_000);
+    }
+    let id = session.unwrap();
+
+    let usage = cli(&dev, 2, &["--json", "usage", "--by", "route"])
+        .ok()
+        .json();
+    let row = &usage["rows"][0];
+    assert_eq!(row["key"], "POST /v1/chat/completions");
+    assert_eq!(row["calls"], 3);
+    assert_eq!(row["sessions"], 1);
+    assert_eq!(row["spent"], total.to::<u64>());
+    assert_eq!(row["reserved"], 1_500_000 - total.to::<u64>());
+    let human = cli(&dev, 2, &["usage", "--by", "route"]).ok();
+    assert!(human.stdout.contains("sessions"), "{human:?}");
+
+    // No --url: the ledger knows where the session was opened.
+    cli(&dev, 2, &["session", "close", &id]).ok();
+    let consumer = Kernel::connect(
+        &dev.str("rpc_url"),
+        dev.str("kernel").parse::<Address>().unwrap(),
+        None,
+        ClientConfig::default(),
+    )
+    .await
+    .unwrap();
+    let id: B256 = id.parse().unwrap();
+    wait_until("the session closed on chain", || async {
+        consumer.get(id).await.unwrap().state == State::Delivered
+    })
+    .await;
+    assert_eq!(
+        consumer.session_of(id).await.unwrap().unwrap().claimed,
+        total
+    );
     terminate(&mut gateway, std::time::Duration::from_secs(10));
 }
 

@@ -94,12 +94,13 @@ pub(crate) struct TopUpArgs {
 pub(crate) struct CloseArgs {
     /// The session's transaction id.
     id: B256,
-    /// The provider's base URL, e.g. http://127.0.0.1:8402.
+    /// The provider's base URL, e.g. http://127.0.0.1:8402 (default: where `actp call --session` opened it).
     #[arg(long)]
-    url: String,
-    /// The provider's close path (its pricing document says; default `/sessions/close`).
-    #[arg(long, default_value = "/sessions/close")]
-    path: String,
+    url: Option<String>,
+    /// The provider's close path (its pricing document says; default `/sessions/close`, or the one recorded
+    /// when `actp call --session` opened it).
+    #[arg(long)]
+    path: Option<String>,
 }
 
 /// A session as the CLI shows it: the transaction and its session terms.
@@ -276,6 +277,33 @@ async fn list(ctx: &Ctx, args: ListArgs) -> Result<()> {
 /// Asks the provider to close: `POST` on its close path with a voucher over that very request.
 async fn close(ctx: &Ctx, args: CloseArgs) -> Result<()> {
     let (kernel, _) = ctx.kernel(true).await?;
+    // A session the agent opened with `actp call --session` is in its ledger, with the provider's address.
+    let ledger = match (&args.url, &args.path) {
+        (Some(_), Some(_)) => None,
+        _ => Some(super::pay::open_ledger(ctx)?),
+    };
+    let recorded = match &ledger {
+        Some(ledger) => ledger
+            .payment_by_tx(args.id)?
+            .filter(|p| p.session.is_some()),
+        None => None,
+    };
+    let account = recorded.as_ref().and_then(|p| p.session.as_ref());
+    let origin = args
+        .url
+        .clone()
+        .or_else(|| account.map(|a| a.origin.clone()))
+        .ok_or_else(|| {
+            CliError::usage(format!(
+                "session {} is not in this agent's ledger: give the provider's --url",
+                args.id
+            ))
+        })?;
+    let path = args
+        .path
+        .clone()
+        .or_else(|| account.map(|a| a.close_path.clone()))
+        .unwrap_or_else(|| "/sessions/close".to_owned());
     let signer = kernel
         .signer()
         .cloned()
@@ -287,14 +315,14 @@ async fn close(ctx: &Ctx, args: CloseArgs) -> Result<()> {
         args.id,
         U256::ZERO,
         "POST",
-        &args.path,
+        &path,
         content_hash(b""),
         now + 60,
     );
     let signature = signer
         .sign_hash(&voucher.signing_hash(&kernel.domain()))
         .await?;
-    let url = format!("{}{}", args.url.trim_end_matches('/'), args.path);
+    let url = format!("{}{}", origin.trim_end_matches('/'), path);
     let response = ctx
         .http_options()?
         .builder()
@@ -319,6 +347,15 @@ async fn close(ctx: &Ctx, args: CloseArgs) -> Result<()> {
         return Err(CliError::failure(format!(
             "{url} answered {status}: {message}"
         )));
+    }
+    // No more calls go to it.
+    if let (Some(ledger), Some(p)) = (&ledger, &recorded) {
+        ledger.update(p.agent, &p.key, |p| {
+            if let Some(s) = p.session.as_mut() {
+                s.closing_since
+                    .get_or_insert_with(actp_pay::ledger::unix_now);
+            }
+        })?;
     }
     ctx.out.info(format!(
         "the provider is closing {}; it becomes DELIVERED when the close is mined",
