@@ -586,12 +586,16 @@ fn demo_runs_end_to_end() {
     let out = run(with_args(actp(dir.path()), &["demo", "--calls", "1"])).ok();
     for step in [
         "402 Payment Required",
-        "created and funded",
+        "escrowed in",
         "200 OK",
         "verified",
+        "session: opened",
+        "session call 20: charged",
+        "closed on chain by the provider",
         "delivered on chain",
         "time-travelled",
         "settled",
+        "of its 1.00 deposit back",
         "every token is accounted for",
     ] {
         assert!(
@@ -602,10 +606,11 @@ fn demo_runs_end_to_end() {
     }
     let json = run(with_args(
         actp(dir.path()),
-        &["demo", "--calls", "1", "--json"],
+        &["demo", "--calls", "1", "--session-calls", "1", "--json"],
     ))
     .ok()
     .json();
     assert_eq!(json["net"], 0);
-    assert_eq!(json["rows"][0]["change"], "-0.10");
+    // One call at 0.10, and one session call charged 4 output tokens at 0.0002.
+    assert_eq!(json["rows"][0]["change"], "-0.1008");
 }

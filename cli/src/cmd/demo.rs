@@ -1,22 +1,18 @@
 //! `actp demo` (`make demo`): the whole system in one process on an embedded devnet. The example provider
-//! serves a paid route behind the paywall; a consumer is refused with 402, pays into escrow for exactly the
-//! quoted price, calls again with its authorization and checks the signed delivery proof; the paywall's
-//! outbox delivers on chain; the devnet's clock jumps past the dispute window; the settlement daemon
-//! settles; and a table of balances shows every token accounted for.
+//! serves a flat route and a metered one behind the paywall. A consumer agent pays through its
+//! `PayingClient`: three calls each with an escrow of its own (402, escrow for exactly the quoted price, the
+//! call again with its authorization, the delivery proof checked), then twenty metered calls from one
+//! session (each charged its tokens, with a signed, chained receipt), closed at the end. The paywall's outbox
+//! delivers and closes on chain; the devnet's clock jumps past the dispute window; the settlement daemon
+//! settles everything, refunding the session's unspent deposit; and a table of balances shows every token
+//! accounted for.
 
 use std::time::{Duration, Instant};
 
 use actp_client::{Devnet, DevnetOptions, Kernel};
-use actp_core::{
-    Address, Amount, B256, State, U256,
-    authorization::{
-        AUTHORIZATION_HEADER, AuthorizationHeader, RequestAuthorization, TX_ID_HEADER,
-    },
-    http::{DELIVERY_PROOF_HEADER, ErrorBody, PROOF_HASH_HEADER, PaymentInstructions},
-    model::CreateParams,
-    proof::{SignedDeliveryProof, content_hash, verify_delivery},
-};
+use actp_core::{Address, Amount, B256, State, U256};
 use actp_examples::provider;
+use actp_pay::{Ledger, PayConfig, PayingClient, SpendPolicy};
 use actp_settler::{Settler, SettlerConfig};
 use serde::Serialize;
 
@@ -28,9 +24,12 @@ use clap::Args;
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
-    /// Paid calls the consumer makes.
+    /// Calls the consumer pays with an escrow each.
     #[arg(long, default_value_t = 3)]
     pub(crate) calls: usize,
+    /// Metered calls the consumer pays from one session.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) session_calls: usize,
 }
 
 const WINDOW: u64 = 3_600;
@@ -53,10 +52,6 @@ impl Story<'_> {
             let _ = writeln!(std::io::stdout().lock(), "[{t:>5.1}s] {what}");
         }
     }
-}
-
-fn failure(what: &str) -> impl FnOnce(reqwest::Error) -> CliError + '_ {
-    move |e| CliError::failure(format!("{what}: {e}"))
 }
 
 pub(crate) async fn run(ctx: &Ctx, args: DemoArgs) -> Result<()> {
@@ -142,14 +137,31 @@ pub(crate) async fn run(ctx: &Ctx, args: DemoArgs) -> Result<()> {
         operator.signer_address().unwrap_or_default()
     ));
 
-    // The consumer's calls.
-    let http = reqwest::Client::new();
+    // The consumer: an agent paying through its PayingClient, within its spend ledger.
+    let ledger = Ledger::open(dir.join("pay"))?;
+    let agent = consumer.signer_address().unwrap_or_default();
+    ledger.set_policy(
+        agent,
+        &SpendPolicy {
+            daily: Some(Amount::from_tokens(5)),
+            ..SpendPolicy::default()
+        },
+    )?;
+    let client = PayingClient::with_config(
+        consumer.clone(),
+        ledger,
+        PayConfig {
+            dispute_window: Duration::from_secs(WINDOW),
+            ..PayConfig::default()
+        },
+    )
+    .await?;
     let mut paid = Vec::new();
     for i in 0..args.calls.max(1) {
         let text = TEXTS[i % TEXTS.len()];
-        let call = pay_and_call(&story, &http, &consumer, &url, text, i + 1).await?;
-        paid.push(call);
+        paid.push(pay_per_call(&story, &client, &url, text, i + 1).await?);
     }
+    let session = run_session(&story, &client, &url, args.session_calls).await?;
 
     // The paywall's outbox delivers on chain.
     for call in &paid {
@@ -169,6 +181,23 @@ pub(crate) async fn run(ctx: &Ctx, args: DemoArgs) -> Result<()> {
         ));
     }
 
+    let closed = wait_for(&consumer, session.tx_id, State::Delivered).await?;
+    let claimed = consumer
+        .session_of(session.tx_id)
+        .await?
+        .map_or(U256::ZERO, |t| t.claimed);
+    story.say(format!(
+        "session {} closed on chain by the provider: claimed {} (the receipts say {}), dispute window ends at {}",
+        short(session.tx_id),
+        amount(claimed),
+        amount(session.charged),
+        closed.window_end().unwrap_or_default()
+    ));
+    paid.push(PaidCall {
+        tx_id: session.tx_id,
+        proof_hash: session.head,
+    });
+
     // Time travel past the windows; the daemon settles.
     devnet.advance_time(WINDOW + 1).await?;
     story.say(format!(
@@ -182,6 +211,18 @@ pub(crate) async fn run(ctx: &Ctx, args: DemoArgs) -> Result<()> {
             short(call.tx_id)
         ));
     }
+    // The consumer's ledger learns the outcome: spend, and the session's refund.
+    client.reconcile().await?;
+    let settled_session = client
+        .ledger()
+        .payment_by_tx(session.tx_id)?
+        .ok_or_else(|| CliError::failure("the session is not in the consumer's ledger"))?;
+    story.say(format!(
+        "session settled: the provider was paid {}, the consumer got {} of its {} deposit back",
+        settled_session.spent(),
+        settled_session.refunded,
+        settled_session.amount
+    ));
     let _ = stop_settler.send(());
     let settled = daemon
         .await
@@ -219,122 +260,120 @@ struct PaidCall {
     proof_hash: B256,
 }
 
-async fn pay_and_call(
+/// One call paid with an escrow of its own: the client answers the 402, funds the escrow for the quoted
+/// price, calls again with its authorization, and checks the delivery proof.
+async fn pay_per_call(
     story: &Story<'_>,
-    http: &reqwest::Client,
-    consumer: &Kernel,
+    client: &PayingClient,
     url: &str,
     text: &str,
     n: usize,
 ) -> Result<PaidCall> {
-    let target = provider::PATH;
-    let endpoint = format!("{url}{target}");
-    let refused = http
-        .post(&endpoint)
+    let response = client
+        .post(format!("{url}{}", provider::PATH))
         .body(text.to_owned())
+        .session(false)
         .send()
-        .await
-        .map_err(failure("calling the provider"))?;
-    if refused.status() != reqwest::StatusCode::PAYMENT_REQUIRED {
-        return Err(CliError::failure(format!(
-            "expected 402 from an unpaid call, got {}",
-            refused.status()
-        )));
-    }
-    let body: ErrorBody = refused
-        .json()
-        .await
-        .map_err(failure("reading the 402 answer"))?;
-    let quote: PaymentInstructions = body
+        .await?;
+    let payment = response
         .payment
-        .ok_or_else(|| CliError::failure("the 402 answer carries no payment instructions"))?;
-    let amount = quote
-        .amount_base_units()
-        .map(Amount::from_base_units)
-        .ok_or_else(|| CliError::failure("the 402 answer has no valid amount"))?;
-    story.say(format!(
-        "call {n}: 402 Payment Required: {} for service \"{}\" from provider {}",
-        amount, quote.service, quote.terms.provider
-    ));
-
-    let now = consumer.chain_time().await?;
-    let terms = CreateParams::new(
-        quote.terms.provider,
-        amount.to_u256(),
-        (now + WINDOW).max(quote.min_deadline),
-        WINDOW,
-        quote.service_hash,
-    );
-    let tx_id = consumer.pay(&terms).await?;
-    story.say(format!(
-        "call {n}: created and funded {}: {amount} in escrow",
-        short(tx_id)
-    ));
-
-    let signer = consumer
-        .signer()
-        .ok_or_else(|| CliError::failure("the consumer has no key"))?;
-    let expires = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        + 120;
-    let request = RequestAuthorization::new(
-        tx_id,
-        "POST",
-        target,
-        content_hash(text.as_bytes()),
-        expires,
-    );
-    let signature = signer.sign_typed(&request, &consumer.domain()).await?;
-    let authorization = AuthorizationHeader::from_signature(&request, signature);
-    let response = http
-        .post(&endpoint)
-        .header(TX_ID_HEADER, tx_id.to_string())
-        .header(AUTHORIZATION_HEADER, authorization.to_string())
-        .body(text.to_owned())
-        .send()
-        .await
-        .map_err(failure("calling the provider"))?;
-    let status = response.status();
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
+        .ok_or_else(|| CliError::failure("the provider served without asking for payment"))?;
+    let (tx_id, proof_hash) = match (payment.tx_id, payment.proof_hash) {
+        (Some(tx), Some(proof)) => (tx, proof),
+        _ => {
+            return Err(CliError::failure(
+                "the call was served without a verified proof",
+            ));
+        }
     };
-    let (proof, announced) = (header(DELIVERY_PROOF_HEADER), header(PROOF_HASH_HEADER));
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(failure("reading the response"))?;
-    if !status.is_success() {
-        return Err(CliError::failure(format!(
-            "the paid call failed with {status}: {}",
-            String::from_utf8_lossy(&bytes)
-        )));
-    }
     story.say(format!(
-        "call {n}: 200 OK, served {}",
-        String::from_utf8_lossy(&bytes)
+        "call {n}: 402 Payment Required, then {} escrowed in {} for service \"{}\"",
+        payment.amount,
+        short(tx_id),
+        payment.service
     ));
-    let signed = SignedDeliveryProof::from_header_value(proof.as_deref().unwrap_or_default())
-        .map_err(|e| CliError::failure(format!("the delivery proof header: {e}")))?;
-    let announced: Option<B256> = announced.and_then(|h| h.parse().ok());
-    let proof_hash = verify_delivery(
-        &signed,
-        &bytes,
-        tx_id,
-        quote.terms.provider,
-        &consumer.domain(),
-        announced,
-    )
-    .map_err(|e| CliError::failure(format!("the delivery does not check out: {e}")))?;
     story.say(format!(
-        "call {n}: verified: the body hashes to the proof's resultHash, signed by the provider, proof hash {}",
+        "call {n}: 200 OK, served {}; verified: the body hashes to the proof's resultHash, signed by the provider, proof hash {}",
+        String::from_utf8_lossy(&response.body),
         short(proof_hash)
     ));
     Ok(PaidCall { tx_id, proof_hash })
+}
+
+/// What the session paid.
+struct SessionRun {
+    tx_id: B256,
+    charged: U256,
+    head: B256,
+}
+
+/// `calls` metered calls from one session: the first opens it, each is charged its output tokens with a
+/// signed, chained receipt, and the consumer asks the provider to close it at the end.
+async fn run_session(
+    story: &Story<'_>,
+    client: &PayingClient,
+    url: &str,
+    calls: usize,
+) -> Result<SessionRun> {
+    let mut last = None;
+    for i in 0..calls.max(1) {
+        let question = format!(
+            "{} {}",
+            TEXTS[i % TEXTS.len()]
+                .split_whitespace()
+                .take(3 + i % 9)
+                .collect::<Vec<_>>()
+                .join(" "),
+            i + 1
+        );
+        let response = client
+            .post(format!("{url}{}", provider::CHAT_PATH))
+            .body(question)
+            .session(true)
+            .send()
+            .await?;
+        let (Some(payment), Some(receipt)) = (response.payment, response.receipt) else {
+            return Err(CliError::failure(
+                "the session call came back without its receipt",
+            ));
+        };
+        let tx_id = payment.tx_id.unwrap_or_default();
+        if i == 0 {
+            story.say(format!(
+                "session: opened {} with a {} deposit for up to {} per chat call",
+                short(tx_id),
+                payment.amount,
+                provider::CHAT_MAX
+            ));
+        }
+        story.say(format!(
+            "session call {:>2}: charged {} for its tokens (receipt {} verified, {} so far)",
+            i + 1,
+            amount(receipt.charge),
+            receipt.seq,
+            amount(receipt.charged)
+        ));
+        last = Some((
+            tx_id,
+            receipt.charged,
+            payment.proof_hash.unwrap_or_default(),
+        ));
+    }
+    let (tx_id, charged, head) = last.unwrap_or_default();
+    client.close_sessions().await?;
+    story.say(format!(
+        "session: asked the provider to close {} after {calls} calls",
+        short(tx_id)
+    ));
+    Ok(SessionRun {
+        tx_id,
+        charged,
+        head,
+    })
+}
+
+fn amount(v: U256) -> String {
+    Amount::try_from_u256(v).map_or_else(|_| v.to_string(), |a| a.to_string())
 }
 
 /// Waits (up to a minute) for `id` to reach `state`.
