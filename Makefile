@@ -89,13 +89,15 @@ fmt: deps
 gas: deps
 	scripts/gas.sh
 
-## bench: hashing, client pipelining, paywall throughput, batch vs single settlement (release builds);
+## bench: hashing, client pipelining, paywall throughput (per call and session; the crypto floor), batch vs
+## single settlement, 100 sequential calls with an escrow each vs one session (release builds);
 ## figures on stdout, JSON in target/bench/
 bench: deps
 	cargo bench --locked -p actp-core --bench hashing
 	cargo bench --locked -p actp-client --bench pipelining
 	cargo bench --locked -p actp-axum --bench paywall
 	cargo bench --locked -p actp-settler --bench settle
+	cargo bench --locked -p actp-e2e --bench sequential
 
 clean:
 	rm -rf out cache target broadcast

@@ -1,7 +1,10 @@
 //! The paywall's cost per request. On a devnet with 2,000 pre-funded transactions, many concurrent clients
-//! drive one handler twice, side by side in one run: behind the paywall (local claims, one paid request per
-//! transaction) and unpaid. Reports requests per second of each and their ratio, the latency the paywall adds
-//! at p50 and p99, and how long the outbox takes to get every delivery mined.
+//! drive one handler three times, side by side in one run: unpaid; paid per call (local claims, one paid
+//! request per transaction); and paid from sessions (one session per client, a voucher per request). Reports
+//! requests per second of each and their ratio to unpaid, the latency the paywall adds at p50 and p99, the
+//! per-call rate against the bare chain-read rate, how long the outbox takes to get every delivery mined, and
+//! the paywall's CPU per session call as a multiple of the crypto floor (one signature recovery, one
+//! signature, and the hashing one call needs, timed alone in the same run).
 //!
 //! `make bench` runs it; `ACTP_BENCH_TXS`, `ACTP_BENCH_CLIENTS`, `ACTP_BENCH_OUTBOX` (deliveries in flight) and
 //! `ACTP_BENCH_BLOCK_TIME` (seconds; default 0.5, 0 mines per transaction) change the setup. The figures go to stdout
@@ -17,13 +20,15 @@
 use std::time::{Duration, Instant};
 
 use actp_axum::{Paywall, Route};
+use actp_client::OpenSession;
 use actp_client::{Devnet, DevnetOptions, Kernel};
 use actp_core::{
-    Amount, B256,
+    Amount, B256, U256,
     authorization::{AuthorizationHeader, RequestAuthorization},
     ids::service_hash,
     model::CreateParams,
     proof::content_hash,
+    session::{SessionReceipt, SessionVoucher, VoucherHeader},
 };
 use axum::{Router, routing::post};
 use futures::{StreamExt, stream};
@@ -59,40 +64,79 @@ impl Run {
     }
 }
 
-async fn drive(
-    http: &reqwest::Client,
-    url: String,
-    requests: Vec<Option<(String, String)>>,
-    clients: usize,
-) -> Run {
+/// The headers of one request.
+type Headers = Vec<(&'static str, String)>;
+
+/// Runs `lanes` concurrently, the requests of each lane one after the other (a client, or a session's calls in
+/// order).
+async fn drive(http: &reqwest::Client, url: String, lanes: Vec<Vec<Headers>>) -> Run {
     let start = Instant::now();
-    let results: Vec<(bool, Duration)> = stream::iter(requests)
-        .map(|headers| {
+    let results: Vec<Vec<(bool, Duration)>> =
+        futures::future::join_all(lanes.into_iter().map(|lane| {
             let http = http.clone();
             let url = url.clone();
             async move {
-                let t = Instant::now();
-                let mut req = http.post(&url).body(BODY);
-                if let Some((id, auth)) = headers {
-                    req = req
-                        .header("X-AGIRAILS-TX-ID", id)
-                        .header("X-AGIRAILS-AUTHORIZATION", auth);
+                let mut out = Vec::with_capacity(lane.len());
+                for headers in lane {
+                    let t = Instant::now();
+                    let mut req = http.post(&url).body(BODY);
+                    for (name, value) in headers {
+                        req = req.header(name, value);
+                    }
+                    let response = req.send().await.unwrap();
+                    let ok = response.status().is_success();
+                    let _ = response.bytes().await.unwrap();
+                    out.push((ok, t.elapsed()));
                 }
-                let response = req.send().await.unwrap();
-                let ok = response.status().is_success();
-                let _ = response.bytes().await.unwrap();
-                (ok, t.elapsed())
+                out
             }
-        })
-        .buffer_unordered(clients)
-        .collect()
+        }))
         .await;
     let seconds = start.elapsed().as_secs_f64();
+    let results: Vec<(bool, Duration)> = results.into_iter().flatten().collect();
     Run {
         seconds,
         ok: results.iter().filter(|(ok, _)| *ok).count(),
         latencies: results.into_iter().map(|(_, l)| l).collect(),
     }
+}
+
+/// `requests` dealt round-robin into `clients` lanes.
+fn lanes(requests: Vec<Headers>, clients: usize) -> Vec<Vec<Headers>> {
+    let mut lanes = vec![Vec::new(); clients];
+    for (i, r) in requests.into_iter().enumerate() {
+        lanes[i % clients].push(r);
+    }
+    lanes
+}
+
+/// CPU time this process has used (user + system), from `/proc/self/stat` (clock ticks of 10 ms).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// Average time of `f` over `n` runs.
+async fn time_each<F, Fut>(n: u32, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let t = Instant::now();
+    for _ in 0..n {
+        f().await;
+    }
+    t.elapsed() / n
 }
 
 async fn fund(consumer: &Kernel, provider: actp_core::Address, n: usize) -> Vec<B256> {
@@ -168,7 +212,7 @@ async fn main() {
         .unwrap()
         .as_secs()
         + 280;
-    let paid_requests: Vec<Option<(String, String)>> = ids
+    let paid_requests: Vec<Headers> = ids
         .iter()
         .map(|id| {
             let request = RequestAuthorization::new(
@@ -181,9 +225,73 @@ async fn main() {
             let signature =
                 futures::executor::block_on(requester.sign_typed(&request, &domain)).unwrap();
             let auth = AuthorizationHeader::from_signature(&request, signature);
-            Some((id.to_string(), auth.to_string()))
+            vec![
+                ("X-AGIRAILS-TX-ID", id.to_string()),
+                ("X-AGIRAILS-AUTHORIZATION", auth.to_string()),
+            ]
         })
         .collect();
+
+    // One session per client, each with a deposit for its share of the calls; each call's voucher raises the
+    // cumulative by the price (the calls of one session go in order).
+    let price = Amount::from_base_units(100_000);
+    let per_lane = n.div_ceil(clients);
+    let deposit = price.to_u256() * U256::from(per_lane);
+    consumer
+        .approve(deposit * U256::from(clients))
+        .await
+        .unwrap();
+    let now = consumer.chain_time().await.unwrap();
+    let sessions: Vec<B256> = stream::iter(0..clients)
+        .map(|_| {
+            let consumer = consumer.clone();
+            async move {
+                consumer
+                    .open_session(&OpenSession {
+                        provider,
+                        deposit,
+                        deadline: now + 86_400,
+                        dispute_window: 3_600,
+                        service_hash: service_hash("session"),
+                        grace: 600,
+                    })
+                    .await
+                    .unwrap()
+            }
+        })
+        .buffer_unordered(clients)
+        .collect()
+        .await;
+    let session_lanes: Vec<Vec<Headers>> = sessions
+        .iter()
+        .map(|id| {
+            (0..per_lane)
+                .map(|k| {
+                    let cumulative = price.to_u256() * U256::from(k + 1);
+                    let voucher = SessionVoucher::for_request(
+                        *id,
+                        cumulative,
+                        "POST",
+                        "/paid",
+                        content_hash(BODY.as_bytes()),
+                        expires,
+                    );
+                    let signature = futures::executor::block_on(
+                        requester.sign_hash(&voucher.signing_hash(&domain)),
+                    )
+                    .unwrap();
+                    vec![
+                        ("X-AGIRAILS-TX-ID", id.to_string()),
+                        (
+                            "X-AGIRAILS-VOUCHER",
+                            VoucherHeader::from_signature(&voucher, signature).to_string(),
+                        ),
+                    ]
+                })
+                .collect()
+        })
+        .collect();
+    let session_requests = per_lane * clients;
 
     let dir = tempfile::tempdir().unwrap();
     let paywall = Paywall::builder(provider_kernel)
@@ -209,11 +317,30 @@ async fn main() {
         .build()
         .unwrap();
 
-    // Warm up connections and code paths, then the two runs back to back.
-    drive(&http, format!("{url}/unpaid"), vec![None; 200], clients).await;
-    let unpaid = drive(&http, format!("{url}/unpaid"), vec![None; n], clients).await;
+    // Warm up connections and code paths, then the runs back to back: unpaid, from sessions, per call.
+    drive(
+        &http,
+        format!("{url}/unpaid"),
+        lanes(vec![vec![]; 200], clients),
+    )
+    .await;
+    let cpu = cpu_time();
+    let unpaid = drive(
+        &http,
+        format!("{url}/unpaid"),
+        lanes(vec![vec![]; session_requests], clients),
+    )
+    .await;
+    let unpaid_cpu = cpu_time().saturating_sub(cpu);
+    let cpu = cpu_time();
+    let session = drive(&http, format!("{url}/paid"), session_lanes).await;
+    let session_cpu = cpu_time().saturating_sub(cpu);
+    assert_eq!(
+        session.ok, session_requests,
+        "every session request must be served"
+    );
     let paid_start = Instant::now();
-    let paid = drive(&http, format!("{url}/paid"), paid_requests, clients).await;
+    let paid = drive(&http, format!("{url}/paid"), lanes(paid_requests, clients)).await;
     assert_eq!(paid.ok, n, "every paid request must be served");
     let load_end = Instant::now();
     println!(
@@ -245,10 +372,57 @@ async fn main() {
         .await;
     let reads_per_second = reads.len() as f64 / t.elapsed().as_secs_f64();
 
+    // The crypto floor of one session call, timed alone: the voucher's recovery, the receipt's signature,
+    // and the hashing (request body, response body, the voucher's and the receipt's EIP-712 hashes).
+    let provider_signer = devnet.signer(1);
+    let voucher_header: VoucherHeader =
+        session_lanes_header(&sessions[0], &requester, &domain, expires).await;
+    let rebuilt =
+        voucher_header.voucher(sessions[0], "POST", "/paid", content_hash(BODY.as_bytes()));
+    let answer = handler(BODY.to_owned()).await;
+    let receipt = SessionReceipt::first(
+        sessions[0],
+        price.to_u256(),
+        deposit - price.to_u256(),
+        rebuilt.requestHash,
+        content_hash(answer.as_bytes()),
+    );
+    let rounds = 2_000;
+    let recover = time_each(rounds, || async {
+        voucher_header
+            .verify(&rebuilt, &domain, requester.address(), now, 300)
+            .unwrap();
+    })
+    .await;
+    let sign = time_each(rounds, || async {
+        provider_signer
+            .sign_hash(&receipt.hash(&domain))
+            .await
+            .unwrap();
+    })
+    .await;
+    let hashing = time_each(rounds, || async {
+        std::hint::black_box((
+            content_hash(BODY.as_bytes()),
+            content_hash(answer.as_bytes()),
+            rebuilt.signing_hash(&domain),
+            receipt.hash(&domain),
+        ));
+    })
+    .await;
+    let floor = recover + sign + hashing;
+    let paywall_cpu_per_call =
+        session_cpu.saturating_sub(unpaid_cpu) / u32::try_from(session_requests).unwrap_or(1);
+    let floor_multiple = paywall_cpu_per_call.as_secs_f64() / floor.as_secs_f64();
+
     let ratio = paid.rps() / unpaid.rps();
+    let session_ratio = session.rps() / unpaid.rps();
+    let (p50_session, p99_session) = (session.percentile(0.5), session.percentile(0.99));
     let (p50_paid, p50_unpaid) = (paid.percentile(0.5), unpaid.percentile(0.5));
     let (p99_paid, p99_unpaid) = (paid.percentile(0.99), unpaid.percentile(0.99));
-    println!("\npaywall, {n} requests each, {clients} concurrent clients, local claims");
+    println!(
+        "\npaywall, {n} requests per call ({session_requests} unpaid and from sessions), {clients} concurrent clients, local claims"
+    );
     println!("| run | req/s | p50 ms | p99 ms |");
     println!("|---|---:|---:|---:|");
     println!(
@@ -258,12 +432,31 @@ async fn main() {
         ms(p99_unpaid)
     );
     println!(
-        "| paid | {:.0} | {:.2} | {:.2} |",
+        "| paid from sessions | {:.0} | {:.2} | {:.2} |",
+        session.rps(),
+        ms(p50_session),
+        ms(p99_session)
+    );
+    println!(
+        "| paid per call | {:.0} | {:.2} | {:.2} |",
         paid.rps(),
         ms(p50_paid),
         ms(p99_paid)
     );
-    println!("paid/unpaid throughput: {ratio:.3}");
+    println!(
+        "session/unpaid throughput: {session_ratio:.3}; added latency p50 {:.2} ms, p99 {:.2} ms",
+        ms(p50_session.saturating_sub(p50_unpaid)),
+        ms(p99_session.saturating_sub(p99_unpaid))
+    );
+    println!(
+        "crypto floor per session call: {:.1} us (recover {:.1}, sign {:.1}, hashing {:.1}); paywall CPU per call {:.1} us = {floor_multiple:.2}x the floor",
+        floor.as_secs_f64() * 1e6,
+        recover.as_secs_f64() * 1e6,
+        sign.as_secs_f64() * 1e6,
+        hashing.as_secs_f64() * 1e6,
+        paywall_cpu_per_call.as_secs_f64() * 1e6,
+    );
+    println!("per-call paid/unpaid throughput: {ratio:.3}");
     println!(
         "chain reads alone (getTransaction, same concurrency): {reads_per_second:.0}/s; paid/reads {:.2}",
         paid.rps() / reads_per_second
@@ -285,6 +478,15 @@ async fn main() {
         "unpaid_rps": unpaid.rps(),
         "paid_rps": paid.rps(),
         "ratio": ratio,
+        "session_rps": session.rps(),
+        "session_ratio": session_ratio,
+        "session_p50_ms": ms(p50_session),
+        "session_p99_ms": ms(p99_session),
+        "session_added_p50_ms": ms(p50_session.saturating_sub(p50_unpaid)),
+        "session_added_p99_ms": ms(p99_session.saturating_sub(p99_unpaid)),
+        "crypto_floor_us": floor.as_secs_f64() * 1e6,
+        "paywall_cpu_per_session_call_us": paywall_cpu_per_call.as_secs_f64() * 1e6,
+        "floor_multiple": floor_multiple,
         "chain_reads_per_second": reads_per_second,
         "p50_ms": {"unpaid": ms(p50_unpaid), "paid": ms(p50_paid)},
         "p99_ms": {"unpaid": ms(p99_unpaid), "paid": ms(p99_paid)},
@@ -298,4 +500,26 @@ async fn main() {
         serde_json::to_string_pretty(&json).unwrap(),
     )
     .unwrap();
+}
+
+/// A voucher for the first call of session `id`, as the session run sends it.
+async fn session_lanes_header(
+    id: &B256,
+    requester: &actp_client::Signer,
+    domain: &alloy_sol_types::Eip712Domain,
+    expires: u64,
+) -> VoucherHeader {
+    let voucher = SessionVoucher::for_request(
+        *id,
+        U256::from(100_000u64),
+        "POST",
+        "/paid",
+        content_hash(BODY.as_bytes()),
+        expires,
+    );
+    let signature = requester
+        .sign_hash(&voucher.signing_hash(domain))
+        .await
+        .unwrap();
+    VoucherHeader::from_signature(&voucher, signature)
 }
