@@ -57,7 +57,8 @@ async fn main() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let price = Amount::from_base_units(10_000);
+    // The kernel's smallest escrow.
+    let price = Amount::from_base_units(50_000);
     let paywall = Paywall::builder(devnet.kernel(1).await.unwrap())
         .data_dir(dir.path().join("provider"))
         .route(Route::post("/v1/answer").flat(price).service("answer"))
