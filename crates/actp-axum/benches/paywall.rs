@@ -238,11 +238,13 @@ async fn main() {
     let per_lane = n.div_ceil(clients);
     let deposit = price.to_u256() * U256::from(per_lane);
     consumer
-        .approve(deposit * U256::from(clients))
+        .approve(deposit * U256::from(clients + 1))
         .await
         .unwrap();
     let now = consumer.chain_time().await.unwrap();
-    let sessions: Vec<B256> = stream::iter(0..clients)
+    // One more session, for the run with a single client.
+    let single = 300;
+    let sessions: Vec<B256> = stream::iter(0..=clients)
         .map(|_| {
             let consumer = consumer.clone();
             async move {
@@ -262,10 +264,11 @@ async fn main() {
         .buffer_unordered(clients)
         .collect()
         .await;
-    let session_lanes: Vec<Vec<Headers>> = sessions
+    let mut session_lanes: Vec<Vec<Headers>> = sessions
         .iter()
-        .map(|id| {
-            (0..per_lane)
+        .enumerate()
+        .map(|(i, id)| {
+            (0..if i == clients { single } else { per_lane })
                 .map(|k| {
                     let cumulative = price.to_u256() * U256::from(k + 1);
                     let voucher = SessionVoucher::for_request(
@@ -291,6 +294,7 @@ async fn main() {
                 .collect()
         })
         .collect();
+    let single_lane = session_lanes.pop().unwrap_or_default();
     let session_requests = per_lane * clients;
 
     let dir = tempfile::tempdir().unwrap();
@@ -339,6 +343,10 @@ async fn main() {
         session.ok, session_requests,
         "every session request must be served"
     );
+    // One client alone: the latency the paywall adds to a request when nothing queues.
+    let unpaid_single = drive(&http, format!("{url}/unpaid"), vec![vec![vec![]; single]]).await;
+    let session_single = drive(&http, format!("{url}/paid"), vec![single_lane]).await;
+    assert_eq!(session_single.ok, single);
     let paid_start = Instant::now();
     let paid = drive(&http, format!("{url}/paid"), lanes(paid_requests, clients)).await;
     assert_eq!(paid.ok, n, "every paid request must be served");
@@ -449,6 +457,19 @@ async fn main() {
         ms(p99_session.saturating_sub(p99_unpaid))
     );
     println!(
+        "one client alone ({single} requests): unpaid p50 {:.2} ms, p99 {:.2} ms; from a session p50 {:.2} ms, p99 {:.2} ms; added p50 {:.2} ms, p99 {:.2} ms",
+        ms(unpaid_single.percentile(0.5)),
+        ms(unpaid_single.percentile(0.99)),
+        ms(session_single.percentile(0.5)),
+        ms(session_single.percentile(0.99)),
+        ms(session_single
+            .percentile(0.5)
+            .saturating_sub(unpaid_single.percentile(0.5))),
+        ms(session_single
+            .percentile(0.99)
+            .saturating_sub(unpaid_single.percentile(0.99))),
+    );
+    println!(
         "crypto floor per session call: {:.1} us (recover {:.1}, sign {:.1}, hashing {:.1}); paywall CPU per call {:.1} us = {floor_multiple:.2}x the floor",
         floor.as_secs_f64() * 1e6,
         recover.as_secs_f64() * 1e6,
@@ -484,6 +505,8 @@ async fn main() {
         "session_p99_ms": ms(p99_session),
         "session_added_p50_ms": ms(p50_session.saturating_sub(p50_unpaid)),
         "session_added_p99_ms": ms(p99_session.saturating_sub(p99_unpaid)),
+        "single_client_added_p50_ms": ms(session_single.percentile(0.5).saturating_sub(unpaid_single.percentile(0.5))),
+        "single_client_added_p99_ms": ms(session_single.percentile(0.99).saturating_sub(unpaid_single.percentile(0.99))),
         "crypto_floor_us": floor.as_secs_f64() * 1e6,
         "paywall_cpu_per_session_call_us": paywall_cpu_per_call.as_secs_f64() * 1e6,
         "floor_multiple": floor_multiple,

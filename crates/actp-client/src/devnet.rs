@@ -113,7 +113,7 @@ impl Devnet {
         let accounts: Vec<Signer> = anvil
             .keys()
             .iter()
-            .map(|k| Signer::new(PrivateKeySigner::from(k.clone())))
+            .map(|k| Signer::local(PrivateKeySigner::from(k.clone())))
             .collect();
         let url = anvil.endpoint_url();
         let provider = ProviderBuilder::new()

@@ -221,8 +221,7 @@ pub(crate) fn check_signer(
     hash: &B256,
     requester: Address,
 ) -> Result<(), AuthorizationError> {
-    let signer = signature
-        .recover_address_from_prehash(hash)
+    let signer = crate::ecdsa::recover(hash, signature)
         .map_err(|e| AuthorizationError::BadSignature(e.to_string()))?;
     if signer != requester {
         return Err(AuthorizationError::WrongSigner { signer, requester });

@@ -16,6 +16,7 @@ pub mod amount;
 pub mod authorization;
 pub mod canonical;
 pub mod checksum;
+pub mod ecdsa;
 pub mod eip712;
 pub mod fee;
 pub mod http;
@@ -27,7 +28,7 @@ mod rejection;
 pub mod session;
 mod state;
 
-pub use alloy_primitives::{Address, B256, U256};
+pub use alloy_primitives::{Address, B256, Bytes, U256};
 pub use amount::{Amount, AmountError};
 pub use rejection::Rejection;
 pub use state::{State, UnknownState};

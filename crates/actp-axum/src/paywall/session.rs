@@ -84,7 +84,7 @@ impl Inner {
             cumulative: voucher.cumulative,
             request_hash: signed.requestHash,
             expires_at: voucher.expires_at,
-            signature: voucher.signature.as_bytes().to_vec(),
+            signature: voucher.signature.as_bytes().to_vec().into(),
         };
         let hold = match self.hold(tx_id, max, &record, now) {
             Err(Refusal::SessionUsedUp { .. }) if self.refresh_deposit(tx_id, &state).await => {

@@ -25,8 +25,8 @@ pub struct SessionVoucherRecord {
     pub request_hash: B256,
     /// The call's expiry.
     pub expires_at: u64,
-    /// The requester's 65-byte signature.
-    pub signature: Vec<u8>,
+    /// The requester's 65-byte signature (hex in the store).
+    pub signature: actp_core::Bytes,
 }
 
 impl SessionVoucherRecord {
@@ -415,7 +415,7 @@ mod tests {
             cumulative: u(cumulative),
             request_hash: B256::repeat_byte(1),
             expires_at: 100,
-            signature: vec![0; 65],
+            signature: vec![0; 65].into(),
         }
     }
 

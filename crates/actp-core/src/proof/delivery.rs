@@ -272,9 +272,7 @@ fn recover(signature: &Signature, hash: &B256) -> Result<Address, ProofError> {
     if signature.normalize_s().is_some() {
         return Err(ProofError::Malleable);
     }
-    signature
-        .recover_address_from_prehash(hash)
-        .map_err(|e| ProofError::BadSignature(e.to_string()))
+    crate::ecdsa::recover(hash, signature).map_err(|e| ProofError::BadSignature(e.to_string()))
 }
 
 /// Checks a delivery as its requester should, for proofs from this project's paywall and from the SDKs: the

@@ -181,8 +181,7 @@ impl SignedReceipt {
 
     /// Who signed it.
     pub fn signer(&self, domain: &Eip712Domain) -> Result<Address, ReceiptError> {
-        self.signature
-            .recover_address_from_prehash(&self.hash(domain))
+        crate::ecdsa::recover(&self.hash(domain), &self.signature)
             .map_err(|e| ReceiptError::BadSignature(e.to_string()))
     }
 
