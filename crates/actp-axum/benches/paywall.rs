@@ -236,14 +236,14 @@ async fn main() {
     // cumulative by the price (the calls of one session go in order).
     let price = Amount::from_base_units(100_000);
     let per_lane = n.div_ceil(clients);
-    let deposit = price.to_u256() * U256::from(per_lane);
+    // One more session, for the run with a single client; every deposit covers the longest lane.
+    let single = 300;
+    let deposit = price.to_u256() * U256::from(per_lane.max(single));
     consumer
         .approve(deposit * U256::from(clients + 1))
         .await
         .unwrap();
     let now = consumer.chain_time().await.unwrap();
-    // One more session, for the run with a single client.
-    let single = 300;
     let sessions: Vec<B256> = stream::iter(0..=clients)
         .map(|_| {
             let consumer = consumer.clone();

@@ -7,7 +7,7 @@
 
 mod sessions;
 
-use std::path::Path;
+use std::{collections::HashMap, path::Path};
 
 use actp_core::B256;
 use serde::{Deserialize, Serialize};
@@ -102,6 +102,9 @@ pub(crate) struct Store {
     claims: sled::Tree,
     outbox: sled::Tree,
     sessions: sled::Tree,
+    /// The accounts of sessions in use, authoritative while loaded (this process holds the database alone):
+    /// holds change them in memory only; charges, closes and top-ups are written through to `sessions`.
+    accounts: std::sync::Arc<std::sync::Mutex<HashMap<B256, sessions::SessionState>>>,
     commit: std::sync::Arc<GroupCommit>,
 }
 
@@ -126,6 +129,7 @@ impl Store {
             claims: db.open_tree("claims")?,
             outbox: db.open_tree("outbox")?,
             sessions: db.open_tree("sessions")?,
+            accounts: std::sync::Arc::default(),
             commit: std::sync::Arc::default(),
             db,
         })

@@ -1,9 +1,14 @@
 //! Sessions at the provider: what each session's deposit covers, what its calls were charged, what the calls in
-//! flight hold, the best voucher, and the receipt chain. One record per session in the `sessions` tree, changed
-//! only by compare-and-swap, so concurrent calls on one session never overdraw it: a call holds its maximum
-//! before its handler runs and turns the hold into its charge (or gives it back) when it ends.
+//! flight hold, the best voucher, and the receipt chain. One record per session in the `sessions` tree; while a
+//! session is in use its account lives in memory too, and every change to it happens under one lock, so
+//! concurrent calls on one session never overdraw it: a call holds its maximum before its handler runs and turns
+//! the hold into its charge (or gives it back) when it ends. Holds stay in memory (they die with the process,
+//! and a restart clears them); charges, closes and top-ups are written through before the flush that makes the
+//! receipt durable.
 //!
 //! The rules live on [`SessionState`] as pure functions; [`Store`] applies them atomically.
+
+use std::collections::{HashMap, hash_map::Entry};
 
 use actp_core::{
     Address, B256, U256,
@@ -254,55 +259,90 @@ impl SessionState {
 }
 
 impl Store {
-    /// The session's account, if this provider has seen it.
-    pub(crate) fn session(&self, tx_id: B256) -> Result<Option<SessionState>, StoreError> {
-        super::read(&self.sessions, tx_id)
+    fn accounts(&self) -> std::sync::MutexGuard<'_, HashMap<B256, SessionState>> {
+        // A panic while holding the lock leaves whole accounts behind: each change replaces one at once.
+        self.accounts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The session's account, created from `fresh` the first time the session is seen.
+    /// The session's account, if this provider has seen it.
+    pub(crate) fn session(&self, tx_id: B256) -> Result<Option<SessionState>, StoreError> {
+        let mut accounts = self.accounts();
+        if let Some(state) = accounts.get(&tx_id) {
+            return Ok(Some(state.clone()));
+        }
+        let Some(state) = super::read::<SessionState>(&self.sessions, tx_id)? else {
+            return Ok(None);
+        };
+        accounts.insert(tx_id, state.clone());
+        Ok(Some(state))
+    }
+
+    /// The session's account, created from `fresh` (and written) the first time the session is seen.
     pub(crate) fn session_or_insert(
         &self,
         tx_id: B256,
         fresh: SessionState,
     ) -> Result<SessionState, StoreError> {
-        let bytes = serde_json::to_vec(&fresh)?;
-        match self
-            .sessions
-            .compare_and_swap(tx_id, None::<&[u8]>, Some(bytes))?
-        {
-            Ok(()) => Ok(fresh),
-            Err(current) => match current.current {
-                Some(bytes) => Ok(serde_json::from_slice(&bytes)?),
-                None => self.session_or_insert(tx_id, fresh),
-            },
+        let mut accounts = self.accounts();
+        if let Some(state) = accounts.get(&tx_id) {
+            return Ok(state.clone());
         }
+        let state = match super::read::<SessionState>(&self.sessions, tx_id)? {
+            Some(stored) => stored,
+            None => {
+                self.sessions.insert(tx_id, serde_json::to_vec(&fresh)?)?;
+                fresh
+            }
+        };
+        accounts.insert(tx_id, state.clone());
+        Ok(state)
     }
 
-    /// Applies `f` to the session's account atomically (retried while other calls change it) and returns what
-    /// `f` returned with the account after it; `None` if the session is unknown. `f` may run several times.
+    /// Applies `f` to the session's account and writes it through (durable with the next flush); returns what
+    /// `f` returned with the account after it, `None` if the session is unknown.
     pub(crate) fn update_session<T>(
         &self,
         tx_id: B256,
-        mut f: impl FnMut(&mut SessionState) -> T,
+        f: impl FnOnce(&mut SessionState) -> T,
     ) -> Result<Option<(T, SessionState)>, StoreError> {
-        loop {
-            let Some(current) = self.sessions.get(tx_id)? else {
-                return Ok(None);
-            };
-            let mut state: SessionState = serde_json::from_slice(&current)?;
-            let out = f(&mut state);
-            let next = serde_json::to_vec(&state)?;
-            if self
-                .sessions
-                .compare_and_swap(tx_id, Some(current), Some(next))?
-                .is_ok()
-            {
-                return Ok(Some((out, state)));
-            }
-        }
+        self.change_session(tx_id, true, f)
     }
 
-    /// Holds `max` on the session for a call; the refusal says why not.
+    /// Applies `f` to the session's account, in memory only or (`write`) written through. Changes are atomic
+    /// per account: one lock guards every account, and a failed write leaves the account as it was.
+    fn change_session<T>(
+        &self,
+        tx_id: B256,
+        write: bool,
+        f: impl FnOnce(&mut SessionState) -> T,
+    ) -> Result<Option<(T, SessionState)>, StoreError> {
+        let mut accounts = self.accounts();
+        let state = match accounts.entry(tx_id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(v) => match super::read::<SessionState>(&self.sessions, tx_id)? {
+                Some(stored) => v.insert(stored),
+                None => return Ok(None),
+            },
+        };
+        let mut next = state.clone();
+        let out = f(&mut next);
+        if write {
+            self.sessions.insert(tx_id, serde_json::to_vec(&next)?)?;
+        }
+        let done = matches!(
+            next.status,
+            SessionStatus::Closed { .. } | SessionStatus::Failed { .. }
+        );
+        *state = next.clone();
+        // A closed session takes no more calls: its account stays on disk only.
+        if done {
+            accounts.remove(&tx_id);
+        }
+        Ok(Some((out, next)))
+    }
+
+    /// Holds `max` on the session for a call (in memory: holds die with the process); the refusal says why
+    /// not.
     pub(crate) fn hold(
         &self,
         tx_id: B256,
@@ -311,13 +351,13 @@ impl Store {
         now: u64,
     ) -> Result<Option<Result<CallHold, HoldRefusal>>, StoreError> {
         Ok(self
-            .update_session(tx_id, |s| s.hold(max, voucher.clone(), now))?
+            .change_session(tx_id, false, |s| s.hold(max, voucher, now))?
             .map(|(outcome, _)| outcome.map(|()| CallHold { tx_id, max })))
     }
 
     /// Gives a call's hold back without a charge.
     pub(crate) fn release_hold(&self, hold: CallHold) -> Result<(), StoreError> {
-        self.update_session(hold.tx_id, |s| s.release(hold.max))?;
+        self.change_session(hold.tx_id, false, |s| s.release(hold.max))?;
         Ok(())
     }
 
@@ -386,15 +426,24 @@ impl Store {
         Ok(())
     }
 
-    /// Every session this provider knows, with its account.
+    /// Every session this provider knows, with its account (as in use, for the ones in memory).
     pub(crate) fn sessions(&self) -> Result<Vec<(B256, SessionState)>, StoreError> {
-        self.sessions
+        let stored = self
+            .sessions
             .iter()
             .map(|item| {
                 let (key, value) = item?;
                 let id = B256::try_from(key.as_ref())
                     .map_err(|_| StoreError(format!("corrupt session key {key:?}")))?;
-                Ok((id, serde_json::from_slice(&value)?))
+                Ok((id, value))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let accounts = self.accounts();
+        stored
+            .into_iter()
+            .map(|(id, value)| match accounts.get(&id) {
+                Some(state) => Ok((id, state.clone())),
+                None => Ok((id, serde_json::from_slice(&value)?)),
             })
             .collect()
     }
