@@ -200,9 +200,12 @@ async fn main() {
     let provider = provider_kernel.signer_address().unwrap();
 
     let t = Instant::now();
-    let ids = fund(&consumer, provider, n).await;
+    // Two sets: one paid while the outbox waits, one while it sends.
+    let mut ids = fund(&consumer, provider, 2 * n).await;
+    let deferred_ids = ids.split_off(n);
     println!(
-        "funded {n} transactions in {:.1}s",
+        "funded {} transactions in {:.1}s",
+        2 * n,
         t.elapsed().as_secs_f64()
     );
     let domain = consumer.domain();
@@ -212,25 +215,19 @@ async fn main() {
         .unwrap()
         .as_secs()
         + 280;
-    let paid_requests: Vec<Headers> = ids
-        .iter()
-        .map(|id| {
-            let request = RequestAuthorization::new(
-                *id,
-                "POST",
-                "/paid",
-                content_hash(BODY.as_bytes()),
-                expires,
-            );
-            let signature =
-                futures::executor::block_on(requester.sign_typed(&request, &domain)).unwrap();
-            let auth = AuthorizationHeader::from_signature(&request, signature);
-            vec![
-                ("X-AGIRAILS-TX-ID", id.to_string()),
-                ("X-AGIRAILS-AUTHORIZATION", auth.to_string()),
-            ]
-        })
-        .collect();
+    let authorize = |id: &B256| {
+        let request =
+            RequestAuthorization::new(*id, "POST", "/paid", content_hash(BODY.as_bytes()), expires);
+        let signature =
+            futures::executor::block_on(requester.sign_typed(&request, &domain)).unwrap();
+        let auth = AuthorizationHeader::from_signature(&request, signature);
+        vec![
+            ("X-AGIRAILS-TX-ID", id.to_string()),
+            ("X-AGIRAILS-AUTHORIZATION", auth.to_string()),
+        ]
+    };
+    let paid_requests: Vec<Headers> = ids.iter().map(authorize).collect();
+    let deferred_requests: Vec<Headers> = deferred_ids.iter().map(authorize).collect();
 
     // One session per client, each with a deposit for its share of the calls; each call's voucher raises the
     // cumulative by the price (the calls of one session go in order).
@@ -306,6 +303,8 @@ async fn main() {
                 .service("summarise"),
         )
         .outbox_concurrency(env("ACTP_BENCH_OUTBOX", 128))
+        // Started below, after the run that pays per call while deliveries wait.
+        .run_outbox(false)
         .build()
         .await
         .unwrap();
@@ -347,6 +346,29 @@ async fn main() {
     let unpaid_single = drive(&http, format!("{url}/unpaid"), vec![vec![vec![]; single]]).await;
     let session_single = drive(&http, format!("{url}/paid"), vec![single_lane]).await;
     assert_eq!(session_single.ok, single);
+    // Per call, the outbox waiting: the paywall's own path (chain read, recovery, claim, two signatures,
+    // group commit) without the chain also mining its deliveries.
+    let deferred = drive(
+        &http,
+        format!("{url}/paid"),
+        lanes(deferred_requests, clients),
+    )
+    .await;
+    assert_eq!(deferred.ok, n, "every paid request must be served");
+    let runner = paywall.clone();
+    tokio::spawn(async move { runner.run_outbox().await });
+    let t = Instant::now();
+    while paywall.outbox_len() > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deferred_drain = t.elapsed();
+    println!(
+        "per call, outbox deferred: {} served in {:.1}s; their deliveries mined in {:.1}s",
+        deferred.ok,
+        deferred.seconds,
+        deferred_drain.as_secs_f64()
+    );
+    // Per call, the outbox sending while requests arrive.
     let paid_start = Instant::now();
     let paid = drive(&http, format!("{url}/paid"), lanes(paid_requests, clients)).await;
     assert_eq!(paid.ok, n, "every paid request must be served");
@@ -365,7 +387,7 @@ async fn main() {
     }
     let drain_after_load = load_end.elapsed();
     let deliveries_total = paid_start.elapsed();
-    assert_eq!(paywall.metrics().deliveries("delivered"), n as u64);
+    assert_eq!(paywall.metrics().deliveries("delivered"), 2 * n as u64);
 
     // The reference: the transaction read the paywall makes per request, alone, at the same concurrency.
     let reader = devnet.kernel(0).await.unwrap();
@@ -446,7 +468,13 @@ async fn main() {
         ms(p99_session)
     );
     println!(
-        "| paid per call | {:.0} | {:.2} | {:.2} |",
+        "| paid per call, outbox deferred | {:.0} | {:.2} | {:.2} |",
+        deferred.rps(),
+        ms(deferred.percentile(0.5)),
+        ms(deferred.percentile(0.99))
+    );
+    println!(
+        "| paid per call, outbox sending | {:.0} | {:.2} | {:.2} |",
         paid.rps(),
         ms(p50_paid),
         ms(p99_paid)
@@ -483,6 +511,10 @@ async fn main() {
         paid.rps() / reads_per_second
     );
     println!(
+        "per call with the outbox deferred / chain reads: {:.2}",
+        deferred.rps() / reads_per_second
+    );
+    println!(
         "added latency: p50 {:.2} ms, p99 {:.2} ms",
         ms(p50_paid.saturating_sub(p50_unpaid)),
         ms(p99_paid.saturating_sub(p99_unpaid))
@@ -498,6 +530,9 @@ async fn main() {
         "clients": clients,
         "unpaid_rps": unpaid.rps(),
         "paid_rps": paid.rps(),
+        "paid_outbox_deferred_rps": deferred.rps(),
+        "paid_outbox_deferred_over_reads": deferred.rps() / reads_per_second,
+        "deferred_deliveries_mined_s": deferred_drain.as_secs_f64(),
         "ratio": ratio,
         "session_rps": session.rps(),
         "session_ratio": session_ratio,
