@@ -51,10 +51,27 @@ fn main() {
         streaming.as_secs_f64() * 1e3
     );
     println!("  ratio streaming/plain    {ratio:8.3} (time; 1.0 = no overhead)");
-    let openssl = openssl_sha3_mib_s();
+    // Side by side on a shared machine: three turns each, alternating, and the best turn of each.
+    let mut openssl: Option<f64> = None;
+    let mut ours = streaming;
+    for _ in 0..3 {
+        let (turn, _) = best(|| {
+            let mut h = ContentHasher::new();
+            for chunk in data.chunks(CHUNK) {
+                h.update(chunk);
+            }
+            h.finalize().0
+        });
+        ours = ours.min(turn);
+        if let Some(r) = openssl_sha3_mib_s() {
+            openssl = Some(openssl.map_or(r, |best: f64| best.max(r)));
+        }
+    }
+    let streaming = ours;
     match openssl {
         Some(reference) => println!(
-            "  OpenSSL SHA3-256         {reference:8.1} MiB/s (64 KiB blocks)\n  ContentHasher / OpenSSL  {:8.3} (throughput; target at least 0.9)",
+            "  OpenSSL SHA3-256         {reference:8.1} MiB/s (64 KiB blocks; best of three 1 s turns)\n  ContentHasher            {:8.1} MiB/s (best of the turns alternating with OpenSSL's)\n  ContentHasher / OpenSSL  {:8.3} (throughput; target at least 0.9)",
+            rate(streaming),
             rate(streaming) / reference
         ),
         None => println!("  OpenSSL SHA3-256         skipped: `openssl speed` is not available"),
@@ -70,11 +87,11 @@ fn main() {
     std::fs::write("../../target/bench/hashing.json", json).ok();
 }
 
-/// OpenSSL's SHA3-256 over 64 KiB blocks for 3 s, in MiB/s (`openssl speed -mr` prints bytes per second).
+/// OpenSSL's SHA3-256 over 64 KiB blocks for 1 s, in MiB/s (`openssl speed -mr` prints bytes per second).
 fn openssl_sha3_mib_s() -> Option<f64> {
     let out = std::process::Command::new("openssl")
         .args([
-            "speed", "-evp", "sha3-256", "-bytes", "65536", "-seconds", "3", "-mr",
+            "speed", "-evp", "sha3-256", "-bytes", "65536", "-seconds", "1", "-mr",
         ])
         .stderr(std::process::Stdio::null())
         .output()
