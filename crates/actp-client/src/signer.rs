@@ -8,9 +8,11 @@ use actp_core::{Address, B256};
 use alloy::{
     network::{FullSigner, TxSigner},
     primitives::Signature,
-    signers::local::PrivateKeySigner,
+    signers::local::{LocalSigner, PrivateKeySigner},
     sol_types::{Eip712Domain, SolStruct},
 };
+
+use k256::ecdsa::signature::hazmat::PrehashSigner;
 
 use crate::{ClientError, Result};
 
@@ -34,9 +36,35 @@ pub type DynSigner = dyn FullSigner<Signature> + Send + Sync + 'static;
 pub struct Signer {
     inner: Arc<DynSigner>,
     address: Address,
-    /// A local key also signs hashes through libsecp256k1 (the same signatures, several times faster): the
-    /// paywall signs a receipt or a proof per request.
-    local: Option<Arc<actp_core::ecdsa::SecretKey>>,
+}
+
+/// A local key's credential for alloy's [`LocalSigner`]: it signs through libsecp256k1, the same RFC 6979
+/// signatures as k256 does, several times faster here (the paywall signs a receipt or a proof per request, the
+/// outbox a transaction per delivery). The key is erased when dropped.
+struct SecpKey(actp_core::ecdsa::SecretKey);
+
+impl Drop for SecpKey {
+    fn drop(&mut self) {
+        self.0.non_secure_erase();
+    }
+}
+
+impl PrehashSigner<(k256::ecdsa::Signature, k256::ecdsa::RecoveryId)> for SecpKey {
+    fn sign_prehash(
+        &self,
+        prehash: &[u8],
+    ) -> std::result::Result<(k256::ecdsa::Signature, k256::ecdsa::RecoveryId), k256::ecdsa::Error>
+    {
+        let hash = B256::try_from(prehash).map_err(|_| k256::ecdsa::Error::new())?;
+        let signature = actp_core::ecdsa::sign(&hash, &self.0);
+        let ecdsa = k256::ecdsa::Signature::from_scalars(
+            signature.r().to_be_bytes::<32>(),
+            signature.s().to_be_bytes::<32>(),
+        )?;
+        let id = k256::ecdsa::RecoveryId::from_byte(u8::from(signature.v()))
+            .ok_or_else(k256::ecdsa::Error::new)?;
+        Ok((ecdsa, id))
+    }
 }
 
 impl Signer {
@@ -52,22 +80,16 @@ impl Signer {
     /// A signer already behind an `Arc`.
     pub fn from_arc(inner: Arc<DynSigner>) -> Self {
         let address = TxSigner::address(&inner);
-        Signer {
-            inner,
-            address,
-            local: None,
-        }
+        Signer { inner, address }
     }
 
-    /// A local key.
+    /// A local key. It signs (hashes and transactions) through libsecp256k1.
     pub fn local(key: PrivateKeySigner) -> Self {
-        let fast = actp_core::ecdsa::SecretKey::from_byte_array(key.credential().to_bytes().into())
-            .ok()
-            .filter(|k| actp_core::ecdsa::address_of(k) == key.address())
-            .map(Arc::new);
-        Signer {
-            local: fast,
-            ..Signer::new(key)
+        match actp_core::ecdsa::SecretKey::from_byte_array(key.credential().to_bytes().into()) {
+            Ok(secret) if actp_core::ecdsa::address_of(&secret) == key.address() => Signer::new(
+                LocalSigner::new_with_credential(SecpKey(secret), key.address(), key.chain_id()),
+            ),
+            _ => Signer::new(key),
         }
     }
 
@@ -108,9 +130,6 @@ impl Signer {
     /// Signs a 32-byte hash. The signature is normalized to low `s` (EIP-2), which verifiers such as the
     /// ACTP SDKs require, whatever the backend returned.
     pub async fn sign_hash(&self, hash: &B256) -> Result<Signature> {
-        if let Some(key) = &self.local {
-            return Ok(actp_core::ecdsa::sign(hash, key));
-        }
         alloy::signers::Signer::sign_hash(&*self.inner, hash)
             .await
             .map(Signature::normalized_s)
@@ -239,11 +258,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_local_key_signs_exactly_as_alloy_does() {
+    async fn a_local_key_signs_hashes_and_transactions_exactly_as_alloy_does() {
+        use alloy::{consensus::TxEip1559, network::TxSignerSync, primitives::TxKind};
         let key = PrivateKeySigner::random();
         let fast = Signer::local(key.clone());
-        let plain = Signer::new(key);
-        assert!(fast.local.is_some() && plain.local.is_none());
+        let plain = Signer::new(key.clone());
         assert_eq!(fast.address(), plain.address());
         for i in 0..8u8 {
             let hash = B256::repeat_byte(i);
@@ -252,5 +271,18 @@ mod tests {
                 plain.sign_hash(&hash).await.unwrap()
             );
         }
+        let tx = || TxEip1559 {
+            chain_id: 31_337,
+            nonce: 7,
+            gas_limit: 100_000,
+            max_fee_per_gas: 2_000_000_000,
+            to: TxKind::Call(Address::repeat_byte(1)),
+            ..TxEip1559::default()
+        };
+        let ours = TxSigner::sign_transaction(&*fast.tx_signer(), &mut tx())
+            .await
+            .unwrap();
+        let theirs = key.sign_transaction_sync(&mut tx()).unwrap();
+        assert_eq!(ours, theirs);
     }
 }
