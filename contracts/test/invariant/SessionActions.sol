@@ -4,7 +4,7 @@ pragma solidity ^0.8.24;
 import {IACTPKernel} from "../../src/interfaces/IACTPKernel.sol";
 import {IEscrowKernel} from "../../src/interfaces/IEscrowKernel.sol";
 import {IKernelSessions} from "../../src/interfaces/IKernelSessions.sol";
-import {HandlerBase} from "./HandlerBase.sol";
+import {HandlerPicks} from "./HandlerPicks.sol";
 
 /// @title SessionActions
 /// @notice The handler's session actions: opening (sometimes with a grace period out of range, or while paused),
@@ -15,7 +15,7 @@ import {HandlerBase} from "./HandlerBase.sol";
 /// ordinary transactions. Each predicts the kernel's answer from the handler's account (accepted iff the rules
 /// allow) and books the money as `HandlerBase._book` does; `_sessionStep` drives a session through its lifecycle
 /// for `KernelHandler`'s steps, and `_resolveSession` splits a disputed session's deposit.
-abstract contract SessionActions is HandlerBase {
+abstract contract SessionActions is HandlerPicks {
     uint256 internal constant MIN_GRACE = 10 minutes;
     uint256 internal constant MAX_GRACE = 7 days;
     uint256 internal constant STRANGER_KEY = 0xBAD5; // signs vouchers for sessions it has nothing to do with
