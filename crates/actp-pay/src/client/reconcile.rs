@@ -258,14 +258,20 @@ impl PayingClient {
                         s.claimed = Some(claimed);
                     }
                 })?;
-                if inner.config.after_delivery == AfterDelivery::SettleNow {
-                    inner.kernel.settle(tx_id).await?;
-                    let refunded = inner.kernel.refunded(tx_id, payment.block).await?;
-                    finish(PaymentState::Settled, refunded)?;
-                    tracing::info!(%tx_id, "session settled as requester");
-                    report.settled += 1;
-                } else {
+                if inner.config.after_delivery != AfterDelivery::SettleNow {
                     report.waiting += 1;
+                    return Ok(());
+                }
+                match inner.kernel.settle(tx_id).await {
+                    Ok(_) => {
+                        let refunded = inner.kernel.refunded(tx_id, payment.block).await?;
+                        finish(PaymentState::Settled, refunded)?;
+                        tracing::info!(%tx_id, "session settled as requester");
+                        report.settled += 1;
+                    }
+                    // Settled (or disputed) by someone else meanwhile: the next reconcile records it.
+                    Err(e) if e.rejection().is_some() => report.waiting += 1,
+                    Err(e) => return Err(e.into()),
                 }
             }
             State::Settled | State::Cancelled => {

@@ -1,7 +1,6 @@
 //! Taking a session out of use: a lost call, asking the provider to close, ending on chain, and closing every
 //! session when the agent is done.
 
-use actp_client::ClientError;
 use actp_core::{
     Amount, U256,
     http::{TX_ID_HEADER, VOUCHER_HEADER},
@@ -126,8 +125,9 @@ impl PayingClient {
                     }
                 })?)
             }
-            // Closed meanwhile, or ended already: reconcile follows the chain from here.
-            Err(e @ ClientError::Rejected { .. }) => {
+            // Closed meanwhile, or ended already (refused before sending, or reverted on chain because the
+            // provider's close was mined first): reconcile follows the chain from here.
+            Err(e) if e.rejection().is_some() => {
                 tracing::info!(%tx_id, error = %e, "the session could not be ended; it is closed or ending already");
                 Ok(payment)
             }
