@@ -298,6 +298,7 @@ struct RpcState {
     rate_limited: AtomicU64,
     refused_ranges: AtomicU64,
     served: Mutex<Vec<ServedRange>>,
+    methods: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// A JSON-RPC proxy in front of a node, with a public endpoint's limits.
@@ -329,6 +330,7 @@ impl RpcProxy {
             rate_limited: AtomicU64::new(0),
             refused_ranges: AtomicU64::new(0),
             served: Mutex::new(Vec::new()),
+            methods: Mutex::default(),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -358,6 +360,15 @@ impl RpcProxy {
     /// `eth_getLogs` ranges refused as too large.
     pub fn refused_ranges(&self) -> u64 {
         self.state.refused_ranges.load(Ordering::SeqCst)
+    }
+
+    /// How many requests for `method` (e.g. `eth_call`) reached the proxy, batched ones included.
+    pub fn calls(&self, method: &str) -> u64 {
+        self.state
+            .methods
+            .lock()
+            .map(|m| m.get(method).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 
     /// Every `eth_getLogs` range served, in order.
@@ -393,6 +404,14 @@ async fn rpc(State(state): State<Arc<RpcState>>, body: Bytes) -> Response {
         return response;
     }
     let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if let Ok(mut methods) = state.methods.lock() {
+        let single = std::slice::from_ref(&request);
+        for call in request.as_array().map_or(single, Vec::as_slice) {
+            if let Some(method) = call["method"].as_str() {
+                *methods.entry(method.to_owned()).or_default() += 1;
+            }
+        }
+    }
     let mut range = None;
     if request["method"] == "eth_getLogs" {
         let filter = &request["params"][0];

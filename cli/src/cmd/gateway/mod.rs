@@ -61,6 +61,11 @@ pub(crate) struct GatewayArgs {
     /// Claim with an on-chain IN_PROGRESS before serving (replicas sharing a key), instead of locally.
     #[arg(long)]
     pub(crate) onchain_claims: bool,
+    /// How often to read the kernel's events: transactions funded for this provider are then served without
+    /// a chain read, and sessions whose requester asks to end them close at once. "0s" reads none (each new
+    /// transaction is then read when used).
+    #[arg(long, env = "ACTP_FOLLOW_EVENTS", default_value = "1s")]
+    pub(crate) follow_events: args::Duration,
     /// Forward requests to paths not listed with --route, free (default: 404, so nothing is served
     /// for free by mistake).
     #[arg(long)]
@@ -168,6 +173,7 @@ pub(crate) async fn run(ctx: &Ctx, args: GatewayArgs) -> Result<()> {
     let mut builder = Paywall::builder(kernel)
         .data_dir(ctx.global.data_dir.join("gateway"))
         .min_time_to_deadline(args.min_time_to_deadline.0)
+        .follow_events(Some(args.follow_events.0).filter(|every| !every.is_zero()))
         .claim_mode(if args.onchain_claims {
             ClaimMode::OnChain
         } else {

@@ -5,17 +5,26 @@
 
 use std::sync::Weak;
 
+use actp_core::B256;
 use tokio::sync::watch;
 
 use super::Inner;
 use crate::store::{CloseReason, SessionStatus};
 
+/// While the kernel's events are followed, end requests arrive through them ([`super::follow`]); the chain
+/// is still asked on every this many passes (the first included), in case a node's logs lagged its head.
+const END_READ_EVERY: u64 = 12;
+
 /// Looks for sessions to close every `check_every` until the paywall is dropped or `stop` fires.
 pub(super) async fn run(paywall: Weak<Inner>, mut stop: watch::Receiver<()>) {
+    let mut pass = 0u64;
     loop {
         let every = match paywall.upgrade() {
             Some(inner) => {
-                inner.close_due_sessions().await;
+                let read_end_requests =
+                    inner.follower.is_none() || pass.is_multiple_of(END_READ_EVERY);
+                pass += 1;
+                inner.close_due_sessions(read_end_requests).await;
                 match &inner.sessions {
                     Some(config) => config.check_every,
                     None => return,
@@ -31,9 +40,9 @@ pub(super) async fn run(paywall: Weak<Inner>, mut stop: watch::Receiver<()>) {
 }
 
 impl Inner {
-    /// Queues the close of every open session that is due; one chain read per open session (has its
-    /// requester asked to end it?).
-    pub(super) async fn close_due_sessions(&self) {
+    /// Queues the close of every open session that is due; with `read_end_requests`, one chain read per
+    /// open session not otherwise due (has its requester asked to end it?).
+    pub(super) async fn close_due_sessions(&self, read_end_requests: bool) {
         let Some(config) = &self.sessions else {
             return;
         };
@@ -45,7 +54,7 @@ impl Inner {
                 return;
             }
         };
-        let mut queued = false;
+        let mut due = Vec::new();
         for (id, session) in sessions {
             if session.status != SessionStatus::Open {
                 continue;
@@ -63,6 +72,8 @@ impl Inner {
                 && now.saturating_sub(session.last_call) >= config.used_up_close.as_secs()
             {
                 Some(CloseReason::UsedUp)
+            } else if !read_end_requests {
+                None
             } else {
                 match self.kernel.session_of(id).await {
                     Ok(Some(terms)) if terms.close_by != 0 => Some(CloseReason::EndRequested),
@@ -73,7 +84,18 @@ impl Inner {
                     }
                 }
             };
-            let Some(reason) = reason else { continue };
+            if let Some(reason) = reason {
+                due.push((id, reason));
+            }
+        }
+        self.queue_closes(due).await;
+    }
+
+    /// Queues the close of each session (unless it is closing already), makes the queue durable and wakes the
+    /// outbox.
+    pub(super) async fn queue_closes(&self, closes: Vec<(B256, CloseReason)>) {
+        let mut queued = false;
+        for (id, reason) in closes {
             match self.store.queue_session_close(id, reason) {
                 Ok(true) => {
                     tracing::info!(tx_id = %id, ?reason, "closing session");

@@ -1,11 +1,12 @@
 //! The checks a paid request must pass before its handler runs, in order: a price, a transaction id, the
-//! transaction on chain (one read however many requests ask), the requester's signature over this request,
+//! transaction (learned from the kernel's events, or else read on chain: one read however many requests
+//! ask), the requester's signature over this request,
 //! the local claim record, state, amount, deadline and service; then the claim (local or on chain). A
 //! request carrying a voucher is a session call: [`super::session`] grants it.
 
 use actp_client::{ClientError, TransactionRecord};
 use actp_core::{
-    Amount, B256, Rejection, State,
+    Address, Amount, B256, Rejection, State, U256,
     authorization::{AuthorizationHeader, RequestAuthorization, request_hash},
     http::{AUTHORIZATION_HEADER, PaymentInstructions, TX_ID_HEADER, VOUCHER_HEADER},
     proof::content_hash,
@@ -87,20 +88,35 @@ where
         ),
     };
 
-    let record = match paywall.lookup(tx_id).await {
-        Ok(record) => record,
-        Err(LookupFailure::NotFound) => {
-            return Err(Refusal::UnknownTransaction {
-                tx_id,
-                payment: payment(),
-            });
-        }
-        Err(LookupFailure::Unavailable(reason)) => {
-            tracing::warn!(%reason, "transaction read failed");
-            return Err(Refusal::ChainUnavailable {
-                retry_after: paywall.retry_after,
-            });
-        }
+    let learned = paywall
+        .follower
+        .as_ref()
+        .and_then(|f| f.funded(tx_id))
+        .map(|f| Facts {
+            requester: f.requester,
+            provider: paywall.terms.provider,
+            state: State::Committed,
+            amount: f.amount,
+            deadline: f.deadline,
+            service_hash: f.service_hash,
+        });
+    let record = match learned {
+        Some(facts) => facts,
+        None => match paywall.lookup(tx_id).await {
+            Ok(record) => Facts::from(&record),
+            Err(LookupFailure::NotFound) => {
+                return Err(Refusal::UnknownTransaction {
+                    tx_id,
+                    payment: payment(),
+                });
+            }
+            Err(LookupFailure::Unavailable(reason)) => {
+                tracing::warn!(%reason, "transaction read failed");
+                return Err(Refusal::ChainUnavailable {
+                    retry_after: paywall.retry_after,
+                });
+            }
+        },
     };
     if record.provider != paywall.terms.provider {
         return Err(Refusal::WrongProvider {
@@ -195,8 +211,13 @@ where
         Ok(ClaimOutcome::Taken) => return Err(Refusal::AlreadyUsed { tx_id }),
         Err(e) => return Err(paywall.storage_failed(&e)),
     };
+    if let Some(follower) = &paywall.follower {
+        follower.forget(tx_id);
+    }
     let started = if paywall.claim_mode == ClaimMode::OnChain && !started {
-        paywall.claim_on_chain(tx_id, &record, payment).await?;
+        paywall
+            .claim_on_chain(tx_id, record.deadline, payment)
+            .await?;
         true
     } else {
         started
@@ -214,6 +235,30 @@ where
         started,
         session: None,
     })
+}
+
+/// What the checks need of a transaction: its record read from chain, or what its funding fixed, learned
+/// from the kernel's events ([`super::follow`]).
+struct Facts {
+    requester: Address,
+    provider: Address,
+    state: State,
+    amount: U256,
+    deadline: u64,
+    service_hash: B256,
+}
+
+impl From<&TransactionRecord> for Facts {
+    fn from(r: &TransactionRecord) -> Self {
+        Facts {
+            requester: r.requester,
+            provider: r.provider,
+            state: r.state,
+            amount: r.amount,
+            deadline: r.deadline,
+            service_hash: r.service_hash,
+        }
+    }
 }
 
 /// The `X-AGIRAILS-VOUCHER` header, if the request carries one.
@@ -306,7 +351,7 @@ impl Inner {
     async fn claim_on_chain(
         &self,
         tx_id: B256,
-        record: &TransactionRecord,
+        deadline: u64,
         payment: impl Fn() -> Box<PaymentInstructions>,
     ) -> Result<(), Refusal> {
         let outcome = tokio::time::timeout(self.claim_timeout, self.kernel.start(tx_id)).await;
@@ -322,7 +367,7 @@ impl Inner {
             Ok(Err(e)) if matches!(e.rejection(), Some(Rejection::DeadlinePassed { .. })) => {
                 Refusal::DeadlinePassed {
                     tx_id,
-                    deadline: record.deadline,
+                    deadline,
                     now: self.clock.now(),
                     payment: payment(),
                 }
