@@ -1,15 +1,18 @@
 //! The paywall's cost per request. On a devnet with 2,000 pre-funded transactions, many concurrent clients
 //! drive one handler three times, side by side in one run: unpaid; paid per call (local claims, one paid
 //! request per transaction); and paid from sessions (one session per client, a voucher per request). Reports
-//! requests per second of each and their ratio to unpaid, the latency the paywall adds at p50 and p99, the
-//! per-call rate against the bare chain-read rate, how long the outbox takes to get every delivery mined, and
-//! the paywall's CPU per session call as a multiple of the crypto floor (one signature recovery, one
-//! signature, and the hashing one call needs, timed alone in the same run).
+//! requests per second of each and their ratio to unpaid; the latency the paywall adds at p50 and p99 (closed
+//! loop, where it is mostly queueing; open loop at 1,000 requests/s and at half the sessions' rate; one client
+//! alone); the per-call rate against the bare chain-read rate; how long the outbox takes to get every delivery
+//! mined; and the paywall's CPU per session call as a multiple of the crypto floor (one signature recovery,
+//! one signature, and the hashing one call needs, timed alone in the same run).
 //!
-//! `make bench` runs it; `ACTP_BENCH_TXS`, `ACTP_BENCH_CLIENTS`, `ACTP_BENCH_OUTBOX` (deliveries in flight) and
-//! `ACTP_BENCH_BLOCK_TIME` (seconds; default 0.5, 0 mines per transaction) change the setup. The figures go to stdout
-//! and `target/bench/paywall.json`. Everything shares the machine (anvil, server, clients), so read the
-//! ratio, not the absolute numbers.
+//! `make bench` runs it. The setup changes with `ACTP_BENCH_TXS`, `ACTP_BENCH_CLIENTS`, `ACTP_BENCH_OUTBOX`
+//! (deliveries in flight), `ACTP_BENCH_SESSION_CALLS` (per session in the closed-loop runs), `ACTP_BENCH_ROUNDS`
+//! (closed-loop rounds, unpaid and from sessions in turn; default 3), `ACTP_BENCH_RATE` and
+//! `ACTP_BENCH_PACED` (the open-loop rate, and calls per session in each open-loop run) and
+//! `ACTP_BENCH_BLOCK_TIME` (seconds; default 0.5, 0 mines per transaction). The figures go to stdout and `target/bench/paywall.json`. Everything shares the machine (anvil, server,
+//! clients), so read the ratio, not the absolute numbers.
 #![allow(
     clippy::print_stdout,
     clippy::unwrap_used,
@@ -21,153 +24,25 @@ use std::time::{Duration, Instant};
 
 use actp_axum::{Paywall, Route};
 use actp_client::OpenSession;
-use actp_client::{Devnet, DevnetOptions, Kernel};
+use actp_client::{Devnet, DevnetOptions};
 use actp_core::{
     Amount, B256, U256,
     authorization::{AuthorizationHeader, RequestAuthorization},
     ids::service_hash,
-    model::CreateParams,
     proof::content_hash,
     session::{SessionReceipt, SessionVoucher, VoucherHeader},
 };
 use axum::{Router, routing::post};
 use futures::{StreamExt, stream};
 
-const BODY: &str = r#"{"prompt":"summarise the ACTP lifecycle in one line"}"#;
+mod support;
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use support::{
+    BODY, Headers, Run, cpu_time, drive, drive_paced, env, fund, lanes, median, ms, time_each,
+};
 
 async fn handler(body: String) -> String {
     format!("{{\"result\":\"{} bytes summarised\"}}", body.len())
-}
-
-struct Run {
-    seconds: f64,
-    latencies: Vec<Duration>,
-    ok: usize,
-}
-
-impl Run {
-    fn rps(&self) -> f64 {
-        self.ok as f64 / self.seconds
-    }
-
-    fn percentile(&self, p: f64) -> Duration {
-        let mut l = self.latencies.clone();
-        l.sort();
-        l[((l.len() as f64 - 1.0) * p).round() as usize]
-    }
-}
-
-/// The headers of one request.
-type Headers = Vec<(&'static str, String)>;
-
-/// Runs `lanes` concurrently, the requests of each lane one after the other (a client, or a session's calls in
-/// order).
-async fn drive(http: &reqwest::Client, url: String, lanes: Vec<Vec<Headers>>) -> Run {
-    let start = Instant::now();
-    let results: Vec<Vec<(bool, Duration)>> =
-        futures::future::join_all(lanes.into_iter().map(|lane| {
-            let http = http.clone();
-            let url = url.clone();
-            async move {
-                let mut out = Vec::with_capacity(lane.len());
-                for headers in lane {
-                    let t = Instant::now();
-                    let mut req = http.post(&url).body(BODY);
-                    for (name, value) in headers {
-                        req = req.header(name, value);
-                    }
-                    let response = req.send().await.unwrap();
-                    let ok = response.status().is_success();
-                    let _ = response.bytes().await.unwrap();
-                    out.push((ok, t.elapsed()));
-                }
-                out
-            }
-        }))
-        .await;
-    let seconds = start.elapsed().as_secs_f64();
-    let results: Vec<(bool, Duration)> = results.into_iter().flatten().collect();
-    Run {
-        seconds,
-        ok: results.iter().filter(|(ok, _)| *ok).count(),
-        latencies: results.into_iter().map(|(_, l)| l).collect(),
-    }
-}
-
-/// `requests` dealt round-robin into `clients` lanes.
-fn lanes(requests: Vec<Headers>, clients: usize) -> Vec<Vec<Headers>> {
-    let mut lanes = vec![Vec::new(); clients];
-    for (i, r) in requests.into_iter().enumerate() {
-        lanes[i % clients].push(r);
-    }
-    lanes
-}
-
-/// CPU time this process has used (user + system), from `/proc/self/stat` (clock ticks of 10 ms).
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
-/// Average time of `f` over `n` runs.
-async fn time_each<F, Fut>(n: u32, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let t = Instant::now();
-    for _ in 0..n {
-        f().await;
-    }
-    t.elapsed() / n
-}
-
-async fn fund(consumer: &Kernel, provider: actp_core::Address, n: usize) -> Vec<B256> {
-    consumer
-        .approve(Amount::from_base_units(100_000 * n as u128).to_u256())
-        .await
-        .unwrap();
-    let now = consumer.chain_time().await.unwrap();
-    stream::iter(0..n)
-        .map(|_| {
-            let consumer = consumer.clone();
-            async move {
-                consumer
-                    .create_and_fund(&CreateParams::new(
-                        provider,
-                        Amount::from_base_units(100_000).to_u256(),
-                        now + 86_400,
-                        3_600,
-                        service_hash("summarise"),
-                    ))
-                    .await
-                    .unwrap()
-            }
-        })
-        .buffer_unordered(64)
-        .collect()
-        .await
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1_000.0
 }
 
 #[tokio::main]
@@ -200,6 +75,7 @@ async fn main() {
     let provider = provider_kernel.signer_address().unwrap();
 
     let t = Instant::now();
+    let first_block = consumer.block_number().await.unwrap();
     // Two sets: one paid while the outbox waits, one while it sends.
     let mut ids = fund(&consumer, provider, 2 * n).await;
     let deferred_ids = ids.split_off(n);
@@ -232,10 +108,12 @@ async fn main() {
     // One session per client, each with a deposit for its share of the calls; each call's voucher raises the
     // cumulative by the price (the calls of one session go in order).
     let price = Amount::from_base_units(100_000);
-    let per_lane = n.div_ceil(clients);
+    let per_lane = env("ACTP_BENCH_SESSION_CALLS", n.div_ceil(clients));
+    // Then two open-loop runs of this many calls per session.
+    let paced_per_lane = env("ACTP_BENCH_PACED", 100);
     // One more session, for the run with a single client; every deposit covers the longest lane.
     let single = 300;
-    let deposit = price.to_u256() * U256::from(per_lane.max(single));
+    let deposit = price.to_u256() * U256::from((per_lane + 2 * paced_per_lane).max(single));
     consumer
         .approve(deposit * U256::from(clients + 1))
         .await
@@ -265,7 +143,11 @@ async fn main() {
         .iter()
         .enumerate()
         .map(|(i, id)| {
-            (0..if i == clients { single } else { per_lane })
+            (0..if i == clients {
+                single
+            } else {
+                per_lane + 2 * paced_per_lane
+            })
                 .map(|k| {
                     let cumulative = price.to_u256() * U256::from(k + 1);
                     let voucher = SessionVoucher::for_request(
@@ -293,6 +175,15 @@ async fn main() {
         .collect();
     let single_lane = session_lanes.pop().unwrap_or_default();
     let session_requests = per_lane * clients;
+    // Each session's calls in order: the closed-loop run's, then each paced run's.
+    let mut paced_fixed_lanes = Vec::new();
+    let mut paced_half_lanes = Vec::new();
+    for lane in &mut session_lanes {
+        let mut rest = lane.split_off(per_lane);
+        paced_half_lanes.push(rest.split_off(paced_per_lane));
+        paced_fixed_lanes.push(rest);
+    }
+    let paced_requests = paced_per_lane * clients;
 
     let dir = tempfile::tempdir().unwrap();
     let paywall = Paywall::builder(provider_kernel)
@@ -303,11 +194,23 @@ async fn main() {
                 .service("summarise"),
         )
         .outbox_concurrency(env("ACTP_BENCH_OUTBOX", 128))
+        // It learns the transactions funded above from the kernel's events, as a provider that was running
+        // while they were funded would have: requests paying with them need no chain read.
+        .follow_events_from(first_block)
         // Started below, after the run that pays per call while deliveries wait.
         .run_outbox(false)
         .build()
         .await
         .unwrap();
+    let t = Instant::now();
+    while paywall.funded_known() < 2 * n {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "the paywall learned {} funded transactions from events in {:.1}s",
+        2 * n,
+        t.elapsed().as_secs_f64()
+    );
     let app = Router::new()
         .route("/paid", post(handler))
         .route("/unpaid", post(handler))
@@ -327,27 +230,65 @@ async fn main() {
         lanes(vec![vec![]; 200], clients),
     )
     .await;
-    let cpu = cpu_time();
-    let unpaid = drive(
-        &http,
-        format!("{url}/unpaid"),
-        lanes(vec![vec![]; session_requests], clients),
-    )
-    .await;
-    let unpaid_cpu = cpu_time().saturating_sub(cpu);
-    let cpu = cpu_time();
-    let session = drive(&http, format!("{url}/paid"), session_lanes).await;
-    let session_cpu = cpu_time().saturating_sub(cpu);
-    assert_eq!(
-        session.ok, session_requests,
-        "every session request must be served"
-    );
+    // Unpaid and from sessions in turn, several rounds: each figure is the median over the rounds, so that a
+    // burst of noise on this shared machine moves one round, not the result.
+    let session_rounds = env("ACTP_BENCH_ROUNDS", 3).clamp(1, per_lane);
+    let mut chunks: Vec<Vec<Vec<Headers>>> = vec![Vec::new(); session_rounds];
+    for lane in session_lanes {
+        let size = lane.len().div_ceil(session_rounds);
+        for (r, chunk) in lane.chunks(size).enumerate() {
+            chunks[r].push(chunk.to_vec());
+        }
+    }
+    let (mut unpaid, mut session) = (Run::default(), Run::default());
+    let (mut round_ratios, mut round_cpu) = (Vec::new(), Vec::new());
+    let flushes_before = paywall.disk_flushes();
+    for chunk in chunks {
+        let calls: usize = chunk.iter().map(Vec::len).sum();
+        let cpu = cpu_time();
+        let u = drive(
+            &http,
+            format!("{url}/unpaid"),
+            lanes(vec![vec![]; calls], clients),
+        )
+        .await;
+        let unpaid_cpu = cpu_time().saturating_sub(cpu);
+        let cpu = cpu_time();
+        let p = drive(&http, format!("{url}/paid"), chunk).await;
+        let session_cpu = cpu_time().saturating_sub(cpu);
+        assert_eq!(p.ok, calls, "every session request must be served");
+        round_ratios.push(p.rps() / u.rps());
+        round_cpu.push(session_cpu.saturating_sub(unpaid_cpu) / u32::try_from(calls).unwrap_or(1));
+        unpaid.merge(u);
+        session.merge(p);
+    }
+    let session_flushes = paywall.disk_flushes() - flushes_before;
+    // Open loop at a fixed rate, then at half the rate the sessions reached above: the latency the paywall
+    // adds under load without the queueing of a saturated server (closed-loop latency is mostly that).
+    let fixed_rate = env("ACTP_BENCH_RATE", 1_000) as f64;
+    let half_rate = session.rps() / 2.0;
+    let mut paced = Vec::new();
+    for (rate, lanes_paid) in [
+        (fixed_rate, paced_fixed_lanes),
+        (half_rate, paced_half_lanes),
+    ] {
+        let unpaid_paced = drive_paced(
+            &http,
+            format!("{url}/unpaid"),
+            lanes(vec![vec![]; paced_requests], clients),
+            rate,
+        )
+        .await;
+        let session_paced = drive_paced(&http, format!("{url}/paid"), lanes_paid, rate).await;
+        assert_eq!(session_paced.ok, paced_requests);
+        paced.push((rate, unpaid_paced, session_paced));
+    }
     // One client alone: the latency the paywall adds to a request when nothing queues.
     let unpaid_single = drive(&http, format!("{url}/unpaid"), vec![vec![vec![]; single]]).await;
     let session_single = drive(&http, format!("{url}/paid"), vec![single_lane]).await;
     assert_eq!(session_single.ok, single);
-    // Per call, the outbox waiting: the paywall's own path (chain read, recovery, claim, two signatures,
-    // group commit) without the chain also mining its deliveries.
+    // Per call, the outbox waiting: the paywall's own path (recovery, claim, two signatures, group commit; the
+    // transaction was learned from events) without the chain also mining its deliveries.
     let deferred = drive(
         &http,
         format!("{url}/paid"),
@@ -441,12 +382,11 @@ async fn main() {
     })
     .await;
     let floor = recover + sign + hashing;
-    let paywall_cpu_per_call =
-        session_cpu.saturating_sub(unpaid_cpu) / u32::try_from(session_requests).unwrap_or(1);
+    let paywall_cpu_per_call = median(round_cpu.clone());
     let floor_multiple = paywall_cpu_per_call.as_secs_f64() / floor.as_secs_f64();
 
     let ratio = paid.rps() / unpaid.rps();
-    let session_ratio = session.rps() / unpaid.rps();
+    let session_ratio = median(round_ratios.clone());
     let (p50_session, p99_session) = (session.percentile(0.5), session.percentile(0.99));
     let (p50_paid, p50_unpaid) = (paid.percentile(0.5), unpaid.percentile(0.5));
     let (p99_paid, p99_unpaid) = (paid.percentile(0.99), unpaid.percentile(0.99));
@@ -480,7 +420,15 @@ async fn main() {
         ms(p99_paid)
     );
     println!(
-        "session/unpaid throughput: {session_ratio:.3}; added latency p50 {:.2} ms, p99 {:.2} ms",
+        "session/unpaid throughput, median of {session_rounds} rounds: {session_ratio:.3} (rounds {}); {session_flushes} flushes for {session_requests} calls",
+        round_ratios
+            .iter()
+            .map(|r| format!("{r:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "closed loop, added latency p50 {:.2} ms, p99 {:.2} ms",
         ms(p50_session.saturating_sub(p50_unpaid)),
         ms(p99_session.saturating_sub(p99_unpaid))
     );
@@ -498,13 +446,28 @@ async fn main() {
             .saturating_sub(unpaid_single.percentile(0.99))),
     );
     println!(
-        "crypto floor per session call: {:.1} us (recover {:.1}, sign {:.1}, hashing {:.1}); paywall CPU per call {:.1} us = {floor_multiple:.2}x the floor",
+        "crypto floor per session call: {:.1} us (recover {:.1}, sign {:.1}, hashing {:.1}); paywall CPU per call (median of {session_rounds} rounds) {:.1} us = {floor_multiple:.2}x the floor",
         floor.as_secs_f64() * 1e6,
         recover.as_secs_f64() * 1e6,
         sign.as_secs_f64() * 1e6,
         hashing.as_secs_f64() * 1e6,
         paywall_cpu_per_call.as_secs_f64() * 1e6,
     );
+    for (rate, unpaid_paced, session_paced) in &paced {
+        println!(
+            "open loop at {rate:.0} requests/s, {clients} clients: unpaid p50 {:.2} ms, p99 {:.2} ms; from sessions p50 {:.2} ms, p99 {:.2} ms; added p50 {:.2} ms, p99 {:.2} ms",
+            ms(unpaid_paced.percentile(0.5)),
+            ms(unpaid_paced.percentile(0.99)),
+            ms(session_paced.percentile(0.5)),
+            ms(session_paced.percentile(0.99)),
+            ms(session_paced
+                .percentile(0.5)
+                .saturating_sub(unpaid_paced.percentile(0.5))),
+            ms(session_paced
+                .percentile(0.99)
+                .saturating_sub(unpaid_paced.percentile(0.99))),
+        );
+    }
     println!("per-call paid/unpaid throughput: {ratio:.3}");
     println!(
         "chain reads alone (getTransaction, same concurrency): {reads_per_second:.0}/s; paid/reads {:.2}",
@@ -536,12 +499,23 @@ async fn main() {
         "ratio": ratio,
         "session_rps": session.rps(),
         "session_ratio": session_ratio,
+        "session_ratio_rounds": round_ratios,
+        "session_flushes": session_flushes,
         "session_p50_ms": ms(p50_session),
         "session_p99_ms": ms(p99_session),
         "session_added_p50_ms": ms(p50_session.saturating_sub(p50_unpaid)),
         "session_added_p99_ms": ms(p99_session.saturating_sub(p99_unpaid)),
         "single_client_added_p50_ms": ms(session_single.percentile(0.5).saturating_sub(unpaid_single.percentile(0.5))),
         "single_client_added_p99_ms": ms(session_single.percentile(0.99).saturating_sub(unpaid_single.percentile(0.99))),
+        "open_loop": paced.iter().map(|(rate, u, p)| serde_json::json!({
+            "rate": rate,
+            "unpaid_p50_ms": ms(u.percentile(0.5)),
+            "unpaid_p99_ms": ms(u.percentile(0.99)),
+            "session_p50_ms": ms(p.percentile(0.5)),
+            "session_p99_ms": ms(p.percentile(0.99)),
+            "added_p50_ms": ms(p.percentile(0.5).saturating_sub(u.percentile(0.5))),
+            "added_p99_ms": ms(p.percentile(0.99).saturating_sub(u.percentile(0.99))),
+        })).collect::<Vec<_>>(),
         "crypto_floor_us": floor.as_secs_f64() * 1e6,
         "paywall_cpu_per_session_call_us": paywall_cpu_per_call.as_secs_f64() * 1e6,
         "floor_multiple": floor_multiple,
