@@ -298,8 +298,9 @@ impl Inner {
                 &self.domain,
             )
         });
-        let (receipt, _) = match charged {
-            Ok(Some(done)) => done,
+        // The account's head is the receipt's EIP-712 hash, computed once by the charge.
+        let (receipt, hash) = match charged {
+            Ok(Some((receipt, account))) => (receipt, account.head),
             Ok(None) => {
                 tracing::error!(%tx_id, "session account vanished");
                 return self.storage_failed_response();
@@ -324,7 +325,7 @@ impl Inner {
         if reason.is_some() {
             self.outbox.notify.notify_one();
         }
-        let signed = match self.signer.sign_hash(&receipt.hash(&self.domain)).await {
+        let signed = match self.signer.sign_hash(&hash).await {
             Ok(signature) => SignedReceipt { receipt, signature },
             Err(e) => {
                 // Charged and chained already: the receipt can be signed again; the call is not repeated.
