@@ -4,13 +4,15 @@
 //! requests per second of each and their ratio to unpaid; the latency the paywall adds at p50 and p99 (closed
 //! loop, where it is mostly queueing; open loop at 1,000 requests/s and at half the sessions' rate; one client
 //! alone); the per-call rate against the bare chain-read rate; how long the outbox takes to get every delivery
-//! mined; and the paywall's CPU per session call as a multiple of the crypto floor (one signature recovery,
-//! one signature, and the hashing one call needs, timed alone in the same run).
+//! mined; and the CPU per session call as a multiple of the crypto floor (one signature recovery, one
+//! signature, and the hashing one call needs, timed alone in the same run), both for the whole process over
+//! HTTP (server and client) and for the paywall alone, its router called in process.
 //!
 //! `make bench` runs it. The setup changes with `ACTP_BENCH_TXS`, `ACTP_BENCH_CLIENTS`, `ACTP_BENCH_OUTBOX`
 //! (deliveries in flight), `ACTP_BENCH_SESSION_CALLS` (per session in the closed-loop runs), `ACTP_BENCH_ROUNDS`
 //! (closed-loop rounds, unpaid and from sessions in turn; default 3), `ACTP_BENCH_RATE` and
-//! `ACTP_BENCH_PACED` (the open-loop rate, and calls per session in each open-loop run) and
+//! `ACTP_BENCH_PACED` (the open-loop rate, and calls per session in each open-loop run), `ACTP_BENCH_DIRECT`
+//! (calls per session in process) and
 //! `ACTP_BENCH_BLOCK_TIME` (seconds; default 0.5, 0 mines per transaction). The figures go to stdout and `target/bench/paywall.json`. Everything shares the machine (anvil, server,
 //! clients), so read the ratio, not the absolute numbers.
 #![allow(
@@ -38,7 +40,8 @@ use futures::{StreamExt, stream};
 mod support;
 
 use support::{
-    BODY, Headers, Run, cpu_time, drive, drive_paced, env, fund, lanes, median, ms, time_each,
+    Alternated, BODY, Comparison, Headers, Target, alternate, drive, drive_paced, env, fund, lanes,
+    median, ms, time_each,
 };
 
 async fn handler(body: String) -> String {
@@ -109,11 +112,13 @@ async fn main() {
     // cumulative by the price (the calls of one session go in order).
     let price = Amount::from_base_units(100_000);
     let per_lane = env("ACTP_BENCH_SESSION_CALLS", n.div_ceil(clients));
-    // Then two open-loop runs of this many calls per session.
+    // Then two open-loop runs of this many calls per session, then the in-process runs.
     let paced_per_lane = env("ACTP_BENCH_PACED", 100);
+    let direct_per_lane = env("ACTP_BENCH_DIRECT", 60);
     // One more session, for the run with a single client; every deposit covers the longest lane.
     let single = 300;
-    let deposit = price.to_u256() * U256::from((per_lane + 2 * paced_per_lane).max(single));
+    let deposit =
+        price.to_u256() * U256::from((per_lane + 2 * paced_per_lane + direct_per_lane).max(single));
     consumer
         .approve(deposit * U256::from(clients + 1))
         .await
@@ -146,7 +151,7 @@ async fn main() {
             (0..if i == clients {
                 single
             } else {
-                per_lane + 2 * paced_per_lane
+                per_lane + 2 * paced_per_lane + direct_per_lane
             })
                 .map(|k| {
                     let cumulative = price.to_u256() * U256::from(k + 1);
@@ -175,12 +180,15 @@ async fn main() {
         .collect();
     let single_lane = session_lanes.pop().unwrap_or_default();
     let session_requests = per_lane * clients;
-    // Each session's calls in order: the closed-loop run's, then each paced run's.
+    // Each session's calls in order: the closed-loop runs', each paced run's, the in-process runs'.
     let mut paced_fixed_lanes = Vec::new();
     let mut paced_half_lanes = Vec::new();
+    let mut direct_lanes = Vec::new();
     for lane in &mut session_lanes {
         let mut rest = lane.split_off(per_lane);
-        paced_half_lanes.push(rest.split_off(paced_per_lane));
+        let mut half = rest.split_off(paced_per_lane);
+        direct_lanes.push(half.split_off(paced_per_lane));
+        paced_half_lanes.push(half);
         paced_fixed_lanes.push(rest);
     }
     let paced_requests = paced_per_lane * clients;
@@ -215,6 +223,7 @@ async fn main() {
         .route("/paid", post(handler))
         .route("/unpaid", post(handler))
         .layer(paywall.layer());
+    let in_process = Target::Service(app.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -222,46 +231,20 @@ async fn main() {
         .pool_max_idle_per_host(clients)
         .build()
         .unwrap();
+    let web = Target::Http(http, url);
 
     // Warm up connections and code paths, then the runs back to back: unpaid, from sessions, per call.
-    drive(
-        &http,
-        format!("{url}/unpaid"),
-        lanes(vec![vec![]; 200], clients),
-    )
-    .await;
+    drive(&web, "/unpaid", lanes(vec![vec![]; 200], clients)).await;
     // Unpaid and from sessions in turn, several rounds: each figure is the median over the rounds, so that a
     // burst of noise on this shared machine moves one round, not the result.
     let session_rounds = env("ACTP_BENCH_ROUNDS", 3).clamp(1, per_lane);
-    let mut chunks: Vec<Vec<Vec<Headers>>> = vec![Vec::new(); session_rounds];
-    for lane in session_lanes {
-        let size = lane.len().div_ceil(session_rounds);
-        for (r, chunk) in lane.chunks(size).enumerate() {
-            chunks[r].push(chunk.to_vec());
-        }
-    }
-    let (mut unpaid, mut session) = (Run::default(), Run::default());
-    let (mut round_ratios, mut round_cpu) = (Vec::new(), Vec::new());
     let flushes_before = paywall.disk_flushes();
-    for chunk in chunks {
-        let calls: usize = chunk.iter().map(Vec::len).sum();
-        let cpu = cpu_time();
-        let u = drive(
-            &http,
-            format!("{url}/unpaid"),
-            lanes(vec![vec![]; calls], clients),
-        )
-        .await;
-        let unpaid_cpu = cpu_time().saturating_sub(cpu);
-        let cpu = cpu_time();
-        let p = drive(&http, format!("{url}/paid"), chunk).await;
-        let session_cpu = cpu_time().saturating_sub(cpu);
-        assert_eq!(p.ok, calls, "every session request must be served");
-        round_ratios.push(p.rps() / u.rps());
-        round_cpu.push(session_cpu.saturating_sub(unpaid_cpu) / u32::try_from(calls).unwrap_or(1));
-        unpaid.merge(u);
-        session.merge(p);
-    }
+    let Alternated {
+        unpaid,
+        session,
+        ratios: round_ratios,
+        cpu: round_cpu,
+    } = alternate(&web, session_lanes, session_rounds).await;
     let session_flushes = paywall.disk_flushes() - flushes_before;
     // Open loop at a fixed rate, then at half the rate the sessions reached above: the latency the paywall
     // adds under load without the queueing of a saturated server (closed-loop latency is mostly that).
@@ -273,28 +256,26 @@ async fn main() {
         (half_rate, paced_half_lanes),
     ] {
         let unpaid_paced = drive_paced(
-            &http,
-            format!("{url}/unpaid"),
+            &web,
+            "/unpaid",
             lanes(vec![vec![]; paced_requests], clients),
             rate,
         )
         .await;
-        let session_paced = drive_paced(&http, format!("{url}/paid"), lanes_paid, rate).await;
+        let session_paced = drive_paced(&web, "/paid", lanes_paid, rate).await;
         assert_eq!(session_paced.ok, paced_requests);
         paced.push((rate, unpaid_paced, session_paced));
     }
+    // The same in process, without HTTP: the paywall's own CPU per session call.
+    let direct = alternate(&in_process, direct_lanes, session_rounds).await;
+    let direct_cpu_per_call = median(direct.cpu.clone());
     // One client alone: the latency the paywall adds to a request when nothing queues.
-    let unpaid_single = drive(&http, format!("{url}/unpaid"), vec![vec![vec![]; single]]).await;
-    let session_single = drive(&http, format!("{url}/paid"), vec![single_lane]).await;
+    let unpaid_single = drive(&web, "/unpaid", vec![vec![vec![]; single]]).await;
+    let session_single = drive(&web, "/paid", vec![single_lane]).await;
     assert_eq!(session_single.ok, single);
     // Per call, the outbox waiting: the paywall's own path (recovery, claim, two signatures, group commit; the
     // transaction was learned from events) without the chain also mining its deliveries.
-    let deferred = drive(
-        &http,
-        format!("{url}/paid"),
-        lanes(deferred_requests, clients),
-    )
-    .await;
+    let deferred = drive(&web, "/paid", lanes(deferred_requests, clients)).await;
     assert_eq!(deferred.ok, n, "every paid request must be served");
     let runner = paywall.clone();
     tokio::spawn(async move { runner.run_outbox().await });
@@ -311,7 +292,7 @@ async fn main() {
     );
     // Per call, the outbox sending while requests arrive.
     let paid_start = Instant::now();
-    let paid = drive(&http, format!("{url}/paid"), lanes(paid_requests, clients)).await;
+    let paid = drive(&web, "/paid", lanes(paid_requests, clients)).await;
     assert_eq!(paid.ok, n, "every paid request must be served");
     let load_end = Instant::now();
     println!(
@@ -384,6 +365,7 @@ async fn main() {
     let floor = recover + sign + hashing;
     let paywall_cpu_per_call = median(round_cpu.clone());
     let floor_multiple = paywall_cpu_per_call.as_secs_f64() / floor.as_secs_f64();
+    let direct_multiple = direct_cpu_per_call.as_secs_f64() / floor.as_secs_f64();
 
     let ratio = paid.rps() / unpaid.rps();
     let session_ratio = median(round_ratios.clone());
@@ -432,19 +414,8 @@ async fn main() {
         ms(p50_session.saturating_sub(p50_unpaid)),
         ms(p99_session.saturating_sub(p99_unpaid))
     );
-    println!(
-        "one client alone ({single} requests): unpaid p50 {:.2} ms, p99 {:.2} ms; from a session p50 {:.2} ms, p99 {:.2} ms; added p50 {:.2} ms, p99 {:.2} ms",
-        ms(unpaid_single.percentile(0.5)),
-        ms(unpaid_single.percentile(0.99)),
-        ms(session_single.percentile(0.5)),
-        ms(session_single.percentile(0.99)),
-        ms(session_single
-            .percentile(0.5)
-            .saturating_sub(unpaid_single.percentile(0.5))),
-        ms(session_single
-            .percentile(0.99)
-            .saturating_sub(unpaid_single.percentile(0.99))),
-    );
+    let single_client = Comparison::of(&unpaid_single, &session_single);
+    println!("one client alone ({single} requests): {single_client}");
     println!(
         "crypto floor per session call: {:.1} us (recover {:.1}, sign {:.1}, hashing {:.1}); paywall CPU per call (median of {session_rounds} rounds) {:.1} us = {floor_multiple:.2}x the floor",
         floor.as_secs_f64() * 1e6,
@@ -453,20 +424,17 @@ async fn main() {
         hashing.as_secs_f64() * 1e6,
         paywall_cpu_per_call.as_secs_f64() * 1e6,
     );
-    for (rate, unpaid_paced, session_paced) in &paced {
-        println!(
-            "open loop at {rate:.0} requests/s, {clients} clients: unpaid p50 {:.2} ms, p99 {:.2} ms; from sessions p50 {:.2} ms, p99 {:.2} ms; added p50 {:.2} ms, p99 {:.2} ms",
-            ms(unpaid_paced.percentile(0.5)),
-            ms(unpaid_paced.percentile(0.99)),
-            ms(session_paced.percentile(0.5)),
-            ms(session_paced.percentile(0.99)),
-            ms(session_paced
-                .percentile(0.5)
-                .saturating_sub(unpaid_paced.percentile(0.5))),
-            ms(session_paced
-                .percentile(0.99)
-                .saturating_sub(unpaid_paced.percentile(0.99))),
-        );
+    println!(
+        "in process, without HTTP (median of {session_rounds} rounds): the paywall's CPU per session call {:.1} us = {direct_multiple:.2}x the floor; session/unpaid throughput {:.3}",
+        direct_cpu_per_call.as_secs_f64() * 1e6,
+        median(direct.ratios.clone()),
+    );
+    let open_loop: Vec<(f64, Comparison)> = paced
+        .iter()
+        .map(|(rate, u, p)| (*rate, Comparison::of(u, p)))
+        .collect();
+    for (rate, comparison) in &open_loop {
+        println!("open loop at {rate:.0} requests/s, {clients} clients: {comparison}");
     }
     println!("per-call paid/unpaid throughput: {ratio:.3}");
     println!(
@@ -505,20 +473,19 @@ async fn main() {
         "session_p99_ms": ms(p99_session),
         "session_added_p50_ms": ms(p50_session.saturating_sub(p50_unpaid)),
         "session_added_p99_ms": ms(p99_session.saturating_sub(p99_unpaid)),
-        "single_client_added_p50_ms": ms(session_single.percentile(0.5).saturating_sub(unpaid_single.percentile(0.5))),
-        "single_client_added_p99_ms": ms(session_single.percentile(0.99).saturating_sub(unpaid_single.percentile(0.99))),
-        "open_loop": paced.iter().map(|(rate, u, p)| serde_json::json!({
-            "rate": rate,
-            "unpaid_p50_ms": ms(u.percentile(0.5)),
-            "unpaid_p99_ms": ms(u.percentile(0.99)),
-            "session_p50_ms": ms(p.percentile(0.5)),
-            "session_p99_ms": ms(p.percentile(0.99)),
-            "added_p50_ms": ms(p.percentile(0.5).saturating_sub(u.percentile(0.5))),
-            "added_p99_ms": ms(p.percentile(0.99).saturating_sub(u.percentile(0.99))),
-        })).collect::<Vec<_>>(),
+        "single_client_added_p50_ms": single_client.added().0,
+        "single_client_added_p99_ms": single_client.added().1,
+        "open_loop": open_loop.iter().map(|(rate, c)| {
+            let mut row = c.to_json();
+            row["rate"] = serde_json::json!(rate);
+            row
+        }).collect::<Vec<_>>(),
         "crypto_floor_us": floor.as_secs_f64() * 1e6,
         "paywall_cpu_per_session_call_us": paywall_cpu_per_call.as_secs_f64() * 1e6,
         "floor_multiple": floor_multiple,
+        "in_process_cpu_per_session_call_us": direct_cpu_per_call.as_secs_f64() * 1e6,
+        "in_process_floor_multiple": direct_multiple,
+        "in_process_session_ratio": median(direct.ratios.clone()),
         "chain_reads_per_second": reads_per_second,
         "p50_ms": {"unpaid": ms(p50_unpaid), "paid": ms(p50_paid)},
         "p99_ms": {"unpaid": ms(p99_unpaid), "paid": ms(p99_paid)},

@@ -50,38 +50,70 @@ impl Run {
 /// The headers of one request.
 pub(crate) type Headers = Vec<(&'static str, String)>;
 
+/// Where requests go: the server over HTTP on loopback, or the same router called in-process (the paywall and
+/// the handler alone, without HTTP on either side).
+#[derive(Clone)]
+pub(crate) enum Target {
+    Http(reqwest::Client, String),
+    Service(axum::Router),
+}
+
+impl Target {
+    /// `POST path` with [`BODY`] and `headers`; whether the answer was a success (its body read in full).
+    async fn post(&self, path: &str, headers: Headers) -> bool {
+        match self {
+            Target::Http(http, url) => {
+                let mut req = http.post(format!("{url}{path}")).body(BODY);
+                for (name, value) in headers {
+                    req = req.header(name, value);
+                }
+                let response = req.send().await.unwrap();
+                let ok = response.status().is_success();
+                let _ = response.bytes().await.unwrap();
+                ok
+            }
+            Target::Service(router) => {
+                use http_body_util::BodyExt;
+                use tower::ServiceExt;
+                let mut req = axum::http::Request::post(path);
+                for (name, value) in headers {
+                    req = req.header(name, value);
+                }
+                let req = req.body(axum::body::Body::from(BODY)).unwrap();
+                let response = router.clone().oneshot(req).await.unwrap();
+                let ok = response.status().is_success();
+                let _ = response.into_body().collect().await.unwrap();
+                ok
+            }
+        }
+    }
+}
+
 /// Runs `lanes` concurrently, the requests of each lane one after the other (a client, or a session's calls in
 /// order), each sent as soon as the one before it is answered (closed loop).
-pub(crate) async fn drive(http: &reqwest::Client, url: String, lanes: Vec<Vec<Headers>>) -> Run {
-    drive_at(http, url, lanes, None).await
+pub(crate) async fn drive(target: &Target, path: &str, lanes: Vec<Vec<Headers>>) -> Run {
+    drive_at(target, path, lanes, None).await
 }
 
 /// Like [`drive`], but open-loop at `rate` requests per second in all (wrk2's way): request `k` is due at
 /// `k / rate` seconds, lane `k % lanes`, and its latency runs from when it was due, so a slow answer that
 /// delays the next request of its lane is counted against the paywall instead of hidden.
 pub(crate) async fn drive_paced(
-    http: &reqwest::Client,
-    url: String,
+    target: &Target,
+    path: &str,
     lanes: Vec<Vec<Headers>>,
     rate: f64,
 ) -> Run {
-    drive_at(http, url, lanes, Some(rate)).await
+    drive_at(target, path, lanes, Some(rate)).await
 }
 
-async fn drive_at(
-    http: &reqwest::Client,
-    url: String,
-    lanes: Vec<Vec<Headers>>,
-    rate: Option<f64>,
-) -> Run {
+async fn drive_at(target: &Target, path: &str, lanes: Vec<Vec<Headers>>, rate: Option<f64>) -> Run {
     let count = lanes.len();
     let start =
         tokio::time::Instant::now() + Duration::from_millis(if rate.is_some() { 50 } else { 0 });
     let results: Vec<Vec<(bool, Duration)>> =
-        futures::future::join_all(lanes.into_iter().enumerate().map(|(lane_no, lane)| {
-            let http = http.clone();
-            let url = url.clone();
-            async move {
+        futures::future::join_all(lanes.into_iter().enumerate().map(
+            |(lane_no, lane)| async move {
                 let mut out = Vec::with_capacity(lane.len());
                 for (i, headers) in lane.into_iter().enumerate() {
                     let due = match rate {
@@ -93,18 +125,12 @@ async fn drive_at(
                         }
                         None => tokio::time::Instant::now(),
                     };
-                    let mut req = http.post(&url).body(BODY);
-                    for (name, value) in headers {
-                        req = req.header(name, value);
-                    }
-                    let response = req.send().await.unwrap();
-                    let ok = response.status().is_success();
-                    let _ = response.bytes().await.unwrap();
+                    let ok = target.post(path, headers).await;
                     out.push((ok, due.elapsed()));
                 }
                 out
-            }
-        }))
+            },
+        ))
         .await;
     let seconds = start.elapsed().as_secs_f64();
     let results: Vec<(bool, Duration)> = results.into_iter().flatten().collect();
@@ -113,6 +139,55 @@ async fn drive_at(
         ok: results.iter().filter(|(ok, _)| *ok).count(),
         latencies: results.into_iter().map(|(_, l)| l).collect(),
     }
+}
+
+/// Unpaid and from sessions in turn.
+pub(crate) struct Alternated {
+    pub(crate) unpaid: Run,
+    pub(crate) session: Run,
+    /// Session over unpaid requests per second, per round.
+    pub(crate) ratios: Vec<f64>,
+    /// The process's extra CPU per session call over an unpaid one, per round.
+    pub(crate) cpu: Vec<Duration>,
+}
+
+/// Runs unpaid calls and session calls in turn, `rounds` times, on `target`: each round takes the next part of
+/// every session's calls (in order), and as many unpaid calls from as many clients.
+pub(crate) async fn alternate(
+    target: &Target,
+    sessions: Vec<Vec<Headers>>,
+    rounds: usize,
+) -> Alternated {
+    let clients = sessions.len();
+    let mut chunks: Vec<Vec<Vec<Headers>>> = vec![Vec::new(); rounds];
+    for lane in sessions {
+        let size = lane.len().div_ceil(rounds).max(1);
+        for (r, chunk) in lane.chunks(size).enumerate() {
+            chunks[r].push(chunk.to_vec());
+        }
+    }
+    let mut out = Alternated {
+        unpaid: Run::default(),
+        session: Run::default(),
+        ratios: Vec::new(),
+        cpu: Vec::new(),
+    };
+    for chunk in chunks {
+        let calls: usize = chunk.iter().map(Vec::len).sum();
+        let cpu = cpu_time();
+        let u = drive(target, "/unpaid", lanes(vec![vec![]; calls], clients)).await;
+        let unpaid_cpu = cpu_time().saturating_sub(cpu);
+        let cpu = cpu_time();
+        let p = drive(target, "/paid", chunk).await;
+        let session_cpu = cpu_time().saturating_sub(cpu);
+        assert_eq!(p.ok, calls, "every session request must be served");
+        out.ratios.push(p.rps() / u.rps());
+        out.cpu
+            .push(session_cpu.saturating_sub(unpaid_cpu) / u32::try_from(calls).unwrap_or(1));
+        out.unpaid.merge(u);
+        out.session.merge(p);
+    }
+    out
 }
 
 /// `requests` dealt round-robin into `clients` lanes.
@@ -182,4 +257,51 @@ pub(crate) async fn fund(consumer: &Kernel, provider: actp_core::Address, n: usi
 
 pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1_000.0
+}
+
+/// Latency of a paid run beside an unpaid one, in milliseconds.
+pub(crate) struct Comparison {
+    pub(crate) unpaid: (f64, f64),
+    pub(crate) paid: (f64, f64),
+}
+
+impl Comparison {
+    pub(crate) fn of(unpaid: &Run, paid: &Run) -> Comparison {
+        let p = |run: &Run| (ms(run.percentile(0.5)), ms(run.percentile(0.99)));
+        Comparison {
+            unpaid: p(unpaid),
+            paid: p(paid),
+        }
+    }
+
+    /// What paying added at p50 and p99 (never below zero).
+    pub(crate) fn added(&self) -> (f64, f64) {
+        (
+            (self.paid.0 - self.unpaid.0).max(0.0),
+            (self.paid.1 - self.unpaid.1).max(0.0),
+        )
+    }
+
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        let (p50, p99) = self.added();
+        serde_json::json!({
+            "unpaid_p50_ms": self.unpaid.0,
+            "unpaid_p99_ms": self.unpaid.1,
+            "session_p50_ms": self.paid.0,
+            "session_p99_ms": self.paid.1,
+            "added_p50_ms": p50,
+            "added_p99_ms": p99,
+        })
+    }
+}
+
+impl std::fmt::Display for Comparison {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (p50, p99) = self.added();
+        write!(
+            f,
+            "unpaid p50 {:.2} ms, p99 {:.2} ms; from a session p50 {:.2} ms, p99 {:.2} ms; added p50 {p50:.2} ms, p99 {p99:.2} ms",
+            self.unpaid.0, self.unpaid.1, self.paid.0, self.paid.1
+        )
+    }
 }
