@@ -2,8 +2,8 @@
 //! drive one handler three times, side by side in one run: unpaid; paid per call (local claims, one paid
 //! request per transaction); and paid from sessions (one session per client, a voucher per request). Reports
 //! requests per second of each and their ratio to unpaid; the latency the paywall adds at p50 and p99 (closed
-//! loop, where it is mostly queueing; open loop at 1,000 requests/s and at half the sessions' rate; one client
-//! alone); the per-call rate against the bare chain-read rate; how long the outbox takes to get every delivery
+//! loop, where it is mostly queueing; open loop at 1,000 session calls/s and at half the sessions' rate, each
+//! interleaved with as many unpaid calls; one client alone); the per-call rate against the bare chain-read rate; how long the outbox takes to get every delivery
 //! mined; and the CPU per session call as a multiple of the crypto floor (one signature recovery, one
 //! signature, and the hashing one call needs, timed alone in the same run), both for the whole process over
 //! HTTP (server and client) and for the paywall alone, its router called in process.
@@ -40,8 +40,8 @@ use futures::{StreamExt, stream};
 mod support;
 
 use support::{
-    Alternated, BODY, Comparison, Headers, Target, alternate, drive, drive_paced, env, fund, lanes,
-    median, ms, time_each,
+    Alternated, BODY, Call, Comparison, Headers, Target, alternate, drive, drive_paced, env, fund,
+    lanes, median, ms, time_each,
 };
 
 async fn handler(body: String) -> String {
@@ -246,8 +246,9 @@ async fn main() {
         cpu: round_cpu,
     } = alternate(&web, session_lanes, session_rounds).await;
     let session_flushes = paywall.disk_flushes() - flushes_before;
-    // Open loop at a fixed rate, then at half the rate the sessions reached above: the latency the paywall
-    // adds under load without the queueing of a saturated server (closed-loop latency is mostly that).
+    // Open loop at a fixed rate, then at half the rate the sessions reached above, each beside as many unpaid
+    // calls: the latency the paywall adds under load without the queueing of a saturated server (closed-loop
+    // latency is mostly that).
     let fixed_rate = env("ACTP_BENCH_RATE", 1_000) as f64;
     let half_rate = session.rps() / 2.0;
     let mut paced = Vec::new();
@@ -255,14 +256,19 @@ async fn main() {
         (fixed_rate, paced_fixed_lanes),
         (half_rate, paced_half_lanes),
     ] {
-        let unpaid_paced = drive_paced(
-            &web,
-            "/unpaid",
-            lanes(vec![vec![]; paced_requests], clients),
-            rate,
-        )
-        .await;
-        let session_paced = drive_paced(&web, "/paid", lanes_paid, rate).await;
+        // Each lane alternates an unpaid call and a session call, so both meet the same moments of the
+        // machine; each kind runs at `rate`.
+        let mixed: Vec<Vec<Call>> = lanes_paid
+            .into_iter()
+            .map(|lane| {
+                lane.into_iter()
+                    .flat_map(|h| [("/unpaid", Vec::new()), ("/paid", h)])
+                    .collect()
+            })
+            .collect();
+        let mut runs = drive_paced(&web, mixed, 2.0 * rate).await;
+        let unpaid_paced = runs.remove("/unpaid").unwrap_or_default();
+        let session_paced = runs.remove("/paid").unwrap_or_default();
         assert_eq!(session_paced.ok, paced_requests);
         paced.push((rate, unpaid_paced, session_paced));
     }
@@ -434,7 +440,9 @@ async fn main() {
         .map(|(rate, u, p)| (*rate, Comparison::of(u, p)))
         .collect();
     for (rate, comparison) in &open_loop {
-        println!("open loop at {rate:.0} requests/s, {clients} clients: {comparison}");
+        println!(
+            "open loop, {clients} clients alternating unpaid and session calls, {rate:.0} of each per second: {comparison}"
+        );
     }
     println!("per-call paid/unpaid throughput: {ratio:.3}");
     println!(

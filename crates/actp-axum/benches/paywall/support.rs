@@ -89,33 +89,47 @@ impl Target {
     }
 }
 
+/// One request: its path and headers.
+pub(crate) type Call = (&'static str, Headers);
+
 /// Runs `lanes` concurrently, the requests of each lane one after the other (a client, or a session's calls in
 /// order), each sent as soon as the one before it is answered (closed loop).
-pub(crate) async fn drive(target: &Target, path: &str, lanes: Vec<Vec<Headers>>) -> Run {
-    drive_at(target, path, lanes, None).await
+pub(crate) async fn drive(target: &Target, path: &'static str, lanes: Vec<Vec<Headers>>) -> Run {
+    let lanes = lanes
+        .into_iter()
+        .map(|lane| lane.into_iter().map(|h| (path, h)).collect())
+        .collect();
+    drive_at(target, lanes, None)
+        .await
+        .remove(path)
+        .unwrap_or_default()
 }
 
-/// Like [`drive`], but open-loop at `rate` requests per second in all (wrk2's way): request `k` is due at
-/// `k / rate` seconds, lane `k % lanes`, and its latency runs from when it was due, so a slow answer that
-/// delays the next request of its lane is counted against the paywall instead of hidden.
+/// Open loop at `rate` requests per second in all (wrk2's way): request `k` is due at `k / rate` seconds, lane
+/// `k % lanes`, and its latency runs from when it was due, so a slow answer that delays the next request of
+/// its lane is counted against the paywall instead of hidden. The results are split by path: lanes that mix
+/// paths compare them under exactly the same conditions.
 pub(crate) async fn drive_paced(
     target: &Target,
-    path: &str,
-    lanes: Vec<Vec<Headers>>,
+    lanes: Vec<Vec<Call>>,
     rate: f64,
-) -> Run {
-    drive_at(target, path, lanes, Some(rate)).await
+) -> std::collections::HashMap<&'static str, Run> {
+    drive_at(target, lanes, Some(rate)).await
 }
 
-async fn drive_at(target: &Target, path: &str, lanes: Vec<Vec<Headers>>, rate: Option<f64>) -> Run {
+async fn drive_at(
+    target: &Target,
+    lanes: Vec<Vec<Call>>,
+    rate: Option<f64>,
+) -> std::collections::HashMap<&'static str, Run> {
     let count = lanes.len();
     let start =
         tokio::time::Instant::now() + Duration::from_millis(if rate.is_some() { 50 } else { 0 });
-    let results: Vec<Vec<(bool, Duration)>> =
+    let results: Vec<Vec<(&'static str, bool, Duration)>> =
         futures::future::join_all(lanes.into_iter().enumerate().map(
             |(lane_no, lane)| async move {
                 let mut out = Vec::with_capacity(lane.len());
-                for (i, headers) in lane.into_iter().enumerate() {
+                for (i, (path, headers)) in lane.into_iter().enumerate() {
                     let due = match rate {
                         Some(rate) => {
                             let due = start
@@ -126,19 +140,21 @@ async fn drive_at(target: &Target, path: &str, lanes: Vec<Vec<Headers>>, rate: O
                         None => tokio::time::Instant::now(),
                     };
                     let ok = target.post(path, headers).await;
-                    out.push((ok, due.elapsed()));
+                    out.push((path, ok, due.elapsed()));
                 }
                 out
             },
         ))
         .await;
     let seconds = start.elapsed().as_secs_f64();
-    let results: Vec<(bool, Duration)> = results.into_iter().flatten().collect();
-    Run {
-        seconds,
-        ok: results.iter().filter(|(ok, _)| *ok).count(),
-        latencies: results.into_iter().map(|(_, l)| l).collect(),
+    let mut runs = std::collections::HashMap::<&'static str, Run>::new();
+    for (path, ok, latency) in results.into_iter().flatten() {
+        let run = runs.entry(path).or_default();
+        run.seconds = seconds;
+        run.ok += usize::from(ok);
+        run.latencies.push(latency);
     }
+    runs
 }
 
 /// Unpaid and from sessions in turn.
