@@ -111,7 +111,9 @@ async fn main() {
     // One session per client, each with a deposit for its share of the calls; each call's voucher raises the
     // cumulative by the price (the calls of one session go in order).
     let price = Amount::from_base_units(100_000);
-    let per_lane = env("ACTP_BENCH_SESSION_CALLS", n.div_ceil(clients));
+    // 300 calls per session by default: 3,200 calls per round over 3 rounds, long enough (about a second) that
+    // one hiccup of this shared machine does not decide a round.
+    let per_lane = env("ACTP_BENCH_SESSION_CALLS", 300);
     // Then two open-loop runs of this many calls per session, then the in-process runs.
     let paced_per_lane = env("ACTP_BENCH_PACED", 100);
     let direct_per_lane = env("ACTP_BENCH_DIRECT", 60);
@@ -266,11 +268,13 @@ async fn main() {
                     .collect()
             })
             .collect();
+        let syncs_before = paywall.disk_flushes();
         let mut runs = drive_paced(&web, mixed, 2.0 * rate).await;
+        let syncs = paywall.disk_flushes() - syncs_before;
         let unpaid_paced = runs.remove("/unpaid").unwrap_or_default();
         let session_paced = runs.remove("/paid").unwrap_or_default();
         assert_eq!(session_paced.ok, paced_requests);
-        paced.push((rate, unpaid_paced, session_paced));
+        paced.push((rate, unpaid_paced, session_paced, syncs));
     }
     // The same in process, without HTTP: the paywall's own CPU per session call.
     let direct = alternate(&in_process, direct_lanes, session_rounds).await;
@@ -437,11 +441,11 @@ async fn main() {
     );
     let open_loop: Vec<(f64, Comparison)> = paced
         .iter()
-        .map(|(rate, u, p)| (*rate, Comparison::of(u, p)))
+        .map(|(rate, u, p, _)| (*rate, Comparison::of(u, p)))
         .collect();
-    for (rate, comparison) in &open_loop {
+    for ((rate, comparison), (.., syncs)) in open_loop.iter().zip(&paced) {
         println!(
-            "open loop, {clients} clients alternating unpaid and session calls, {rate:.0} of each per second: {comparison}"
+            "open loop, {clients} clients alternating unpaid and session calls, {rate:.0} of each per second: {comparison}; {syncs} syncs for {paced_requests} session calls"
         );
     }
     println!("per-call paid/unpaid throughput: {ratio:.3}");

@@ -246,7 +246,7 @@ impl Paywall {
         Ok(queued)
     }
 
-    /// How many times the database was flushed to disk. Requests that wait for a flush at the same time
+    /// How many times the store's journal was synced to disk. Requests that wait for a sync at the same time
     /// share one (group commit), so under load this grows slower than the requests served.
     pub fn disk_flushes(&self) -> u64 {
         self.inner.store.flushes()
@@ -278,7 +278,7 @@ impl Paywall {
         self.inner.outbox.clone().run(stopped).await;
     }
 
-    /// Flushes the database (the outbox is already flushed before each response; this is for shutdown).
+    /// Makes every change so far durable (each response already waits for its own; this is for shutdown).
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.inner.store.flush().await
     }

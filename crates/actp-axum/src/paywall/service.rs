@@ -167,6 +167,7 @@ where
     );
     async move {
         let start = Instant::now();
+        let _in_flight = paywall.store.request();
         paywall.clock.refresh_in_background(&paywall.kernel);
         let granted = match super::verify::verify(&paywall, &route, &parts, body).await {
             Ok(granted) => granted,

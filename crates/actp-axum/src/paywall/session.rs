@@ -318,14 +318,16 @@ impl Inner {
         {
             tracing::error!(error = %e, "could not queue the session's close");
         }
-        // The charge and the receipt chain are durable before the receipt leaves.
-        if let Err(e) = self.store.flush().await {
+        // The charge and the receipt chain are durable before the receipt leaves. The receipt is signed while
+        // the journal syncs (the commit asks for its sync when first polled).
+        let (flushed, signature) = tokio::join!(self.store.flush(), self.signer.sign_hash(&hash));
+        if let Err(e) = flushed {
             return self.storage_failed(&e).into_response();
         }
         if reason.is_some() {
             self.outbox.notify.notify_one();
         }
-        let signed = match self.signer.sign_hash(&hash).await {
+        let signed = match signature {
             Ok(signature) => SignedReceipt { receipt, signature },
             Err(e) => {
                 // Charged and chained already: the receipt can be signed again; the call is not repeated.

@@ -1,11 +1,15 @@
 //! The provider's sled database: one claim per transaction, the delivery outbox, and sessions
 //! ([`sessions`]).
 //!
-//! Per-call transactions use two trees. `claims` maps a txId to its [`Claim`]; `outbox` maps a sequence number to a delivery still to
-//! be put on chain. Serving a request writes both in one sled transaction and flushes before the response
-//! leaves, so a crash after serving never loses the delivery.
+//! Per-call transactions use two trees. `claims` maps a txId to its [`Claim`]; `outbox` maps a sequence number
+//! to a delivery still to be put on chain. Every change goes through the [`journal`]: serving a request writes
+//! both in one batch, and the batch is committed (one `fdatasync` shared by every request waiting) before the
+//! response leaves, so a crash after serving never loses the delivery.
 
+mod journal;
 mod sessions;
+
+use journal::{APPLIED, Batch, Journal};
 
 use std::{collections::HashMap, path::Path};
 
@@ -96,6 +100,17 @@ fn read<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// The trees, by their index in journal batches.
+const CLAIMS: u8 = 0;
+const OUTBOX: u8 = 1;
+const SESSIONS: u8 = 2;
+
+/// The records of `tree`, without the journal's mark.
+fn records(tree: &sled::Tree) -> impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> {
+    tree.iter()
+        .filter(|item| !matches!(item, Ok((key, _)) if key.as_ref() == APPLIED))
+}
+
 #[derive(Clone)]
 pub(crate) struct Store {
     db: sled::Db,
@@ -105,34 +120,53 @@ pub(crate) struct Store {
     /// The accounts of sessions in use, authoritative while loaded (this process holds the database alone):
     /// holds change them in memory only; charges, closes and top-ups are written through to `sessions`.
     accounts: std::sync::Arc<std::sync::Mutex<HashMap<B256, sessions::SessionState>>>,
-    commit: std::sync::Arc<GroupCommit>,
+    journal: std::sync::Arc<Journal>,
+    /// Paid requests in flight, which the journal reads to decide whether a sync waits for more commits.
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
-/// Group commit: the writes of every request waiting to be made durable go to disk in one flush. A caller
-/// asks after its writes; its writes are durable once a flush that began after it asked has finished.
-#[derive(Default)]
-struct GroupCommit {
-    /// Numbers the requests, in the order they asked.
-    asked: std::sync::atomic::AtomicU64,
-    /// The highest request a finished flush covers.
-    covered: std::sync::atomic::AtomicU64,
-    /// One flush at a time; the others wait and are usually covered by the next.
-    turn: tokio::sync::Mutex<()>,
-    /// Flushes made (for tests and metrics).
-    flushes: std::sync::atomic::AtomicU64,
+/// A paid request in flight, counted while it lives ([`Store::request`]).
+pub(crate) struct InFlight(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Store {
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(path).open()?;
+        let db = sled::Config::new().path(path).flush_every_ms(None).open()?;
+        let (claims, outbox, sessions) = (
+            db.open_tree("claims")?,
+            db.open_tree("outbox")?,
+            db.open_tree("sessions")?,
+        );
+        let trees = vec![claims.clone(), outbox.clone(), sessions.clone()];
+        let requests = std::sync::Arc::default();
+        let journal = Journal::open(
+            db.clone(),
+            trees,
+            path,
+            journal::FILE_CAPACITY,
+            std::sync::Arc::clone(&requests),
+        )?;
         Ok(Store {
-            claims: db.open_tree("claims")?,
-            outbox: db.open_tree("outbox")?,
-            sessions: db.open_tree("sessions")?,
+            requests,
+            claims,
+            outbox,
+            sessions,
             accounts: std::sync::Arc::default(),
-            commit: std::sync::Arc::default(),
+            journal: std::sync::Arc::new(journal),
             db,
         })
+    }
+
+    /// Counts a paid request in flight until the guard drops.
+    pub(crate) fn request(&self) -> InFlight {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(std::sync::Arc::clone(&self.requests))
     }
 
     pub(crate) fn claim_of(&self, tx_id: B256) -> Result<Option<Claim>, StoreError> {
@@ -145,17 +179,13 @@ impl Store {
         tx_id: B256,
         request_hash: B256,
     ) -> Result<ClaimOutcome, StoreError> {
-        loop {
-            let current = self.claims.get(tx_id)?;
-            let started = match &current {
+        self.journal.write(|| {
+            let started = match read::<Claim>(&self.claims, tx_id)? {
                 None => false,
-                Some(bytes) => {
-                    let claim: Claim = serde_json::from_slice(bytes)?;
-                    if claim.status != ClaimStatus::Released {
-                        return Ok(ClaimOutcome::Taken);
-                    }
-                    claim.started
+                Some(claim) if claim.status != ClaimStatus::Released => {
+                    return Ok((Batch::new(), ClaimOutcome::Taken));
                 }
+                Some(claim) => claim.started,
             };
             let next = Claim {
                 status: ClaimStatus::Active,
@@ -165,33 +195,30 @@ impl Store {
                 delivery_tx: None,
                 failure: None,
             };
-            let swapped =
-                self.claims
-                    .compare_and_swap(tx_id, current, Some(serde_json::to_vec(&next)?))?;
-            if swapped.is_ok() {
-                return Ok(ClaimOutcome::Claimed { started });
-            }
-        }
+            let batch = Batch::new().put(CLAIMS, tx_id, serde_json::to_vec(&next)?);
+            Ok((batch, ClaimOutcome::Claimed { started }))
+        })
     }
 
-    fn update(&self, tx_id: B256, f: impl Fn(&mut Claim)) -> Result<(), StoreError> {
-        let mut error = None;
-        self.claims.fetch_and_update(tx_id, |old| {
-            let mut claim: Claim = match old.map(serde_json::from_slice) {
-                Some(Ok(c)) => c,
-                Some(Err(e)) => {
-                    error = Some(e);
-                    return old.map(<[u8]>::to_vec);
-                }
-                None => return None,
-            };
-            f(&mut claim);
-            serde_json::to_vec(&claim).ok()
-        })?;
-        match error {
-            Some(e) => Err(e.into()),
-            None => Ok(()),
-        }
+    /// `batch` with the claim of `tx_id` changed by `f` (unchanged if there is none).
+    fn with_update(
+        &self,
+        batch: Batch,
+        tx_id: B256,
+        f: impl FnOnce(&mut Claim),
+    ) -> Result<Batch, StoreError> {
+        Ok(match read::<Claim>(&self.claims, tx_id)? {
+            Some(mut claim) => {
+                f(&mut claim);
+                batch.put(CLAIMS, tx_id, serde_json::to_vec(&claim)?)
+            }
+            None => batch,
+        })
+    }
+
+    fn update(&self, tx_id: B256, f: impl FnOnce(&mut Claim)) -> Result<(), StoreError> {
+        self.journal
+            .write(|| Ok((self.with_update(Batch::new(), tx_id, f)?, ())))
     }
 
     pub(crate) fn mark_started(&self, tx_id: B256) -> Result<(), StoreError> {
@@ -203,11 +230,7 @@ impl Store {
         self.update(tx_id, |c| c.status = ClaimStatus::Released)
     }
 
-    /// Queues the delivery and records the request as served, then flushes to disk.
-    ///
-    /// Two single-key writes, queue first: a crash between them leaves the delivery queued and the claim
-    /// active, which delivers and refuses a second use all the same. (sled 0.34's multi-tree transactions
-    /// can deadlock against a concurrent flush, so the store uses none.)
+    /// Queues the delivery and records the request as served, in one batch, then commits it.
     pub(crate) async fn serve(
         &self,
         tx_id: B256,
@@ -221,10 +244,13 @@ impl Store {
             started,
             session: false,
         })?;
-        self.outbox.insert(seq.to_be_bytes(), delivery)?;
-        self.update(tx_id, |c| {
-            c.status = ClaimStatus::Served;
-            c.proof_hash = Some(proof_hash);
+        self.journal.write(|| {
+            let batch = Batch::new().put(OUTBOX, seq.to_be_bytes(), delivery);
+            let batch = self.with_update(batch, tx_id, |c| {
+                c.status = ClaimStatus::Served;
+                c.proof_hash = Some(proof_hash);
+            })?;
+            Ok((batch, ()))
         })?;
         self.flush().await?;
         Ok(seq)
@@ -233,7 +259,7 @@ impl Store {
     /// Every delivery still queued, oldest first.
     pub(crate) fn pending(&self) -> Result<Vec<(u64, Delivery)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.outbox.iter() {
+        for item in records(&self.outbox) {
             let (key, value) = item?;
             let seq = u64::from_be_bytes(key.as_ref().try_into().unwrap_or([0; 8]));
             out.push((seq, serde_json::from_slice(&value)?));
@@ -241,32 +267,33 @@ impl Store {
         Ok(out)
     }
 
-    /// Closes a delivery: records the outcome on the claim, then removes it from the outbox. `false` if it
-    /// was closed already (nothing is counted twice). A crash between the two leaves it queued; the next
-    /// start reads the chain and closes it without sending.
+    /// Closes a delivery: records the outcome on the claim and removes it from the outbox, in one batch.
+    /// `false` if it was closed already (nothing is counted twice).
     pub(crate) fn finish(
         &self,
         seq: u64,
         tx_id: B256,
         outcome: Result<Option<B256>, String>,
     ) -> Result<bool, StoreError> {
-        if !self.is_pending(seq) {
-            return Ok(false);
-        }
-        self.update(tx_id, |claim| {
-            match &outcome {
-                Ok(hash) => {
-                    claim.status = ClaimStatus::Delivered;
-                    claim.delivery_tx = *hash;
-                }
-                Err(reason) => {
-                    claim.status = ClaimStatus::Failed;
-                    claim.failure = Some(reason.clone());
-                }
+        self.journal.write(|| {
+            if !self.is_pending(seq) {
+                return Ok((Batch::new(), false));
             }
-            claim.started = true;
-        })?;
-        Ok(self.outbox.remove(seq.to_be_bytes())?.is_some())
+            let batch = self.with_update(Batch::new(), tx_id, |claim| {
+                match &outcome {
+                    Ok(hash) => {
+                        claim.status = ClaimStatus::Delivered;
+                        claim.delivery_tx = *hash;
+                    }
+                    Err(reason) => {
+                        claim.status = ClaimStatus::Failed;
+                        claim.failure = Some(reason.clone());
+                    }
+                }
+                claim.started = true;
+            })?;
+            Ok((batch.remove(OUTBOX, seq.to_be_bytes()), true))
+        })
     }
 
     /// Whether delivery `seq` is still queued (a snapshot of the queue may be older than a finished send).
@@ -275,37 +302,18 @@ impl Store {
     }
 
     pub(crate) fn outbox_len(&self) -> usize {
-        self.outbox.len()
+        records(&self.outbox).count()
     }
 
-    /// Makes every write made before this call durable, sharing one flush with every request that waits at
-    /// the same time (group commit). The flush is a blocking `flush` on tokio's blocking pool: sled 0.34's
-    /// `flush_async` runs on sled's own small IO pool, and enough concurrent callers fill that pool with
-    /// waiters so the write they wait for never runs.
+    /// Makes every write made before this call durable, sharing one journal sync with every request that
+    /// waits at the same time (group commit).
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
-        use std::sync::atomic::Ordering::SeqCst;
-        let commit = &self.commit;
-        let mine = commit.asked.fetch_add(1, SeqCst) + 1;
-        let _turn = commit.turn.lock().await;
-        if commit.covered.load(SeqCst) >= mine {
-            return Ok(()); // a flush that began after this request asked has finished
-        }
-        // Everyone who has asked by now wrote before asking: this flush covers them all.
-        let covers = commit.asked.load(SeqCst);
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| StoreError(format!("flush task failed: {e}")))??;
-        commit.flushes.fetch_add(1, SeqCst);
-        commit.covered.fetch_max(covers, SeqCst);
-        Ok(())
+        self.journal.commit().await
     }
 
-    /// How many flushes the store made.
+    /// How many times the store synced its journal to disk.
     pub(crate) fn flushes(&self) -> u64 {
-        self.commit
-            .flushes
-            .load(std::sync::atomic::Ordering::SeqCst)
+        self.journal.syncs()
     }
 }
 
@@ -368,14 +376,15 @@ mod tests {
         assert_eq!(pending[0].1.proof_hash, B256::repeat_byte(5));
     }
 
-    /// Requests waiting while a flush runs share the next one: twenty served requests that queue behind a
-    /// flush in progress cost one more flush, and each of them returns only after its write is flushed.
+    /// Requests waiting while a sync runs share the next one: twenty served requests that queue behind a
+    /// sync in progress cost one more sync, and each of them returns only after its write is synced.
     #[tokio::test]
+    // The held lock is the sync thread's: holding it across awaits is the point (this test's tasks never take it).
+    #[allow(clippy::await_holding_lock)]
     async fn requests_waiting_for_a_flush_share_one() {
-        use std::sync::atomic::Ordering::SeqCst;
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let turn = store.commit.turn.lock().await; // a flush in progress
+        let sync = store.journal.hold_sync(); // a sync in progress
         let waiting: Vec<_> = (0..20u8)
             .map(|i| {
                 let store = store.clone();
@@ -386,12 +395,13 @@ mod tests {
                 })
             })
             .collect();
-        actp_e2e::eventually("every request asked for a flush", || async {
-            store.commit.asked.load(SeqCst) == 20
+        // Twenty claims and twenty serves written, each request now waiting for its sync.
+        actp_e2e::eventually("every request wrote", || async {
+            store.journal.last_written() == 40
         })
         .await;
         assert_eq!(store.flushes(), 0);
-        drop(turn);
+        drop(sync);
         for task in waiting {
             task.await.unwrap();
         }

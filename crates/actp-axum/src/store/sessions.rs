@@ -17,7 +17,7 @@ use actp_core::{
 use alloy_sol_types::Eip712Domain;
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError};
+use super::{Batch, OUTBOX, SESSIONS, Store, StoreError, records};
 
 /// The voucher the provider will close with: the requester's signature over
 /// `SessionVoucher(txId, cumulative, requestHash, expiresAt)`.
@@ -290,7 +290,9 @@ impl Store {
         let state = match super::read::<SessionState>(&self.sessions, tx_id)? {
             Some(stored) => stored,
             None => {
-                self.sessions.insert(tx_id, serde_json::to_vec(&fresh)?)?;
+                let bytes = serde_json::to_vec(&fresh)?;
+                self.journal
+                    .write(|| Ok((Batch::new().put(SESSIONS, tx_id, bytes), ())))?;
                 fresh
             }
         };
@@ -327,7 +329,9 @@ impl Store {
         let mut next = state.clone();
         let out = f(&mut next);
         if write {
-            self.sessions.insert(tx_id, serde_json::to_vec(&next)?)?;
+            let bytes = serde_json::to_vec(&next)?;
+            self.journal
+                .write(|| Ok((Batch::new().put(SESSIONS, tx_id, bytes), ())))?;
         }
         let done = matches!(
             next.status,
@@ -363,7 +367,7 @@ impl Store {
 
     /// Every call in flight died with the process that served it: at start, all holds go back.
     pub(crate) fn clear_holds(&self) -> Result<(), StoreError> {
-        for item in self.sessions.iter() {
+        for item in records(&self.sessions) {
             let (key, _) = item?;
             let id = B256::try_from(key.as_ref())
                 .map_err(|_| StoreError(format!("corrupt session key {key:?}")))?;
@@ -393,7 +397,8 @@ impl Store {
                 started: state.started,
                 session: true,
             })?;
-            self.outbox.insert(seq.to_be_bytes(), close)?;
+            self.journal
+                .write(|| Ok((Batch::new().put(OUTBOX, seq.to_be_bytes(), close), ())))?;
         }
         Ok(newly)
     }
@@ -417,7 +422,18 @@ impl Store {
                 },
             };
         })?;
-        Ok(self.outbox.remove(seq.to_be_bytes())?.is_some())
+        self.journal.write(|| {
+            let pending = self.is_pending(seq);
+            let batch = Batch::new();
+            Ok((
+                if pending {
+                    batch.remove(OUTBOX, seq.to_be_bytes())
+                } else {
+                    batch
+                },
+                pending,
+            ))
+        })
     }
 
     /// Records that this provider moved the session to IN_PROGRESS.
@@ -428,9 +444,7 @@ impl Store {
 
     /// Every session this provider knows, with its account (as in use, for the ones in memory).
     pub(crate) fn sessions(&self) -> Result<Vec<(B256, SessionState)>, StoreError> {
-        let stored = self
-            .sessions
-            .iter()
+        let stored = records(&self.sessions)
             .map(|item| {
                 let (key, value) = item?;
                 let id = B256::try_from(key.as_ref())

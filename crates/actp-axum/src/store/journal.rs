@@ -1,0 +1,648 @@
+//! The store's write-ahead journal: what makes a write durable before a response leaves, in one `fdatasync` of
+//! an already allocated file instead of one sled flush.
+//!
+//! Every change to the store's trees is a [`Batch`] applied by [`Journal::write`]: under one lock, the batch
+//! gets the next sequence number, is appended to the journal's in-memory tail, and is applied to sled (which is
+//! not flushed). [`Journal::commit`] then makes every batch written so far durable: the waiting callers share
+//! one write of the tail and one `fdatasync` (group commit). sled's own flush, which on these machines has a tail
+//! of several milliseconds, leaves the request path: it runs in the background as a checkpoint, once per few
+//! megabytes of journal, after which that part of the journal may be reused.
+//!
+//! The journal is two files used in turn (`journal-0.wal`, `journal-1.wal` in the database's directory). A
+//! file grows in 1 MiB steps of zeros ahead of the records, so an `fdatasync` does not also commit a new size.
+//! Each record is `len: u32, crc32: u32, body` where the body is the sequence number and the batch's
+//! operations; a file's records are numbered consecutively from its start, so a torn record, zeros, or an older
+//! round's record ends it.
+//!
+//! Each tree keeps, under the one-byte key [`APPLIED`] and written after the change, the number of the last
+//! record applied to it. Opening the store replays the journal: a record's operations on a tree are applied
+//! only if their number is above that tree's. Since sled recovers a prefix of its own log, the state after a
+//! crash is a prefix of the batches written (the last one possibly in part, as sled's single writes were
+//! before), and it includes every committed one.
+
+use std::{
+    fs::{File, OpenOptions},
+    os::unix::fs::FileExt,
+    path::Path,
+    sync::{
+        Arc, Condvar, Mutex, MutexGuard,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst},
+    },
+};
+
+use super::StoreError;
+
+/// The key under which each tree records the number of the last journal record applied to it. Record keys are
+/// 8 or 32 bytes long, so it is never one of theirs.
+pub(crate) const APPLIED: &[u8] = &[0xff];
+
+/// How large a journal file gets before the writes move to the other one.
+pub(crate) const FILE_CAPACITY: u64 = 8 << 20;
+/// How far ahead of the records a file is filled with zeros.
+const GROW: u64 = 1 << 20;
+/// A record's header: its body's length and CRC-32.
+const HEADER: usize = 8;
+/// With more than this many paid requests in flight, a sync waits [`COMMIT_DELAY`] first, so that it covers
+/// the commits those requests are about to ask for (PostgreSQL's `commit_siblings` and `commit_delay`). Each
+/// sync costs about 70 us of CPU here: under load, fewer syncs leave the CPU to the requests, and a request's
+/// latency is then mostly queueing anyway. With few requests in flight, a commit is synced at once.
+const COMMIT_SIBLINGS: usize = 8;
+const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(1_000);
+
+/// Changes to apply together: puts and removes on the store's trees (by index).
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    ops: Vec<Op>,
+}
+
+#[derive(Debug)]
+enum Op {
+    Put {
+        tree: u8,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Remove {
+        tree: u8,
+        key: Vec<u8>,
+    },
+}
+
+impl Op {
+    fn tree(&self) -> u8 {
+        match self {
+            Op::Put { tree, .. } | Op::Remove { tree, .. } => *tree,
+        }
+    }
+}
+
+impl Batch {
+    /// A batch that changes nothing.
+    pub(crate) fn new() -> Self {
+        Batch::default()
+    }
+
+    /// Sets `key` in `tree` to `value`.
+    pub(crate) fn put(mut self, tree: u8, key: impl AsRef<[u8]>, value: Vec<u8>) -> Self {
+        self.ops.push(Op::Put {
+            tree,
+            key: key.as_ref().to_vec(),
+            value,
+        });
+        self
+    }
+
+    /// Removes `key` from `tree`.
+    pub(crate) fn remove(mut self, tree: u8, key: impl AsRef<[u8]>) -> Self {
+        self.ops.push(Op::Remove {
+            tree,
+            key: key.as_ref().to_vec(),
+        });
+        self
+    }
+
+    /// The record for this batch, numbered `lsn`: header and body.
+    fn encode(&self, lsn: u64) -> Result<Vec<u8>, StoreError> {
+        let count = u16::try_from(self.ops.len()).map_err(|_| {
+            StoreError(format!(
+                "a batch of {} changes is too large",
+                self.ops.len()
+            ))
+        })?;
+        let mut out = vec![0u8; HEADER];
+        out.extend_from_slice(&lsn.to_le_bytes());
+        out.extend_from_slice(&count.to_le_bytes());
+        for op in &self.ops {
+            let (kind, key, value): (u8, &[u8], &[u8]) = match op {
+                Op::Put { key, value, .. } => (0, key, value),
+                Op::Remove { key, .. } => (1, key, &[]),
+            };
+            let key_len = u16::try_from(key.len())
+                .map_err(|_| StoreError(format!("a key of {} bytes is too long", key.len())))?;
+            let value_len = u32::try_from(value.len())
+                .map_err(|_| StoreError(format!("a value of {} bytes is too long", value.len())))?;
+            out.push(op.tree());
+            out.push(kind);
+            out.extend_from_slice(&key_len.to_le_bytes());
+            out.extend_from_slice(&value_len.to_le_bytes());
+            out.extend_from_slice(key);
+            out.extend_from_slice(value);
+        }
+        let body_len = u32::try_from(out.len() - HEADER)
+            .map_err(|_| StoreError("a batch is too large for the journal".into()))?;
+        let crc = crc32fast::hash(&out[HEADER..]);
+        out[..4].copy_from_slice(&body_len.to_le_bytes());
+        out[4..HEADER].copy_from_slice(&crc.to_le_bytes());
+        Ok(out)
+    }
+}
+
+/// One record read back: its number and its batch.
+#[derive(Debug)]
+struct Record {
+    lsn: u64,
+    batch: Batch,
+}
+
+/// The body of a record, or `None` if it does not parse.
+fn decode(body: &[u8]) -> Option<Record> {
+    fn take<'a>(body: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        if body.len() < n {
+            return None;
+        }
+        let (head, rest) = body.split_at(n);
+        *body = rest;
+        Some(head)
+    }
+    let mut rest = body;
+    let lsn = u64::from_le_bytes(take(&mut rest, 8)?.try_into().ok()?);
+    let count = u16::from_le_bytes(take(&mut rest, 2)?.try_into().ok()?);
+    let mut batch = Batch::new();
+    for _ in 0..count {
+        let tree = take(&mut rest, 1)?[0];
+        let kind = take(&mut rest, 1)?[0];
+        let key_len = u16::from_le_bytes(take(&mut rest, 2)?.try_into().ok()?);
+        let value_len = u32::from_le_bytes(take(&mut rest, 4)?.try_into().ok()?);
+        let key = take(&mut rest, usize::from(key_len))?.to_vec();
+        let value = take(&mut rest, usize::try_from(value_len).ok()?)?.to_vec();
+        batch.ops.push(match kind {
+            0 => Op::Put { tree, key, value },
+            1 => Op::Remove { tree, key },
+            _ => return None,
+        });
+    }
+    rest.is_empty().then_some(Record { lsn, batch })
+}
+
+/// The records at the start of a journal file, up to the first one that is torn, zero, or not the next number.
+fn read_records(bytes: &[u8]) -> Vec<Record> {
+    let mut out: Vec<Record> = Vec::new();
+    let mut at = 0usize;
+    while let Some(header) = bytes.get(at..at + HEADER) {
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let Some(body) = bytes.get(at + HEADER..at + HEADER + len) else {
+            break;
+        };
+        if len == 0 || crc32fast::hash(body) != crc {
+            break;
+        }
+        let Some(record) = decode(body) else { break };
+        if out.last().is_some_and(|last| record.lsn != last.lsn + 1) {
+            break;
+        }
+        out.push(record);
+        at += HEADER + len;
+    }
+    out
+}
+
+/// Bytes appended to a file and not yet written to it.
+#[derive(Debug)]
+struct Chunk {
+    file: usize,
+    offset: u64,
+    bytes: Vec<u8>,
+}
+
+/// What the lock in [`Journal::write`] guards.
+#[derive(Debug)]
+struct Writer {
+    /// The next record's number.
+    next: u64,
+    /// The file being appended to (0 or 1), and where its next record goes.
+    active: usize,
+    end: u64,
+    /// The highest number in each file's current round (0: none).
+    last_in: [u64; 2],
+    /// Appended, not yet written; and the highest number among them.
+    pending: Vec<Chunk>,
+    pending_upto: u64,
+}
+
+/// The journal of one store. See the module's documentation.
+pub(crate) struct Journal {
+    db: sled::Db,
+    trees: Vec<sled::Tree>,
+    /// How large a file gets ([`FILE_CAPACITY`]; smaller in tests).
+    capacity: u64,
+    shared: Arc<Shared>,
+    /// The highest number that sled has flushed (its records may be overwritten).
+    checkpointed: Arc<AtomicU64>,
+    checkpointing: Arc<AtomicBool>,
+    /// The thread that writes and syncs the journal.
+    syncer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the writers, the committers and the sync thread share.
+struct Shared {
+    writer: Mutex<Writer>,
+    files: [File; 2],
+    /// How far each file is filled with zeros or records; held while writing to them.
+    filled: Mutex<[u64; 2]>,
+    /// Whether the sync thread has work (a commit waits) or must stop.
+    wake: Mutex<Wake>,
+    wakeup: Condvar,
+    /// The highest number on disk, or why the journal can no longer be written.
+    synced: tokio::sync::watch::Sender<Synced>,
+    syncs: AtomicU64,
+    /// Paid requests in flight (see [`COMMIT_SIBLINGS`]).
+    requests: Arc<AtomicUsize>,
+}
+
+#[derive(Debug, Default)]
+struct Wake {
+    wanted: bool,
+    stop: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Synced {
+    durable: u64,
+    /// A write or sync failed: nothing written since can be trusted to be on disk, so every later commit fails.
+    failed: Option<String>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Each of these locks guards state that is changed only after every fallible step, so a panic elsewhere
+    // leaves it whole.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        lock(&self.writer)
+    }
+
+    /// The sync thread: whenever a commit waits, writes everything pending and syncs it, so the commits that
+    /// arrive while one sync runs share the next. Writes what is left when told to stop.
+    fn run(&self) {
+        loop {
+            let stop = {
+                let mut wake = lock(&self.wake);
+                while !wake.wanted && !wake.stop {
+                    wake = self.wakeup.wait(wake).unwrap_or_else(|p| p.into_inner());
+                }
+                wake.wanted = false;
+                wake.stop
+            };
+            if !stop && self.requests.load(SeqCst) > COMMIT_SIBLINGS {
+                std::thread::sleep(COMMIT_DELAY);
+            }
+            let mut filled = lock(&self.filled);
+            let (chunks, upto) = {
+                let mut w = self.writer();
+                (std::mem::take(&mut w.pending), w.pending_upto)
+            };
+            if !chunks.is_empty() {
+                match write_out(&self.files, *filled, &chunks) {
+                    Ok(now) => {
+                        *filled = now;
+                        self.syncs.fetch_add(1, SeqCst);
+                        self.synced.send_modify(|s| s.durable = s.durable.max(upto));
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "the journal cannot be written; restart the provider");
+                        self.synced.send_modify(|s| s.failed = Some(e.to_string()));
+                        return;
+                    }
+                }
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+}
+
+impl Journal {
+    /// Opens the journal beside `db`, replays it into `trees` (what the journal holds beyond what sled has
+    /// applied), and flushes sled so both files are free again.
+    pub(crate) fn open(
+        db: sled::Db,
+        trees: Vec<sled::Tree>,
+        dir: &Path,
+        capacity: u64,
+        requests: Arc<AtomicUsize>,
+    ) -> Result<Self, StoreError> {
+        let mut files = Vec::with_capacity(2);
+        let mut filled = [0u64; 2];
+        let mut records = Vec::new();
+        for (i, fill) in filled.iter_mut().enumerate() {
+            let path = dir.join(format!("journal-{i}.wal"));
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+            let bytes = std::fs::read(&path)
+                .map_err(|e| StoreError(format!("cannot read {}: {e}", path.display())))?;
+            records.extend(read_records(&bytes));
+            *fill = bytes.len() as u64;
+            if *fill < capacity {
+                // Allocated once, up front: a sync that also grows the file commits its new size too, which
+                // takes milliseconds here instead of a fraction of one.
+                let zeros = vec![0u8; GROW as usize];
+                let allocate = |fill: &mut u64| {
+                    while *fill < capacity {
+                        file.write_all_at(&zeros, *fill)?;
+                        *fill += GROW;
+                    }
+                    file.sync_all()
+                };
+                allocate(fill)
+                    .map_err(|e| StoreError(format!("cannot allocate {}: {e}", path.display())))?;
+            }
+            files.push(file);
+        }
+        records.sort_by_key(|r| r.lsn);
+        let mut applied = Vec::with_capacity(trees.len());
+        for tree in &trees {
+            applied.push(applied_in(tree)?);
+        }
+        let mut highest = applied.iter().copied().max().unwrap_or(0);
+        for record in records {
+            highest = highest.max(record.lsn);
+            let fresh = Batch {
+                ops: record
+                    .batch
+                    .ops
+                    .into_iter()
+                    .filter(|op| {
+                        applied
+                            .get(usize::from(op.tree()))
+                            .is_some_and(|&a| record.lsn > a)
+                    })
+                    .collect(),
+            };
+            apply(&trees, &fresh, record.lsn)?;
+        }
+        db.flush()?;
+        let files: [File; 2] = files
+            .try_into()
+            .map_err(|_| StoreError("journal files".into()))?;
+        let shared = Arc::new(Shared {
+            writer: Mutex::new(Writer {
+                next: highest + 1,
+                active: 0,
+                end: 0,
+                last_in: [0; 2],
+                pending: Vec::new(),
+                pending_upto: highest,
+            }),
+            files,
+            filled: Mutex::new(filled),
+            wake: Mutex::default(),
+            wakeup: Condvar::new(),
+            synced: tokio::sync::watch::Sender::new(Synced {
+                durable: highest,
+                failed: None,
+            }),
+            syncs: AtomicU64::new(0),
+            requests,
+        });
+        let syncer = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("actp-journal".into())
+                .spawn(move || shared.run())
+                .map_err(|e| StoreError(format!("cannot start the journal's thread: {e}")))?
+        };
+        Ok(Journal {
+            db,
+            trees,
+            capacity,
+            shared,
+            checkpointed: Arc::new(AtomicU64::new(highest)),
+            checkpointing: Arc::new(AtomicBool::new(false)),
+            syncer: Some(syncer),
+        })
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.shared.writer()
+    }
+
+    /// Runs `f` under the journal's lock (so what it reads is what its batch changes) and writes the batch it
+    /// returns: appended to the journal, applied to sled. Durable after the next [`Journal::commit`].
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce() -> Result<(Batch, T), StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut w = self.writer();
+        let (batch, out) = f()?;
+        if batch.ops.is_empty() {
+            return Ok(out);
+        }
+        let lsn = w.next;
+        let record = batch.encode(lsn)?;
+        let len = record.len() as u64;
+        if len > self.capacity {
+            return Err(StoreError(format!(
+                "a batch of {len} bytes is too large for the journal"
+            )));
+        }
+        if w.end + len > self.capacity {
+            self.rotate(&mut w)?;
+        }
+        apply(&self.trees, &batch, lsn)?;
+        let (active, offset) = (w.active, w.end);
+        match w.pending.last_mut() {
+            Some(last)
+                if last.file == active && last.offset + last.bytes.len() as u64 == offset =>
+            {
+                last.bytes.extend_from_slice(&record);
+            }
+            _ => w.pending.push(Chunk {
+                file: active,
+                offset,
+                bytes: record,
+            }),
+        }
+        w.end += len;
+        w.last_in[active] = lsn;
+        w.pending_upto = lsn;
+        w.next = lsn + 1;
+        if w.end > self.capacity / 2 && w.last_in[1 - active] > self.checkpointed.load(SeqCst) {
+            self.checkpoint(lsn);
+        }
+        Ok(out)
+    }
+
+    /// Moves the writes to the other file, once sled has flushed what that file holds.
+    fn rotate(&self, w: &mut Writer) -> Result<(), StoreError> {
+        let other = 1 - w.active;
+        if w.last_in[other] > self.checkpointed.load(SeqCst) {
+            // The background checkpoint has not finished (or not started): flush here.
+            self.db.flush()?;
+            self.checkpointed.fetch_max(w.next - 1, SeqCst);
+        }
+        w.active = other;
+        w.end = 0;
+        w.last_in[other] = 0;
+        Ok(())
+    }
+
+    /// Flushes sled in the background; every record up to `upto` is then in sled's files.
+    fn checkpoint(&self, upto: u64) {
+        if self.checkpointing.swap(true, SeqCst) {
+            return;
+        }
+        let (db, checkpointed, running) = (
+            self.db.clone(),
+            self.checkpointed.clone(),
+            self.checkpointing.clone(),
+        );
+        std::thread::spawn(move || {
+            match db.flush() {
+                Ok(_) => {
+                    checkpointed.fetch_max(upto, SeqCst);
+                }
+                Err(e) => tracing::warn!(error = %e, "journal checkpoint failed; it is retried"),
+            }
+            running.store(false, SeqCst);
+        });
+    }
+
+    /// Makes every batch written before this call durable. Callers that wait at the same time share one write
+    /// and one `fdatasync`, made by the journal's thread.
+    pub(crate) async fn commit(&self) -> Result<(), StoreError> {
+        let target = self.writer().next - 1;
+        let mut synced = self.shared.synced.subscribe();
+        let done = |s: &Synced| s.durable >= target || s.failed.is_some();
+        if !done(&synced.borrow()) {
+            {
+                let mut wake = lock(&self.shared.wake);
+                wake.wanted = true;
+            }
+            self.shared.wakeup.notify_one();
+            synced
+                .wait_for(done)
+                .await
+                .map_err(|_| StoreError("the journal's thread stopped".into()))?;
+        }
+        match &synced.borrow().failed {
+            Some(why) => Err(StoreError(format!("{why}; restart the provider"))),
+            None => Ok(()),
+        }
+    }
+
+    /// How many times the journal was synced to disk.
+    pub(crate) fn syncs(&self) -> u64 {
+        self.shared.syncs.load(SeqCst)
+    }
+
+    /// The number of the last batch written.
+    #[cfg(test)]
+    pub(crate) fn last_written(&self) -> u64 {
+        self.writer().next - 1
+    }
+
+    /// The lock a sync holds while it writes (tests hold it to queue commits behind a sync in progress).
+    #[cfg(test)]
+    pub(crate) fn hold_sync(&self) -> MutexGuard<'_, [u64; 2]> {
+        lock(&self.shared.filled)
+    }
+}
+
+impl Drop for Journal {
+    /// Stops the journal's thread once it has written what is still pending, so a store closed normally loses
+    /// nothing.
+    fn drop(&mut self) {
+        lock(&self.shared.wake).stop = true;
+        self.shared.wakeup.notify_one();
+        if let Some(thread) = self.syncer.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the journal's thread panicked");
+        }
+    }
+}
+
+/// The number of the last record applied to `tree`.
+fn applied_in(tree: &sled::Tree) -> Result<u64, StoreError> {
+    Ok(match tree.get(APPLIED)? {
+        Some(bytes) => u64::from_be_bytes(
+            bytes
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError("corrupt journal mark".into()))?,
+        ),
+        None => 0,
+    })
+}
+
+/// Applies `batch` to sled, operation by operation, then records `lsn` as applied in each tree it touched.
+///
+/// No sled batch or transaction: once a process uses either, sled 0.34 makes every later operation take one
+/// global lock. A tree's mark is written after its changes, so the mark sled recovers is at most one record
+/// behind the changes it recovers, and replaying from it only repeats a record's own writes.
+fn apply(trees: &[sled::Tree], batch: &Batch, lsn: u64) -> Result<(), StoreError> {
+    let mut touched = vec![false; trees.len()];
+    for op in &batch.ops {
+        let index = usize::from(op.tree());
+        let tree = trees.get(index).ok_or_else(|| {
+            StoreError(format!(
+                "journal names tree {} that does not exist",
+                op.tree()
+            ))
+        })?;
+        match op {
+            Op::Put { key, value, .. } => tree.insert(key.as_slice(), value.as_slice())?,
+            Op::Remove { key, .. } => tree.remove(key.as_slice())?,
+        };
+        if let Some(t) = touched.get_mut(index) {
+            *t = true;
+        }
+    }
+    for (tree, touched) in trees.iter().zip(touched) {
+        if touched {
+            tree.insert(APPLIED, &lsn.to_be_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `chunks` to their files in order, first filling with zeros whatever they reach beyond `filled`, and
+/// syncs each file written. A file is synced before the other one is written, so a record on disk in the newer
+/// file implies every record before it is on disk too. Returns how far each file is now filled.
+fn write_out(
+    files: &[File; 2],
+    mut filled: [u64; 2],
+    chunks: &[Chunk],
+) -> Result<[u64; 2], StoreError> {
+    let io = |e: std::io::Error| StoreError(format!("journal write failed: {e}"));
+    let mut touched = [false; 2];
+    for chunk in chunks {
+        let other = 1 - chunk.file;
+        if touched[other] {
+            files[other].sync_data().map_err(io)?;
+            touched[other] = false;
+        }
+        let file = &files[chunk.file];
+        let end = chunk.offset + chunk.bytes.len() as u64;
+        if end > filled[chunk.file] {
+            let to = end.div_ceil(GROW).max(1) * GROW;
+            let zeros = vec![
+                0u8;
+                usize::try_from(to - filled[chunk.file])
+                    .map_err(|_| StoreError("journal size".into()))?
+            ];
+            file.write_all_at(&zeros, filled[chunk.file]).map_err(io)?;
+            filled[chunk.file] = to;
+        }
+        file.write_all_at(&chunk.bytes, chunk.offset).map_err(io)?;
+        touched[chunk.file] = true;
+    }
+    for (file, touched) in files.iter().zip(touched) {
+        if touched {
+            file.sync_data().map_err(io)?;
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests;
