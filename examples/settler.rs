@@ -55,11 +55,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settler = Settler::open(
         kernel,
         SettlerConfig {
-            data_dir: args.data_dir,
+            store: actp_settler::StoreUrl::Sled(args.data_dir),
             from_block: args.from_block,
             ..SettlerConfig::default()
         },
-    )?;
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("settling; health on http://{}/health", args.listen);
     tokio::spawn(actp_settler::health::serve(

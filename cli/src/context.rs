@@ -123,6 +123,15 @@ impl Ctx {
     }
 
     /// TLS trust for every HTTP client: the system's roots plus `--ca-cert`.
+    /// The store of `component` ("settler", ...): `--store` if given (a sled directory gets the component's
+    /// name appended), else a sled directory of that name under the data directory.
+    pub(crate) fn store(&self, component: &str) -> actp_store::StoreUrl {
+        self.global.store.as_ref().map_or_else(
+            || actp_store::StoreUrl::Sled(self.global.data_dir.join(component)),
+            |store| store.join(component),
+        )
+    }
+
     pub(crate) fn http_options(&self) -> Result<HttpOptions> {
         self.http
             .get_or_init(|| match &self.global.ca_cert {

@@ -149,6 +149,19 @@ impl From<actp_settler::SettlerError> for CliError {
         match e {
             actp_settler::SettlerError::Client(c) => c.into(),
             actp_settler::SettlerError::NoSigner => CliError::usage(e.to_string()),
+            actp_settler::SettlerError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<actp_store::StoreError> for CliError {
+    fn from(e: actp_store::StoreError) -> Self {
+        use actp_store::StoreError;
+        match e {
+            StoreError::Url(_)
+            | StoreError::WrongOwner { .. }
+            | StoreError::SchemaTooNew { .. } => CliError::usage(e.to_string()),
+            StoreError::Pool(_) => CliError::network(e.to_string()),
             other => CliError::failure(other.to_string()),
         }
     }

@@ -7,9 +7,12 @@
 //!   TLS-terminating proxy in front of any plain TCP server (anvil, a provider);
 //! - [`RpcProxy`]: a JSON-RPC proxy that behaves like a public endpoint: it refuses `eth_getLogs` over too
 //!   many blocks, with the error texts of real providers, answers 429 now and then, and records what it
-//!   served.
+//!   served;
+//! - [`postgres`]: a real PostgreSQL server from npm, started once per test process, a fresh database per test.
 //!
 //! None of it is a mock: the bytes go to a real anvil and a real TLS handshake happens.
+
+pub mod postgres;
 
 use std::{
     net::SocketAddr,

@@ -157,13 +157,14 @@ async fn a_long_history_is_read_completely_and_once_through_a_limited_rpc() {
     let mut settler = Settler::open(
         bot,
         SettlerConfig {
-            data_dir: dir.path().join("settler"),
+            store: actp_settler::StoreUrl::Sled(dir.path().join("settler")),
             from_block: deployed,
             confirmations: 0,
             max_range: 4 * limit,
             ..SettlerConfig::default()
         },
     )
+    .await
     .unwrap();
     let report = settler.run_once(20).await.unwrap();
     assert_eq!(report.settled, TRANSACTIONS / 2, "{report:?}");

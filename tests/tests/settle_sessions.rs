@@ -82,11 +82,12 @@ async fn the_daemon_settles_sessions_with_their_refunds_beside_ordinary_transact
     let mut settler = Settler::open(
         bot,
         SettlerConfig {
-            data_dir: dir.path().to_path_buf(),
+            store: actp_settler::StoreUrl::Sled(dir.path().to_path_buf()),
             confirmations: 1,
             ..SettlerConfig::default()
         },
     )
+    .await
     .unwrap();
     settler.run_once(5).await.unwrap();
 

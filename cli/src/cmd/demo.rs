@@ -120,13 +120,14 @@ pub(crate) async fn run(ctx: &Ctx, args: DemoArgs) -> Result<()> {
     let settler = Settler::open(
         operator.clone(),
         SettlerConfig {
-            data_dir: dir.join("settler"),
+            store: actp_settler::StoreUrl::Sled(dir.join("settler")),
             from_block: d.block,
             confirmations: 0,
             poll_interval: Duration::from_millis(200),
             ..SettlerConfig::default()
         },
-    )?;
+    )
+    .await?;
     let settler_metrics = settler.metrics();
     let (stop_settler, settler_stopped) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn(settler.run(async {

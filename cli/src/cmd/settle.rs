@@ -70,7 +70,7 @@ async fn connect(
 pub(crate) async fn run(ctx: &Ctx, args: SettleArgs) -> Result<()> {
     let (kernel, target) = connect(ctx, &args).await?;
     let config = SettlerConfig {
-        data_dir: ctx.global.data_dir.join("settler"),
+        store: ctx.store("settler"),
         from_block: target.scan_from(args.from_block, kernel.address())?,
         confirmations: args
             .confirmations
@@ -84,7 +84,7 @@ pub(crate) async fn run(ctx: &Ctx, args: SettleArgs) -> Result<()> {
         ..SettlerConfig::default()
     };
     let operator = kernel.signer_address().unwrap_or_default();
-    let mut settler = Settler::open(kernel, config)?;
+    let mut settler = Settler::open(kernel, config).await?;
     let metrics = settler.metrics();
     let (stop_tx, stop_rx) = watch::channel(false);
 

@@ -98,7 +98,7 @@ async fn bench() {
     let mut settler = Settler::open(
         operator.clone(),
         SettlerConfig {
-            data_dir: dir.path().to_path_buf(),
+            store: actp_settler::StoreUrl::Sled(dir.path().to_path_buf()),
             from_block: d.block,
             confirmations: 0,
             batch_size: batch,
@@ -106,6 +106,7 @@ async fn bench() {
             ..SettlerConfig::default()
         },
     )
+    .await
     .unwrap();
     // The pass includes reading the backlog's events from the chain, as a daemon catching up would.
     let started = Instant::now();

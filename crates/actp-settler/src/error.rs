@@ -5,17 +5,10 @@ use actp_client::ClientError;
 /// Why the settler stopped or a step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SettlerError {
-    /// The sled database failed.
-    #[error("settler storage: {0}")]
-    Storage(String),
-    /// Another process holds the data directory.
-    #[error("another settler is using {0}: stop it, or give this one its own --data-dir")]
-    Locked(String),
-    /// The data directory belongs to a settler of another kernel or chain.
-    #[error(
-        "{0} holds the checkpoint of a settler for another kernel or chain: use another --data-dir"
-    )]
-    WrongDataDir(String),
+    /// The store failed: a sled directory in use by another daemon or written for another kernel, a
+    /// PostgreSQL server that refused, a corrupt record.
+    #[error("settler store: {0}")]
+    Store(#[from] actp_store::StoreError),
     /// Settling sends transactions.
     #[error("the settler sends transactions: set ACTP_PRIVATE_KEY or --keystore")]
     NoSigner,
@@ -39,6 +32,7 @@ impl SettlerError {
                     | ClientError::UnknownState { .. }
                     | ClientError::Devnet(_)
             ),
+            SettlerError::Store(e) => e.is_transient(),
             _ => false,
         }
     }

@@ -6,9 +6,11 @@ mod error;
 pub mod health;
 mod metrics;
 mod settler;
-mod store;
 
+pub use actp_store::{
+    StoreUrl,
+    settler::{Change, Pending, SettlerStore},
+};
 pub use error::SettlerError;
 pub use metrics::{Metrics, Snapshot};
 pub use settler::{Settler, SettlerConfig, Shard, Step};
-pub use store::{Change, Pending, Store};

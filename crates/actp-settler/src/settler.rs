@@ -27,10 +27,7 @@ use actp_client::{
 use actp_core::{B256, State};
 use futures::{StreamExt, stream};
 
-use crate::{
-    Metrics, SettlerError, Snapshot,
-    store::{Change, Store},
-};
+use crate::{Change, Metrics, SettlerError, SettlerStore, Snapshot, StoreUrl};
 
 /// A share of the ids, so that several daemons split the work: the daemon with `index` takes the ids whose
 /// last four bytes are `index` modulo `count`. Written `index/count`, e.g. `0/2`.
@@ -71,8 +68,12 @@ impl std::str::FromStr for Shard {
 /// Configuration of a [`Settler`].
 #[derive(Debug, Clone)]
 pub struct SettlerConfig {
-    /// Where the sled database lives.
-    pub data_dir: PathBuf,
+    /// Where the checkpoint and the pending set live: a sled directory (one daemon), or a PostgreSQL database
+    /// that several daemons share.
+    pub store: StoreUrl,
+    /// How long a daemon keeps the transactions it is settling to itself; another daemon takes them over once
+    /// the lease has expired (after a crash, say). Longer than a settlement takes to confirm.
+    pub lease: Duration,
     /// First block to read when there is no checkpoint yet (the kernel's deployment block).
     pub from_block: u64,
     /// Blocks on top of a block before it is read, and before a settlement receipt counts.
@@ -98,7 +99,8 @@ pub struct SettlerConfig {
 impl Default for SettlerConfig {
     fn default() -> Self {
         SettlerConfig {
-            data_dir: PathBuf::from(".actp/settler"),
+            store: StoreUrl::Sled(PathBuf::from(".actp/settler")),
+            lease: Duration::from_secs(120),
             from_block: 0,
             confirmations: 2,
             batch_size: 100,
@@ -135,7 +137,7 @@ const RANGES_PER_STEP: usize = 8;
 #[derive(Debug)]
 pub struct Settler {
     kernel: Kernel,
-    store: Store,
+    store: SettlerStore,
     watcher: Watcher,
     config: SettlerConfig,
     metrics: Arc<Metrics>,
@@ -143,16 +145,18 @@ pub struct Settler {
     /// event that closes them), or just sent. Value: the head and the time when parked.
     parked: HashMap<B256, (u64, Instant)>,
     head: u64,
+    /// This daemon's name in the store's leases.
+    owner: String,
 }
 
 impl Settler {
     /// Opens the settler's database and positions it at its checkpoint (or `config.from_block`).
-    pub fn open(kernel: Kernel, config: SettlerConfig) -> Result<Self, SettlerError> {
+    pub async fn open(kernel: Kernel, config: SettlerConfig) -> Result<Self, SettlerError> {
         if kernel.signer_address().is_none() {
             return Err(SettlerError::NoSigner);
         }
-        let store = Store::open(&config.data_dir, kernel.chain_id(), kernel.address())?;
-        let from = store.checkpoint()?.unwrap_or(config.from_block);
+        let store = SettlerStore::open(&config.store, kernel.chain_id(), kernel.address()).await?;
+        let from = store.checkpoint().await?.unwrap_or(config.from_block);
         let watcher = Watcher::new(
             kernel.provider().clone(),
             kernel.address(),
@@ -165,7 +169,7 @@ impl Settler {
         );
         let metrics = Arc::new(Metrics::default());
         metrics.set_position(from, from.saturating_sub(1));
-        metrics.set_backlog(store.backlog() as u64, 0);
+        metrics.set_backlog(store.pending().await?.len() as u64, 0);
         Ok(Settler {
             kernel,
             store,
@@ -174,6 +178,7 @@ impl Settler {
             metrics,
             parked: HashMap::new(),
             head: 0,
+            owner: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
         })
     }
 
@@ -301,8 +306,12 @@ impl Settler {
             let polled = self.watcher.poll().await?;
             self.head = polled.head;
             if polled.read {
-                let changes: Vec<Change> = polled.events.iter().filter_map(change_of).collect();
-                self.store.apply(&changes, polled.next_block)?;
+                let changes: Vec<(u64, Change)> = polled
+                    .events
+                    .iter()
+                    .filter_map(|e| change_of(e).map(|c| (e.block_number, c)))
+                    .collect();
+                self.store.apply(&changes, polled.next_block).await?;
                 wrote = true;
             }
             self.metrics.set_position(polled.next_block, polled.head);
@@ -335,7 +344,8 @@ impl Settler {
     async fn learn_windows(&mut self) -> Result<(), SettlerError> {
         let unknown: Vec<B256> = self
             .store
-            .pending()?
+            .pending()
+            .await?
             .into_iter()
             .filter(|p| p.window_end.is_none() && self.owns(&p.id) && !self.is_parked(&p.id))
             .map(|p| p.id)
@@ -351,7 +361,7 @@ impl Settler {
             let record = read?;
             match record.window_end() {
                 Some(end) if record.state == State::Delivered => {
-                    self.store.set_window_end(&id, end)?;
+                    self.store.set_window_end(id, end).await?;
                 }
                 _ => self.park(id),
             }
@@ -362,7 +372,7 @@ impl Settler {
     /// Settles what is due; returns (ids sent, ids settled).
     async fn settle_due(&mut self) -> Result<(usize, u64), SettlerError> {
         let now = self.kernel.chain_time().await?;
-        let pending = self.store.pending()?;
+        let pending = self.store.pending().await?;
         self.parked
             .retain(|id, _| pending.iter().any(|p| p.id == *id));
         let due: Vec<B256> = pending
@@ -378,6 +388,11 @@ impl Settler {
             .filter(|id| !self.is_parked(id))
             .take(limit)
             .collect();
+        // Another daemon sharing the store may be settling some of them: keep to those leased to this one.
+        let candidates = self
+            .store
+            .lease(&self.owner, &candidates, self.config.lease)
+            .await?;
         if candidates.is_empty() {
             return Ok((0, 0));
         }

@@ -1,0 +1,13 @@
+#![doc = include_str!("../README.md")]
+//!
+//! [`StoreUrl`] says where a store lives. Each component has its own store type on top: for now
+//! [`settler::SettlerStore`], the settlement daemon's checkpoint and pending set. [`pg`] holds the connection
+//! pool and the migrations.
+
+pub mod error;
+pub mod pg;
+pub mod settler;
+mod url;
+
+pub use error::StoreError;
+pub use url::StoreUrl;

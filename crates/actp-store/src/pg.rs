@@ -1,0 +1,106 @@
+//! PostgreSQL: a pool of connections, and the schema, migrated at start.
+//!
+//! Migrations are the files in `migrations/`, applied in order, each once, inside one transaction that holds
+//! an advisory lock, so processes starting together against an empty database migrate it once. The versions
+//! applied are in `actp_schema`. A database whose schema is newer than this program is refused.
+
+use std::str::FromStr;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::StoreError;
+
+/// The schema, in order: (version, file, SQL).
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "0001_settler.sql",
+    include_str!("../migrations/0001_settler.sql"),
+)];
+
+/// Taken while migrating (any constant unique to this schema).
+const MIGRATION_LOCK: i64 = 0x4143_5450_0001;
+
+/// Connections to one PostgreSQL database. Cheap to clone.
+#[derive(Clone)]
+pub struct Pg {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for Pg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pg")
+            .field("connections", &self.pool.status().size)
+            .finish()
+    }
+}
+
+impl Pg {
+    /// Connects to `url` (a pool of up to `connections`) and migrates the schema.
+    pub async fn connect(url: &str, connections: usize) -> Result<Self, StoreError> {
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Url(format!("the PostgreSQL URL does not parse: {e}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(connections.max(1))
+            .build()
+            .map_err(|e| StoreError::Url(format!("cannot build a connection pool: {e}")))?;
+        let pg = Pg { pool };
+        pg.migrate().await?;
+        Ok(pg)
+    }
+
+    /// A connection from the pool.
+    pub async fn client(&self) -> Result<Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS actp_schema (
+                version integer PRIMARY KEY,
+                name text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )",
+        )
+        .await?;
+        let current: i32 = tx
+            .query_one("SELECT coalesce(max(version), 0) FROM actp_schema", &[])
+            .await?
+            .get(0);
+        let known = MIGRATIONS.last().map_or(0, |m| m.0);
+        if current > known {
+            return Err(StoreError::SchemaTooNew {
+                found: current,
+                known,
+            });
+        }
+        for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+            tx.batch_execute(sql)
+                .await
+                .map_err(|source| StoreError::Migration {
+                    version,
+                    name,
+                    source,
+                })?;
+            tx.execute(
+                "INSERT INTO actp_schema (version, name) VALUES ($1, $2)",
+                &[&version, &name],
+            )
+            .await?;
+            tracing::info!(version, name, "migrated the store's schema");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
