@@ -21,7 +21,7 @@ use actp_client::{
     Devnet, Watcher, WatcherConfig,
     bindings::EscrowKernel::{EscrowKernelEvents, settleBatchCall},
 };
-use actp_core::{Amount, B256, State, U256, ids::service_hash, model::CreateParams};
+use actp_core::{Address, Amount, B256, State, U256, ids::service_hash, model::CreateParams};
 use actp_e2e::TcpProxy;
 use alloy_sol_types::SolCall;
 use futures::{StreamExt, stream};
@@ -70,6 +70,17 @@ async fn delivered_backlog(devnet: &Devnet, n: usize) -> Vec<B256> {
 }
 
 fn daemon(dir: &std::path::Path, rpc: &str, kernel: &str, key: &str, from: u64) -> Child {
+    daemon_with(dir, rpc, kernel, key, from, &[])
+}
+
+fn daemon_with(
+    dir: &std::path::Path,
+    rpc: &str,
+    kernel: &str,
+    key: &str,
+    from: u64,
+    extra: &[&str],
+) -> Child {
     let mut cmd = actp(dir);
     cmd.env("ACTP_RPC_URL", rpc)
         .env("ACTP_KERNEL", kernel)
@@ -90,6 +101,7 @@ fn daemon(dir: &std::path::Path, rpc: &str, kernel: &str, key: &str, from: u64) 
             "--from-block",
             &from.to_string(),
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     cmd.spawn().unwrap()
@@ -182,56 +194,7 @@ async fn daemon_settles_a_backlog_exactly_once_through_sigkills_and_an_outage() 
     }
     assert_eq!(terminate(&mut child, Duration::from_secs(20)), Some(0));
 
-    // Exactly once: one SETTLED transition per id, and each id in exactly one mined settleBatch.
-    let mut settled_events: HashMap<B256, usize> = HashMap::new();
-    let mut batches: HashMap<B256, usize> = HashMap::new();
-    let head = devnet
-        .kernel(0)
-        .await
-        .unwrap()
-        .block_number()
-        .await
-        .unwrap();
-    let mut watcher = Watcher::new(
-        devnet.provider(),
-        d.kernel,
-        d.block,
-        WatcherConfig::default(),
-    );
-    let mut settle_txs = std::collections::HashSet::new();
-    while watcher.next_block() <= head {
-        let (events, _) = watcher.next_batch().await.unwrap();
-        for e in events {
-            if let EscrowKernelEvents::StateTransitioned(t) = &e.event
-                && t.newState == State::Settled.code()
-            {
-                *settled_events.entry(t.transactionId).or_default() += 1;
-                settle_txs.insert(e.tx_hash);
-            }
-        }
-    }
-    let provider_rpc = devnet.provider();
-    for tx in settle_txs {
-        use alloy::providers::Provider as _;
-        let sent = provider_rpc
-            .get_transaction_by_hash(tx)
-            .await
-            .unwrap()
-            .unwrap();
-        use alloy::consensus::Transaction as _;
-        let call = settleBatchCall::abi_decode(sent.input()).unwrap();
-        for id in call.transactionIds {
-            *batches.entry(id).or_default() += 1;
-        }
-    }
-    for id in &ids {
-        assert_eq!(settled_events.get(id), Some(&1), "{id} settled events");
-        assert_eq!(
-            batches.get(id),
-            Some(&1),
-            "{id} sent in more than one mined settlement"
-        );
-    }
+    assert_each_settled_once(&devnet, &ids).await;
 
     // Balances: the provider got every net amount; the kernel kept only the fees.
     let fee = PRICE.base_units() / 100;
@@ -341,4 +304,131 @@ async fn two_daemons_split_the_work_by_shard() {
         "no shard touched the other's ids: {reports:?}"
     );
     assert_eq!(settled_count(&devnet, &ids).await, 40);
+}
+
+/// Exactly once: one SETTLED transition per id, and each id in exactly one mined `settleBatch` (none sent
+/// twice, even if the second would have been skipped).
+/// Returns how many settlements each account sent.
+async fn assert_each_settled_once(devnet: &Devnet, ids: &[B256]) -> HashMap<Address, usize> {
+    let d = devnet.deployment();
+    let mut senders: HashMap<Address, usize> = HashMap::new();
+    let mut settled_events: HashMap<B256, usize> = HashMap::new();
+    let mut batches: HashMap<B256, usize> = HashMap::new();
+    let head = devnet
+        .kernel(0)
+        .await
+        .unwrap()
+        .block_number()
+        .await
+        .unwrap();
+    let mut watcher = Watcher::new(
+        devnet.provider(),
+        d.kernel,
+        d.block,
+        WatcherConfig::default(),
+    );
+    while watcher.next_block() <= head {
+        let (events, _) = watcher.next_batch().await.unwrap();
+        for e in events {
+            if let EscrowKernelEvents::StateTransitioned(t) = &e.event
+                && t.newState == State::Settled.code()
+            {
+                *settled_events.entry(t.transactionId).or_default() += 1;
+            }
+        }
+    }
+    // Every settleBatch mined, whether or not it settled anything (a duplicate whose ids were settled
+    // already emits no event): read each block's transactions to the kernel.
+    let provider_rpc = devnet.provider();
+    for number in d.block..=head {
+        use alloy::{consensus::Transaction as _, providers::Provider as _};
+        let block = provider_rpc
+            .get_block_by_number(number.into())
+            .full()
+            .await
+            .unwrap()
+            .unwrap();
+        for tx in block.transactions.txns() {
+            if tx.to() == Some(d.kernel) && tx.input().starts_with(&settleBatchCall::SELECTOR) {
+                *senders.entry(tx.inner.signer()).or_default() += 1;
+                let call = settleBatchCall::abi_decode(tx.input()).unwrap();
+                for id in call.transactionIds {
+                    *batches.entry(id).or_default() += 1;
+                }
+            }
+        }
+    }
+    for id in ids {
+        assert_eq!(settled_events.get(id), Some(&1), "{id} settled events");
+        assert_eq!(
+            batches.get(id),
+            Some(&1),
+            "{id} sent in more than one mined settlement"
+        );
+    }
+
+    senders
+}
+
+/// Two daemons, no shards, one PostgreSQL store: they split a backlog of 300 by leasing, one is SIGKILLed in
+/// the middle and restarted, and the other takes over its leases once they expire. Every transaction is
+/// settled once, and none is sent in two mined settlements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_daemons_share_a_postgres_store_through_a_sigkill() {
+    let devnet = Devnet::start().await.unwrap();
+    let d = devnet.deployment();
+    let ids = delivered_backlog(&devnet, BACKLOG).await;
+    devnet.advance_time(3_601).await.unwrap();
+    let store = actp_e2e::postgres::shared().fresh_database().await;
+    let kernel = d.kernel.to_string();
+    let keys = [
+        devnet.dev_private_keys()[3].clone(),
+        devnet.dev_private_keys()[4].clone(),
+    ];
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let extra = ["--store", store.as_str(), "--lease", "10s"];
+    let start = |i: usize| {
+        daemon_with(
+            dirs[i].path(),
+            &devnet.rpc_url(),
+            &kernel,
+            &keys[i],
+            d.block,
+            &extra,
+        )
+    };
+    let mut first = start(0);
+    let mut second = start(1);
+    // Killed once both are at work.
+    let waited = Instant::now();
+    while settled_count(&devnet, &ids).await < BACKLOG / 4 {
+        assert!(waited.elapsed() < Duration::from_secs(120), "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    eprintln!(
+        "after the kill: {} of {BACKLOG} settled",
+        settled_count(&devnet, &ids).await
+    );
+    let mut restarted = start(0);
+    let waited = Instant::now();
+    while settled_count(&devnet, &ids).await < BACKLOG {
+        assert!(
+            waited.elapsed() < Duration::from_secs(180),
+            "the daemons did not settle the backlog: {} of {BACKLOG}",
+            settled_count(&devnet, &ids).await
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(terminate(&mut second, Duration::from_secs(20)), Some(0));
+    assert_eq!(terminate(&mut restarted, Duration::from_secs(20)), Some(0));
+    let senders = assert_each_settled_once(&devnet, &ids).await;
+    for account in [3, 4] {
+        let address = devnet.signer(account).address();
+        assert!(
+            senders.get(&address).is_some_and(|n| *n > 0),
+            "daemon {account} settled nothing: {senders:?}"
+        );
+    }
 }

@@ -32,9 +32,15 @@ pub(crate) struct SettleArgs {
     /// First block when there is no checkpoint (default: the devnet's deployment block, else 0).
     #[arg(long)]
     pub(crate) from_block: Option<u64>,
-    /// This daemon's share of the ids, INDEX/COUNT (e.g. 0/2), to split the work between daemons.
+    /// This daemon's share of the ids, INDEX/COUNT (e.g. 0/2), to split the work between daemons. Daemons
+    /// sharing a PostgreSQL --store split it without shards.
     #[arg(long)]
     pub(crate) shard: Option<actp_settler::Shard>,
+    /// How long this daemon keeps the transactions it is settling to itself when several share a
+    /// PostgreSQL --store; another takes them over once it expires (after a crash). Longer than a settlement
+    /// takes to confirm.
+    #[arg(long, default_value = "2m")]
+    pub(crate) lease: args::Duration,
     /// Serve /health and /metrics here.
     #[arg(long, env = "ACTP_SETTLER_LISTEN")]
     pub(crate) listen: Option<SocketAddr>,
@@ -81,6 +87,7 @@ pub(crate) async fn run(ctx: &Ctx, args: SettleArgs) -> Result<()> {
         poll_interval: args.poll_interval.0,
         max_backoff: args.max_backoff.0,
         shard: args.shard,
+        lease: args.lease.0,
         ..SettlerConfig::default()
     };
     let operator = kernel.signer_address().unwrap_or_default();
