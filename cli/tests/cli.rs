@@ -8,12 +8,10 @@
     missing_docs
 )]
 
-mod support;
-
 use std::process::Command;
 
+use actp_e2e::process::{DevnetProcess, actp, run};
 use serde_json::Value;
-use support::{DevnetProcess, actp, run};
 
 fn ok_json(cmd: Command) -> Value {
     run(cmd).ok().json()

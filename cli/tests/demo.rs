@@ -7,11 +7,9 @@
     missing_docs
 )]
 
-mod support;
-
 use std::path::Path;
 
-use support::{actp, run};
+use actp_e2e::process::{actp, run};
 
 fn actp_with(data_dir: &Path, args: &[&str]) -> std::process::Command {
     let mut cmd = actp(data_dir);

@@ -9,8 +9,6 @@
     missing_docs
 )]
 
-mod support;
-
 use std::time::Duration;
 
 use actp_client::{ClientConfig, Kernel, Signer};
@@ -24,12 +22,12 @@ use actp_core::{
     model::CreateParams,
     proof::{SignedDeliveryProof, content_hash, verify_delivery},
 };
+use actp_e2e::process::{DevnetProcess, start_gateway, terminate};
 use axum::{
     Router,
     http::HeaderMap,
     routing::{get, post},
 };
-use support::{DevnetProcess, start_gateway, terminate, wait_until};
 
 /// Paid work the upstream did for `GET /v1/report`.
 static REPORTS_SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -260,7 +258,7 @@ async fn gateway_sells_an_upstream_api() {
     .unwrap();
 
     // The gateway's outbox delivers on chain with that proof hash.
-    wait_until("the delivery on chain", || async {
+    actp_e2e::eventually("the delivery on chain", || async {
         consumer.get(tx_id).await.unwrap().state == State::Delivered
     })
     .await;
@@ -297,7 +295,7 @@ fn gateway_refuses_bad_routes_and_upstreams() {
         "--route",
         "POST /v1=abc",
     ]);
-    let bad = support::run(cmd).code(2);
+    let bad = actp_e2e::process::run(cmd).code(2);
     assert!(bad.stderr.contains("METHOD PATH=PRICE"), "{bad:?}");
     let mut cmd = dev.as_account(1);
     cmd.args([
@@ -307,11 +305,11 @@ fn gateway_refuses_bad_routes_and_upstreams() {
         "--route",
         "POST /v1=0.10",
     ]);
-    let bad = support::run(cmd).code(2);
+    let bad = actp_e2e::process::run(cmd).code(2);
     assert!(bad.stderr.contains("http://"), "{bad:?}");
     let mut cmd = dev.as_account(1);
     cmd.args(["gateway", "--upstream", "http://127.0.0.1:1"])
         .args(["--route", "POST /v1=0.10", "--route", "POST /v1=0.20"]);
-    let bad = support::run(cmd).code(2);
+    let bad = actp_e2e::process::run(cmd).code(2);
     assert!(bad.stderr.contains("twice"), "{bad:?}");
 }

@@ -10,8 +10,6 @@
     missing_docs
 )]
 
-mod support;
-
 use actp_client::{ClientConfig, Kernel, OpenSession, Signer};
 use actp_core::{
     Address, Amount, B256, State, U256,
@@ -20,8 +18,8 @@ use actp_core::{
     proof::content_hash,
     session::{ReceiptChain, SessionVoucher, SignedReceipt, VoucherHeader},
 };
+use actp_e2e::process::{DevnetProcess, Run, run, start_gateway, terminate};
 use axum::{Json, Router, http::HeaderMap, response::IntoResponse, routing::post};
-use support::{DevnetProcess, Run, run, start_gateway, terminate, wait_until};
 
 const PRICES: &str = "in=0.000001,out=0.000004,max=0.05";
 
@@ -221,7 +219,7 @@ async fn the_gateway_sells_tokens_from_a_session_and_the_unspent_deposit_comes_b
         &["--json", "session", "close", &id.to_string(), "--url", &url],
     )
     .ok();
-    wait_until("the session closed on chain", || async {
+    actp_e2e::eventually("the session closed on chain", || async {
         consumer.get(id).await.unwrap().state == State::Delivered
     })
     .await;
@@ -354,7 +352,7 @@ async fn actp_call_pays_from_one_session_across_processes() {
     .await
     .unwrap();
     let id: B256 = id.parse().unwrap();
-    wait_until("the session closed on chain", || async {
+    actp_e2e::eventually("the session closed on chain", || async {
         consumer.get(id).await.unwrap().state == State::Delivered
     })
     .await;

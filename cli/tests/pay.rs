@@ -9,12 +9,10 @@
     missing_docs
 )]
 
-mod support;
-
 use std::time::Duration;
 
+use actp_e2e::process::{DevnetProcess, run, start_gateway, terminate};
 use axum::{Router, routing::post};
-use support::{DevnetProcess, run, start_gateway, terminate};
 
 async fn upstream() -> String {
     let app = Router::new().route(
@@ -122,7 +120,7 @@ async fn consumer_pays_within_its_budget_and_reports_usage() {
     let mut raise = consumer();
     raise.args(["budget", "set", "--daily", "5"]);
     run(raise).ok();
-    let mut suspend = support::actp(dir.path());
+    let mut suspend = actp_e2e::process::actp(dir.path());
     suspend.args(["budget", "suspend", &agent, "--reason", "loop detected"]);
     assert!(run(suspend).ok().stdout.contains("suspended"));
     let mut call = consumer();
@@ -132,7 +130,7 @@ async fn consumer_pays_within_its_budget_and_reports_usage() {
     let mut show = consumer();
     show.args(["budget", "show"]);
     assert!(run(show).ok().stdout.contains("SUSPENDED (loop detected)"));
-    let mut resume = support::actp(dir.path());
+    let mut resume = actp_e2e::process::actp(dir.path());
     resume.args(["--json", "budget", "resume", &agent]);
     assert_eq!(run(resume).ok().json()["suspended"], false);
     let mut call = consumer();

@@ -9,8 +9,6 @@
     missing_docs
 )]
 
-mod support;
-
 use std::{
     collections::HashMap,
     process::{Child, Stdio},
@@ -23,10 +21,10 @@ use actp_client::{
 };
 use actp_core::{Address, Amount, B256, State, U256, ids::service_hash, model::CreateParams};
 use actp_e2e::TcpProxy;
+use actp_e2e::process::{actp, terminate};
 use alloy_sol_types::SolCall;
 use futures::{StreamExt, stream};
 use rand::Rng;
-use support::{actp, terminate};
 
 const BACKLOG: usize = 300;
 const PRICE: Amount = Amount::from_base_units(100_000);
@@ -228,7 +226,7 @@ async fn once_settles_what_is_due_and_reports_it() {
             .env("ACTP_PRIVATE_KEY", &key)
             .args(["settle", "--once", "--json", "--confirmations", "0"])
             .args(["--from-block", &d.block.to_string()]);
-        support::run(cmd).ok().json()
+        actp_e2e::process::run(cmd).ok().json()
     };
     // Nothing is due before the window ends.
     let report = once(dir.path());

@@ -11,14 +11,12 @@
     missing_docs
 )]
 
-mod support;
-
 use std::{net::SocketAddr, path::Path, process::Command, time::Duration};
 
+use actp_e2e::process::{DevnetProcess, Run, actp, run, start_gateway, terminate};
 use actp_e2e::{TestCa, TlsProxy};
 use alloy::providers::{Provider, ProviderBuilder};
 use axum::{Router, routing::post};
-use support::{DevnetProcess, Run, actp, run, start_gateway, terminate};
 
 /// A command on `data_dir` signing with `key`, RPC `rpc`.
 fn as_key(data_dir: &Path, rpc: &str, key: &str) -> Command {

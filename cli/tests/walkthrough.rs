@@ -12,17 +12,15 @@
     missing_docs
 )]
 
-mod support;
-
 use std::{path::Path, process::Command, time::Duration};
 
 use actp_client::{ClientConfig, Kernel, Signer, bindings::MockUSDC};
+use actp_e2e::process::{actp, run, spawn_announcing, terminate};
 use alloy::{
     node_bindings::Anvil,
     providers::{Provider, ProviderBuilder},
 };
 use axum::{Router, routing::get};
-use support::{actp, run, spawn_announcing, terminate};
 
 const USDC_BASE_SEPOLIA: &str = "0x036CbD53842c5426634e7929541eC2318f3dCF7e";
 const README_BODY: &str = "# a file served for 0.05 USDC\n";

@@ -8,11 +8,13 @@
 //! - [`RpcProxy`]: a JSON-RPC proxy that behaves like a public endpoint: it refuses `eth_getLogs` over too
 //!   many blocks, with the error texts of real providers, answers 429 now and then, and records what it
 //!   served;
-//! - [`postgres`]: a real PostgreSQL server from npm, started once per test process, a fresh database per test.
+//! - [`postgres`]: a real PostgreSQL server from npm, started once per test process, a fresh database per test;
+//! - [`process`]: the workspace's binaries as processes (`actp` commands, a devnet, a gateway), built on demand.
 //!
 //! None of it is a mock: the bytes go to a real anvil and a real TLS handshake happens.
 
 pub mod postgres;
+pub mod process;
 
 use std::{
     net::SocketAddr,

@@ -50,7 +50,8 @@ pub fn shared() -> &'static Postgres {
     SERVER.get_or_init(|| Postgres::start(Durability::Off).unwrap_or_else(|e| panic!("{e}")))
 }
 
-fn workspace() -> PathBuf {
+/// The workspace's root directory.
+pub(crate) fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
