@@ -9,10 +9,12 @@
 //!   many blocks, with the error texts of real providers, answers 429 now and then, and records what it
 //!   served;
 //! - [`postgres`]: a real PostgreSQL server from npm, started once per test process, a fresh database per test;
-//! - [`process`]: the workspace's binaries as processes (`actp` commands, a devnet, a gateway), built on demand.
+//! - [`process`]: the workspace's binaries as processes (`actp` commands, a devnet, a gateway), built on demand;
+//! - [`chain`]: what the chain shows, for assertions (every kernel event, every `settleBatch` mined).
 //!
 //! None of it is a mock: the bytes go to a real anvil and a real TLS handshake happens.
 
+pub mod chain;
 pub mod postgres;
 pub mod process;
 

@@ -245,3 +245,48 @@ pub fn start_gateway(dev: &DevnetProcess, account: usize, args: &[&str]) -> (Chi
     let url = announced["listen"].as_str().unwrap_or_default().to_owned();
     (child, url)
 }
+
+/// `actp settle` as a daemon on `rpc` for `kernel`, signing with `key`, reading from block `from`: small
+/// batches, one in flight, no confirmations, quick polls and backoff (what the suites that kill it need), plus
+/// `extra` arguments. Its output is discarded.
+///
+/// # Panics
+/// If it cannot be spawned.
+#[expect(
+    clippy::panic,
+    reason = "a test harness: a daemon that cannot start fails the test"
+)]
+pub fn settle_daemon(
+    dir: &Path,
+    rpc: &str,
+    kernel: &str,
+    key: &str,
+    from: u64,
+    extra: &[&str],
+) -> Child {
+    let mut cmd = actp(dir);
+    cmd.env("ACTP_RPC_URL", rpc)
+        .env("ACTP_KERNEL", kernel)
+        .env("ACTP_PRIVATE_KEY", key)
+        .env("RUST_LOG", "info")
+        .args([
+            "settle",
+            "--batch-size",
+            "3",
+            "--concurrency",
+            "1",
+            "--confirmations",
+            "0",
+            "--poll-interval",
+            "200ms",
+            "--max-backoff",
+            "500ms",
+            "--from-block",
+            &from.to_string(),
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("cannot start actp settle: {e}"))
+}

@@ -12,9 +12,7 @@ use std::{
 };
 
 use actp_axum::{ClaimMode, Paywall, PaywallBuilder, Price, PriceError, Route};
-use actp_client::{
-    Devnet, Kernel, Signer, Watcher, WatcherConfig, bindings::EscrowKernel::EscrowKernelEvents,
-};
+use actp_client::{Devnet, Kernel, Signer, bindings::EscrowKernel::EscrowKernelEvents};
 use actp_core::{
     Address, Amount, B256, State,
     authorization::{AuthorizationHeader, RequestAuthorization},
@@ -251,38 +249,19 @@ impl Consumer {
 
 /// Every DELIVERED transition of `tx_id` on chain, with the proof hash each recorded.
 pub async fn deliveries(devnet: &Devnet, tx_id: B256) -> (usize, Vec<B256>) {
-    let head = devnet
-        .kernel(0)
-        .await
-        .unwrap()
-        .block_number()
-        .await
-        .unwrap();
-    let mut watcher = Watcher::new(
-        devnet.provider(),
-        devnet.deployment().kernel,
-        0,
-        WatcherConfig {
-            confirmations: 0,
-            ..WatcherConfig::default()
-        },
-    );
     let mut transitions = 0;
     let mut proofs = Vec::new();
-    while watcher.next_block() <= head {
-        let (events, _) = watcher.next_batch().await.unwrap();
-        for e in events {
-            match e.event {
-                EscrowKernelEvents::StateTransitioned(t)
-                    if t.transactionId == tx_id && t.newState == State::Delivered as u8 =>
-                {
-                    transitions += 1;
-                }
-                EscrowKernelEvents::DeliveryProofRecorded(p) if p.transactionId == tx_id => {
-                    proofs.push(p.proofHash);
-                }
-                _ => {}
+    for e in actp_e2e::chain::events(devnet).await {
+        match e.event {
+            EscrowKernelEvents::StateTransitioned(t)
+                if t.transactionId == tx_id && t.newState == State::Delivered as u8 =>
+            {
+                transitions += 1;
             }
+            EscrowKernelEvents::DeliveryProofRecorded(p) if p.transactionId == tx_id => {
+                proofs.push(p.proofHash);
+            }
+            _ => {}
         }
     }
     (transitions, proofs)
