@@ -1,10 +1,12 @@
 #![doc = include_str!("../README.md")]
 //!
 //! [`StoreUrl`] says where a store lives. Each component has its own store type on top: for now
-//! [`settler::SettlerStore`], the settlement daemon's checkpoint and pending set. [`pg`] holds the connection
+//! [`settler::SettlerStore`], the settlement daemon's checkpoint and pending set, and [`ledger::LedgerStore`],
+//! the paying client's records per agent. [`pg`] holds the connection
 //! pool and the migrations.
 
 pub mod error;
+pub mod ledger;
 pub mod pg;
 pub mod settler;
 mod url;

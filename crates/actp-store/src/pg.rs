@@ -12,11 +12,18 @@ use tokio_postgres::NoTls;
 use crate::StoreError;
 
 /// The schema, in order: (version, file, SQL).
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_settler.sql",
-    include_str!("../migrations/0001_settler.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_settler.sql",
+        include_str!("../migrations/0001_settler.sql"),
+    ),
+    (
+        2,
+        "0002_ledger.sql",
+        include_str!("../migrations/0002_ledger.sql"),
+    ),
+];
 
 /// Taken while migrating (any constant unique to this schema).
 const MIGRATION_LOCK: i64 = 0x4143_5450_0001;
