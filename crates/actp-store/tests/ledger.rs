@@ -3,26 +3,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use actp_core::{Address, B256};
 use actp_store::{StoreUrl, ledger::LedgerStore};
-
-async fn on_both<F, Fut>(check: F)
-where
-    F: Fn(StoreUrl) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let dir = tempfile::tempdir().unwrap();
-    check(StoreUrl::Sled(dir.path().join("pay"))).await;
-    let url = actp_e2e::postgres::shared().fresh_database().await;
-    check(url.parse().unwrap()).await;
-}
+use common::on_both;
 
 const AGENT: Address = Address::repeat_byte(0xa1);
 const OTHER: Address = Address::repeat_byte(0xb2);
 
 #[tokio::test]
 async fn a_transaction_reads_its_writes_and_commits_them_together() {
-    on_both(|url| async move {
+    on_both("pay", |url| async move {
         let store = LedgerStore::open(&url).await.unwrap();
         let mut tx = store.begin(AGENT).await.unwrap();
         assert_eq!(tx.get("policy").await.unwrap(), None);
@@ -62,7 +54,7 @@ async fn a_transaction_reads_its_writes_and_commits_them_together() {
 
 #[tokio::test]
 async fn a_dropped_transaction_writes_nothing_and_frees_the_agent() {
-    on_both(|url| async move {
+    on_both("pay", |url| async move {
         let store = LedgerStore::open(&url).await.unwrap();
         let mut tx = store.begin(AGENT).await.unwrap();
         tx.put("pay/x", b"lost".to_vec()).await.unwrap();
@@ -83,7 +75,7 @@ async fn a_dropped_transaction_writes_nothing_and_frees_the_agent() {
 /// once: none is lost, because each waits for the one before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_on_one_agent_take_turns() {
-    on_both(|url| async move {
+    on_both("pay", |url| async move {
         let first = LedgerStore::open(&url).await.unwrap();
         let second = match &url {
             StoreUrl::Postgres(_) => LedgerStore::open(&url).await.unwrap(),
@@ -124,7 +116,7 @@ async fn transactions_on_one_agent_take_turns() {
 
 #[tokio::test]
 async fn the_kill_switch_reaches_transactions() {
-    on_both(|url| async move {
+    on_both("pay", |url| async move {
         let store = LedgerStore::open(&url).await.unwrap();
         assert_eq!(store.suspended(AGENT).await.unwrap(), None);
         store.suspend(AGENT, Some("over budget")).await.unwrap();

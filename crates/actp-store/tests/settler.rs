@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::on_both;
 use std::time::Duration;
 
 use actp_core::{Address, B256};
@@ -10,18 +13,6 @@ use actp_store::{
     StoreUrl,
     settler::{Change, Pending, SettlerStore},
 };
-
-/// Runs `check` on a sled store and on a PostgreSQL store, each fresh.
-async fn on_both<F, Fut>(check: F)
-where
-    F: Fn(StoreUrl) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let dir = tempfile::tempdir().unwrap();
-    check(StoreUrl::Sled(dir.path().join("settler"))).await;
-    let url = actp_e2e::postgres::shared().fresh_database().await;
-    check(url.parse().unwrap()).await;
-}
 
 const KERNEL: Address = Address::repeat_byte(0x4b);
 
@@ -31,7 +22,7 @@ fn id(n: u8) -> B256 {
 
 #[tokio::test]
 async fn changes_and_the_checkpoint_move_together() {
-    on_both(|url| async move {
+    on_both("settler", |url| async move {
         let store = SettlerStore::open(&url, 31_337, KERNEL).await.unwrap();
         assert_eq!(store.checkpoint().await.unwrap(), None);
         store
@@ -87,7 +78,7 @@ async fn changes_and_the_checkpoint_move_together() {
 /// (here, a delivery that the first daemon already saw closed) is skipped, and the checkpoint never goes back.
 #[tokio::test]
 async fn changes_from_blocks_already_applied_are_skipped() {
-    on_both(|url| async move {
+    on_both("settler", |url| async move {
         let store = SettlerStore::open(&url, 31_337, KERNEL).await.unwrap();
         store
             .apply(
