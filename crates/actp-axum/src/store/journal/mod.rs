@@ -8,11 +8,9 @@
 //! of several milliseconds, leaves the request path: it runs in the background as a checkpoint, once per few
 //! megabytes of journal, after which that part of the journal may be reused.
 //!
-//! The journal is two files used in turn (`journal-0.wal`, `journal-1.wal` in the database's directory). A
-//! file grows in 1 MiB steps of zeros ahead of the records, so an `fdatasync` does not also commit a new size.
-//! Each record is `len: u32, crc32: u32, body` where the body is the sequence number and the batch's
-//! operations; a file's records are numbered consecutively from its start, so a torn record, zeros, or an older
-//! round's record ends it.
+//! The journal is two files used in turn (`journal-0.wal`, `journal-1.wal` in the database's directory), each
+//! zero-filled to its full size when created, so an `fdatasync` does not also commit a new size. [`record`]
+//! has the format of what is written in them.
 //!
 //! Each tree keeps, under the one-byte key [`APPLIED`] and written after the change, the number of the last
 //! record applied to it. Opening the store replays the journal: a record's operations on a tree are applied
@@ -32,6 +30,13 @@ use std::{
 
 use super::StoreError;
 
+mod record;
+
+pub(crate) use record::Batch;
+#[cfg(test)]
+use record::HEADER;
+use record::{Op, read_records};
+
 /// The key under which each tree records the number of the last journal record applied to it. Record keys are
 /// 8 or 32 bytes long, so it is never one of theirs.
 pub(crate) const APPLIED: &[u8] = &[0xff];
@@ -40,162 +45,12 @@ pub(crate) const APPLIED: &[u8] = &[0xff];
 pub(crate) const FILE_CAPACITY: u64 = 8 << 20;
 /// How far ahead of the records a file is filled with zeros.
 const GROW: u64 = 1 << 20;
-/// A record's header: its body's length and CRC-32.
-const HEADER: usize = 8;
 /// With more than this many paid requests in flight, a sync waits [`COMMIT_DELAY`] first, so that it covers
 /// the commits those requests are about to ask for (PostgreSQL's `commit_siblings` and `commit_delay`). Each
 /// sync costs about 70 us of CPU here: under load, fewer syncs leave the CPU to the requests, and a request's
 /// latency is then mostly queueing anyway. With few requests in flight, a commit is synced at once.
 const COMMIT_SIBLINGS: usize = 8;
 const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(1_000);
-
-/// Changes to apply together: puts and removes on the store's trees (by index).
-#[derive(Debug, Default)]
-pub(crate) struct Batch {
-    ops: Vec<Op>,
-}
-
-#[derive(Debug)]
-enum Op {
-    Put {
-        tree: u8,
-        key: Vec<u8>,
-        value: Vec<u8>,
-    },
-    Remove {
-        tree: u8,
-        key: Vec<u8>,
-    },
-}
-
-impl Op {
-    fn tree(&self) -> u8 {
-        match self {
-            Op::Put { tree, .. } | Op::Remove { tree, .. } => *tree,
-        }
-    }
-}
-
-impl Batch {
-    /// A batch that changes nothing.
-    pub(crate) fn new() -> Self {
-        Batch::default()
-    }
-
-    /// Sets `key` in `tree` to `value`.
-    pub(crate) fn put(mut self, tree: u8, key: impl AsRef<[u8]>, value: Vec<u8>) -> Self {
-        self.ops.push(Op::Put {
-            tree,
-            key: key.as_ref().to_vec(),
-            value,
-        });
-        self
-    }
-
-    /// Removes `key` from `tree`.
-    pub(crate) fn remove(mut self, tree: u8, key: impl AsRef<[u8]>) -> Self {
-        self.ops.push(Op::Remove {
-            tree,
-            key: key.as_ref().to_vec(),
-        });
-        self
-    }
-
-    /// The record for this batch, numbered `lsn`: header and body.
-    fn encode(&self, lsn: u64) -> Result<Vec<u8>, StoreError> {
-        let count = u16::try_from(self.ops.len()).map_err(|_| {
-            StoreError(format!(
-                "a batch of {} changes is too large",
-                self.ops.len()
-            ))
-        })?;
-        let mut out = vec![0u8; HEADER];
-        out.extend_from_slice(&lsn.to_le_bytes());
-        out.extend_from_slice(&count.to_le_bytes());
-        for op in &self.ops {
-            let (kind, key, value): (u8, &[u8], &[u8]) = match op {
-                Op::Put { key, value, .. } => (0, key, value),
-                Op::Remove { key, .. } => (1, key, &[]),
-            };
-            let key_len = u16::try_from(key.len())
-                .map_err(|_| StoreError(format!("a key of {} bytes is too long", key.len())))?;
-            let value_len = u32::try_from(value.len())
-                .map_err(|_| StoreError(format!("a value of {} bytes is too long", value.len())))?;
-            out.push(op.tree());
-            out.push(kind);
-            out.extend_from_slice(&key_len.to_le_bytes());
-            out.extend_from_slice(&value_len.to_le_bytes());
-            out.extend_from_slice(key);
-            out.extend_from_slice(value);
-        }
-        let body_len = u32::try_from(out.len() - HEADER)
-            .map_err(|_| StoreError("a batch is too large for the journal".into()))?;
-        let crc = crc32fast::hash(&out[HEADER..]);
-        out[..4].copy_from_slice(&body_len.to_le_bytes());
-        out[4..HEADER].copy_from_slice(&crc.to_le_bytes());
-        Ok(out)
-    }
-}
-
-/// One record read back: its number and its batch.
-#[derive(Debug)]
-struct Record {
-    lsn: u64,
-    batch: Batch,
-}
-
-/// The body of a record, or `None` if it does not parse.
-fn decode(body: &[u8]) -> Option<Record> {
-    fn take<'a>(body: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        if body.len() < n {
-            return None;
-        }
-        let (head, rest) = body.split_at(n);
-        *body = rest;
-        Some(head)
-    }
-    let mut rest = body;
-    let lsn = u64::from_le_bytes(take(&mut rest, 8)?.try_into().ok()?);
-    let count = u16::from_le_bytes(take(&mut rest, 2)?.try_into().ok()?);
-    let mut batch = Batch::new();
-    for _ in 0..count {
-        let tree = take(&mut rest, 1)?[0];
-        let kind = take(&mut rest, 1)?[0];
-        let key_len = u16::from_le_bytes(take(&mut rest, 2)?.try_into().ok()?);
-        let value_len = u32::from_le_bytes(take(&mut rest, 4)?.try_into().ok()?);
-        let key = take(&mut rest, usize::from(key_len))?.to_vec();
-        let value = take(&mut rest, usize::try_from(value_len).ok()?)?.to_vec();
-        batch.ops.push(match kind {
-            0 => Op::Put { tree, key, value },
-            1 => Op::Remove { tree, key },
-            _ => return None,
-        });
-    }
-    rest.is_empty().then_some(Record { lsn, batch })
-}
-
-/// The records at the start of a journal file, up to the first one that is torn, zero, or not the next number.
-fn read_records(bytes: &[u8]) -> Vec<Record> {
-    let mut out: Vec<Record> = Vec::new();
-    let mut at = 0usize;
-    while let Some(header) = bytes.get(at..at + HEADER) {
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        let Some(body) = bytes.get(at + HEADER..at + HEADER + len) else {
-            break;
-        };
-        if len == 0 || crc32fast::hash(body) != crc {
-            break;
-        }
-        let Some(record) = decode(body) else { break };
-        if out.last().is_some_and(|last| record.lsn != last.lsn + 1) {
-            break;
-        }
-        out.push(record);
-        at += HEADER + len;
-    }
-    out
-}
 
 /// Bytes appended to a file and not yet written to it.
 #[derive(Debug)]
