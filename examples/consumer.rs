@@ -31,6 +31,7 @@ use actp_examples::provider;
 use actp_pay::{
     BudgetError, GroupBy, Ledger, PayError, PayingClient, SpendPolicy, UsageQuery, UsageReport,
 };
+use actp_store::StoreUrl;
 use clap::Parser;
 
 /// A bound on the loop, in case the cap never stops it.
@@ -48,6 +49,10 @@ struct Args {
     /// run [default: a fresh directory under the system's temporary directory].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Keep the spend ledger in this store instead: a PostgreSQL URL (`postgres://…`) that several agents
+    /// share, with one budget between them.
+    #[arg(long, env = "ACTP_STORE")]
+    store: Option<StoreUrl>,
     /// Print the usage report as JSON on stdout (progress goes to stderr).
     #[arg(long)]
     json: bool,
@@ -168,8 +173,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let agent = kernel
         .signer_address()
         .ok_or("the consumer's kernel client has no signing key")?;
-    let ledger = Ledger::open(data_dir.join("pay"))?;
-    ledger.set_policy(agent, &policy)?;
+    let store = args
+        .store
+        .clone()
+        .unwrap_or_else(|| StoreUrl::Sled(data_dir.join("pay")));
+    let ledger = Ledger::open(&store).await?;
+    ledger.set_policy(agent, &policy).await?;
     let client = PayingClient::new(kernel, ledger)
         .await?
         .on_soft_limit(move |limit| {
@@ -187,7 +196,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "consumer {agent}: daily cap {} (warning at {}%), ledger in {}",
             args.daily_cap,
             policy.soft_percent(),
-            client.ledger().dir().display()
+            client.ledger().url()
         ),
     );
 
@@ -252,17 +261,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(paywall);
     let _ = std::fs::remove_dir_all(&provider_dir);
 
-    let usage = |by: GroupBy| {
-        client.ledger().usage(
-            agent,
-            &UsageQuery {
-                by,
-                ..UsageQuery::default()
-            },
-        )
+    let usage = async |by: GroupBy| {
+        client
+            .ledger()
+            .usage(
+                agent,
+                &UsageQuery {
+                    by,
+                    ..UsageQuery::default()
+                },
+            )
+            .await
     };
-    let by_provider = usage(GroupBy::Provider)?;
-    let by_route = usage(GroupBy::Route)?;
+    let by_provider = usage(GroupBy::Provider).await?;
+    let by_route = usage(GroupBy::Route).await?;
     if json {
         let report = BTreeMap::from([("by_provider", &by_provider), ("by_route", &by_route)]);
         println!("{}", serde_json::to_string_pretty(&report)?);

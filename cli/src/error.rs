@@ -184,6 +184,7 @@ impl From<actp_pay::LedgerError> for CliError {
             actp_pay::LedgerError::InvalidKey(_) | actp_pay::LedgerError::InvalidPolicy(_) => {
                 CliError::usage(e.to_string())
             }
+            actp_pay::LedgerError::Store(store) => store.into(),
             other => CliError::failure(other.to_string()),
         }
     }

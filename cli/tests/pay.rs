@@ -11,33 +11,13 @@
 
 use std::time::Duration;
 
-use actp_e2e::process::{DevnetProcess, run, start_gateway, terminate};
-use axum::{Router, routing::post};
-
-async fn upstream() -> String {
-    let app = Router::new().route(
-        "/v1/echo",
-        post(|body: String| async move { format!("echo: {body}") }),
-    );
-    actp_e2e::serve(app).await
-}
+use actp_e2e::process::{DevnetProcess, echo_gateway, run, terminate};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_pays_within_its_budget_and_reports_usage() {
     let dir = tempfile::tempdir().unwrap();
     let dev = DevnetProcess::start(dir.path());
-    let upstream = upstream().await;
-    let (mut gateway, base) = start_gateway(
-        &dev,
-        1,
-        &[
-            "--upstream",
-            &upstream,
-            "--route",
-            "POST /v1/echo=0.10@echo",
-        ],
-    );
-    let url = format!("{base}/v1/echo");
+    let (mut gateway, url) = echo_gateway(&dev, 1).await;
     let consumer = || dev.as_account(2);
     let agent = dev.address(2).to_lowercase();
 

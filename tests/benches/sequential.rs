@@ -19,6 +19,7 @@ use actp_axum::{Paywall, Route};
 use actp_client::{Devnet, DevnetOptions};
 use actp_core::{Amount, U256};
 use actp_pay::{Ledger, PayConfig, PayingClient, SpendPolicy};
+use actp_store::StoreUrl;
 use axum::{Router, routing::post};
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -72,7 +73,9 @@ async fn main() {
 
     let consumer = devnet.kernel(2).await.unwrap();
     consumer.approve(U256::MAX).await.unwrap();
-    let ledger = Ledger::open(dir.path().join("pay")).unwrap();
+    let ledger = Ledger::open(&StoreUrl::Sled(dir.path().join("pay")))
+        .await
+        .unwrap();
     let agent = consumer.signer_address().unwrap();
     ledger
         .set_policy(
@@ -82,6 +85,7 @@ async fn main() {
                 ..SpendPolicy::default()
             },
         )
+        .await
         .unwrap();
     let client = PayingClient::with_config(consumer, ledger, PayConfig::default())
         .await

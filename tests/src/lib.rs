@@ -44,6 +44,29 @@ use tokio::{
 /// never wait a fixed time for something to happen, they wait until it has).
 pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// Opens a database with `open`, retrying every 20 ms while it fails with an error `busy` recognises, for at
+/// most [`PATIENCE`]: a sled database whose last handle was dropped a moment ago is let go by a background
+/// thread, shortly after. Panics with any other error.
+#[expect(
+    clippy::panic,
+    reason = "a test harness: a database that does not open fails the test"
+)]
+pub async fn open_when_free<T, E: std::fmt::Display>(
+    mut open: impl AsyncFnMut() -> Result<T, E>,
+    busy: impl Fn(&E) -> bool,
+) -> T {
+    let until = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match open().await {
+            Ok(opened) => return opened,
+            Err(e) if busy(&e) && tokio::time::Instant::now() < until => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("cannot open: {e}"),
+        }
+    }
+}
+
 /// Polls `ready` every 20 ms until it holds; panics with `what` after [`PATIENCE`].
 pub async fn eventually<F, Fut>(what: &str, mut ready: F)
 where

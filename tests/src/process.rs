@@ -246,6 +246,27 @@ pub fn start_gateway(dev: &DevnetProcess, account: usize, args: &[&str]) -> (Chi
     (child, url)
 }
 
+/// An upstream API answering `POST /v1/echo` with `echo: <body>`, sold by `actp gateway` as dev account
+/// `account` at 0.10 per call (service `echo`). Returns the gateway and the paid route's URL.
+pub async fn echo_gateway(dev: &DevnetProcess, account: usize) -> (Child, String) {
+    let app = axum::Router::new().route(
+        "/v1/echo",
+        axum::routing::post(|body: String| async move { format!("echo: {body}") }),
+    );
+    let upstream = crate::serve(app).await;
+    let (child, base) = start_gateway(
+        dev,
+        account,
+        &[
+            "--upstream",
+            &upstream,
+            "--route",
+            "POST /v1/echo=0.10@echo",
+        ],
+    );
+    (child, format!("{base}/v1/echo"))
+}
+
 /// `actp settle` as a daemon on `rpc` for `kernel`, signing with `key`, reading from block `from`: small
 /// batches, one in flight, no confirmations, quick polls and backoff (what the suites that kill it need), plus
 /// `extra` arguments. Its output is discarded.

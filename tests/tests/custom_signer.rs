@@ -13,6 +13,7 @@ use actp_axum::{Paywall, Route};
 use actp_client::{Devnet, Kernel, Signer};
 use actp_core::{Address, Amount, B256, State};
 use actp_pay::{Ledger, PayingClient, PaymentState};
+use actp_store::StoreUrl;
 use alloy::{
     consensus::SignableTransaction,
     network::TxSigner,
@@ -115,9 +116,14 @@ async fn a_custom_signer_signs_for_the_paywall_and_the_paying_client() {
     let url = format!("{}/v1/work", actp_e2e::serve(app).await);
 
     let agent = kernel(agent_signer).await.unwrap();
-    let client = PayingClient::new(agent.clone(), Ledger::open(dir.path().join("pay")).unwrap())
-        .await
-        .unwrap();
+    let client = PayingClient::new(
+        agent.clone(),
+        Ledger::open(&StoreUrl::Sled(dir.path().join("pay")))
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     let response = client
         .post(&url)
         .body("signed elsewhere")

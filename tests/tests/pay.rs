@@ -24,6 +24,7 @@ use actp_pay::{
     AfterDelivery, BudgetError, CapKind, GroupBy, KillSwitch, Ledger, PayConfig, PayError,
     PayingClient, PaymentState, SpendPolicy, UsageQuery,
 };
+use actp_store::StoreUrl;
 use axum::{Router, http::StatusCode, response::IntoResponse, routing::post};
 
 const PRICE: Amount = provider::PRICE;
@@ -151,24 +152,19 @@ fn today() -> String {
     actp_pay::ledger::utc_day_month(actp_pay::ledger::unix_now()).0
 }
 
-/// Opens the ledger, waiting while a handle dropped a moment ago still holds it (sled lets go of its lock
-/// from a background thread, shortly after the last handle is dropped).
+/// Opens the ledger, waiting while a handle dropped a moment ago still holds it.
 async fn open_ledger(dir: &Path) -> Ledger {
-    let until = tokio::time::Instant::now() + actp_e2e::PATIENCE;
-    loop {
-        match Ledger::open(dir) {
-            Ok(ledger) => return ledger,
-            Err(actp_pay::LedgerError::Busy { .. }) if tokio::time::Instant::now() < until => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
+    let url = StoreUrl::Sled(dir.to_path_buf());
+    actp_e2e::open_when_free(
+        async || Ledger::open(&url).await,
+        |e| matches!(e, actp_pay::LedgerError::Busy { .. }),
+    )
+    .await
 }
 
-fn cap(ledger_dir: &Path, agent: Address, policy: SpendPolicy) {
-    let ledger = Ledger::open(ledger_dir).unwrap();
-    ledger.set_policy(agent, &policy).unwrap();
+async fn cap(ledger_dir: &Path, agent: Address, policy: SpendPolicy) {
+    let ledger = open_ledger(ledger_dir).await;
+    ledger.set_policy(agent, &policy).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -181,7 +177,8 @@ async fn hundred_concurrent_calls_against_a_cap_of_37() {
             daily: PRICE.checked_mul(37),
             ..SpendPolicy::default()
         },
-    );
+    )
+    .await;
     let soft = Arc::new(AtomicUsize::new(0));
     let seen = soft.clone();
     let client = w
@@ -226,7 +223,7 @@ async fn hundred_concurrent_calls_against_a_cap_of_37() {
     let spent = before - w.devnet.balance_of(w.agent()).await.unwrap();
     assert_eq!(spent, PRICE.checked_mul(37).unwrap().to_u256());
     let (day, _) = Ledger::periods(actp_pay::ledger::unix_now());
-    let totals = client.ledger().totals(w.agent(), &day, None).unwrap();
+    let totals = client.ledger().totals(w.agent(), &day, None).await.unwrap();
     assert_eq!(totals.spent, PRICE.checked_mul(37).unwrap());
     assert_eq!(totals.reserved, Amount::ZERO);
     assert_eq!(
@@ -274,8 +271,8 @@ async fn restart_mid_run_keeps_reservations_and_spend_and_never_pays_a_key_twice
     // Restart: the ledger is where it was.
     let ledger = open_ledger(&w.ledger_dir()).await;
     let (day, month) = Ledger::periods(actp_pay::ledger::unix_now());
-    let totals = ledger.totals(w.agent(), &day, None).unwrap();
-    let payments = ledger.payments(w.agent()).unwrap();
+    let totals = ledger.totals(w.agent(), &day, None).await.unwrap();
+    let payments = ledger.payments(w.agent()).await.unwrap();
     let held = |state: PaymentState| {
         payments
             .iter()
@@ -288,13 +285,16 @@ async fn restart_mid_run_keeps_reservations_and_spend_and_never_pays_a_key_twice
         totals.spent.base_units(),
         held(PaymentState::Funded) + held(PaymentState::Served)
     );
-    assert_eq!(ledger.totals(w.agent(), &month, None).unwrap(), totals);
+    assert_eq!(
+        ledger.totals(w.agent(), &month, None).await.unwrap(),
+        totals
+    );
     drop(ledger);
 
     // Reconcile: every reservation is matched to its escrow or given back.
     let client = w.client(PayConfig::default()).await;
     let report = client.reconcile().await.unwrap();
-    let after: Vec<_> = client.ledger().payments(w.agent()).unwrap();
+    let after: Vec<_> = client.ledger().payments(w.agent()).await.unwrap();
     assert!(after.iter().all(|p| p.state != PaymentState::Reserved));
     let escrows = w.escrows().await;
     let with_escrow = after.iter().filter(|p| p.tx_id.is_some()).count();
@@ -306,7 +306,7 @@ async fn restart_mid_run_keeps_reservations_and_spend_and_never_pays_a_key_twice
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), escrows, "no escrow counted twice");
-    let spent = client.ledger().totals(w.agent(), &day, None).unwrap();
+    let spent = client.ledger().totals(w.agent(), &day, None).await.unwrap();
     assert_eq!(
         spent.spent,
         PRICE.checked_mul(escrows as u128).unwrap(),
@@ -329,7 +329,7 @@ async fn restart_mid_run_keeps_reservations_and_spend_and_never_pays_a_key_twice
         }
     }
     assert_eq!(w.escrows().await, keys.len(), "one escrow per key, ever");
-    let spent = client.ledger().totals(w.agent(), &day, None).unwrap();
+    let spent = client.ledger().totals(w.agent(), &day, None).await.unwrap();
     assert_eq!(spent.spent, PRICE.checked_mul(keys.len() as u128).unwrap());
 }
 
@@ -355,8 +355,12 @@ async fn suspend_during_a_run_stops_new_escrows() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Another process would do exactly this (`actp budget suspend`): it needs no ledger handle.
-    KillSwitch::new(w.ledger_dir())
+    let switch = KillSwitch::open(&StoreUrl::Sled(w.ledger_dir()))
+        .await
+        .unwrap();
+    switch
         .suspend(w.agent(), Some("runaway loop"))
+        .await
         .unwrap();
     let mut last_before = 0;
     while let Ok(i) = started.try_recv() {
@@ -377,7 +381,7 @@ async fn suspend_during_a_run_stops_new_escrows() {
             );
         }
     }
-    KillSwitch::new(w.ledger_dir()).resume(w.agent()).unwrap();
+    switch.resume(w.agent()).await.unwrap();
     let r = client.post(&w.url).body("resumed").send().await.unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(w.escrows().await, escrows + 1);
@@ -415,6 +419,7 @@ async fn body_not_matching_its_proof_is_disputed_within_the_window() {
     let payment = client
         .ledger()
         .payment(w.agent(), "bad-proof")
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(payment.state, PaymentState::Disputed);
@@ -434,6 +439,7 @@ async fn body_not_matching_its_proof_is_disputed_within_the_window() {
     let payment = client
         .ledger()
         .payment(w.agent(), "bad-proof")
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(payment.state, PaymentState::Resolved);
@@ -484,7 +490,7 @@ async fn pays_verifies_settles_and_the_usage_report_shows_it() {
         U256::from(99_000u64)
     );
 
-    let usage = |by| {
+    let usage = async |by| {
         client
             .ledger()
             .usage(
@@ -494,16 +500,20 @@ async fn pays_verifies_settles_and_the_usage_report_shows_it() {
                     ..UsageQuery::default()
                 },
             )
+            .await
             .unwrap()
     };
-    let by_provider = usage(GroupBy::Provider);
+    let by_provider = usage(GroupBy::Provider).await;
     assert_eq!(by_provider.rows.len(), 1);
     assert_eq!(by_provider.rows[0].key, format!("{:#x}", w.provider()));
     assert_eq!(by_provider.rows[0].calls, 1);
     assert_eq!(by_provider.total.spent, PRICE);
     assert_eq!(by_provider.total.fees, Amount::from_base_units(1_000));
-    assert_eq!(usage(GroupBy::Route).rows[0].key, "POST /v1/summarise");
-    assert_eq!(usage(GroupBy::Day).rows[0].key, today());
+    assert_eq!(
+        usage(GroupBy::Route).await.rows[0].key,
+        "POST /v1/summarise"
+    );
+    assert_eq!(usage(GroupBy::Day).await.rows[0].key, today());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -558,6 +568,7 @@ async fn provider_that_never_serves_is_reclaimed_after_the_deadline() {
     let payment = client
         .ledger()
         .payment(w.agent(), "never")
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(payment.state, PaymentState::Refunded);
@@ -568,6 +579,7 @@ async fn provider_that_never_serves_is_reclaimed_after_the_deadline() {
         client
             .ledger()
             .totals(w.agent(), &day, None)
+            .await
             .unwrap()
             .used(),
         Amount::ZERO

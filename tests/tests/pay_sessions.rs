@@ -29,6 +29,7 @@ use actp_pay::{
     AfterDelivery, GroupBy, Ledger, PayConfig, PayError, PayingClient, Payment, PaymentState,
     SpendPolicy, UsageQuery,
 };
+use actp_store::StoreUrl;
 use axum::{
     Router,
     body::Body,
@@ -189,8 +190,8 @@ impl World {
     }
 
     /// Sessions on, deposits for `calls` calls at the route's maximum.
-    fn allow_sessions(&self, calls: u32) {
-        let ledger = Ledger::open(self.ledger_dir()).unwrap();
+    async fn allow_sessions(&self, calls: u32) {
+        let ledger = open_ledger(&self.ledger_dir()).await;
         ledger
             .set_policy(
                 self.agent(),
@@ -201,6 +202,7 @@ impl World {
                     ..SpendPolicy::default()
                 },
             )
+            .await
             .unwrap();
     }
 
@@ -229,14 +231,25 @@ impl World {
     }
 }
 
-fn sessions(client: &PayingClient, agent: Address) -> Vec<Payment> {
+async fn sessions(client: &PayingClient, agent: Address) -> Vec<Payment> {
     client
         .ledger()
         .payments(agent)
+        .await
         .unwrap()
         .into_iter()
         .filter(|p| p.session.is_some())
         .collect()
+}
+
+/// The payment with key `key` in the client's ledger.
+async fn payment(client: &PayingClient, key: &str) -> Payment {
+    client
+        .ledger()
+        .payment(client.agent(), key)
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 fn config() -> PayConfig {
@@ -260,6 +273,7 @@ async fn reconcile_until(
         let p = client
             .ledger()
             .payment(client.agent(), key)
+            .await
             .unwrap()
             .unwrap();
         if done(&p) {
@@ -275,23 +289,19 @@ async fn reconcile_until(
 
 /// Opens the ledger, waiting while a handle dropped a moment ago still holds it.
 async fn open_ledger(dir: &Path) -> Ledger {
-    let until = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        match Ledger::open(dir) {
-            Ok(ledger) => return ledger,
-            Err(actp_pay::LedgerError::Busy { .. }) if tokio::time::Instant::now() < until => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
+    let url = StoreUrl::Sled(dir.to_path_buf());
+    actp_e2e::open_when_free(
+        async || Ledger::open(&url).await,
+        |e| matches!(e, actp_pay::LedgerError::Busy { .. }),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_session_pays_metered_and_flat_calls_and_refunds_the_rest() {
     let w = world(true, None).await;
     // A deposit for 4 chat calls at their maximum (0.20): the calls below need a top-up on the way.
-    w.allow_sessions(4);
+    w.allow_sessions(4).await;
     let client = w.client(config()).await;
     let before = w.devnet.balance_of(w.agent()).await.unwrap();
 
@@ -324,7 +334,7 @@ async fn one_session_pays_metered_and_flat_calls_and_refunds_the_rest() {
         assert_eq!(payment.session.as_ref().unwrap().charged.to_u256(), charged);
     }
     // One session paid for all of them (topped up once its deposit could not cover a call's maximum).
-    let all = sessions(&client, w.agent());
+    let all = sessions(&client, w.agent()).await;
     assert_eq!(all.len(), 1, "{all:?}");
     let session = all[0].clone();
     let tx_id = session.tx_id.unwrap();
@@ -340,7 +350,7 @@ async fn one_session_pays_metered_and_flat_calls_and_refunds_the_rest() {
 
     // The budget holds the unspent deposit and counts what was charged.
     let (day, _) = Ledger::periods(actp_pay::ledger::unix_now());
-    let totals = client.ledger().totals(w.agent(), &day, None).unwrap();
+    let totals = client.ledger().totals(w.agent(), &day, None).await.unwrap();
     assert_eq!(totals.spent.to_u256(), charged);
     assert_eq!(totals.reserved.to_u256(), record.amount - charged);
 
@@ -353,6 +363,7 @@ async fn one_session_pays_metered_and_flat_calls_and_refunds_the_rest() {
     let settled = client
         .ledger()
         .payment(w.agent(), &session.key)
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -367,7 +378,7 @@ async fn one_session_pays_metered_and_flat_calls_and_refunds_the_rest() {
         charged,
         "the wallet paid exactly the receipts"
     );
-    let totals = client.ledger().totals(w.agent(), &day, None).unwrap();
+    let totals = client.ledger().totals(w.agent(), &day, None).await.unwrap();
     assert_eq!(totals.spent.to_u256(), charged);
     assert_eq!(totals.reserved, Amount::ZERO);
 
@@ -381,6 +392,7 @@ async fn one_session_pays_metered_and_flat_calls_and_refunds_the_rest() {
                 ..UsageQuery::default()
             },
         )
+        .await
         .unwrap();
     let row = |route: &str| usage.rows.iter().find(|r| r.key == route).unwrap().clone();
     assert_eq!(row("POST /v1/chat").calls, 8);
@@ -400,14 +412,14 @@ async fn one_session_pays_metered_and_flat_calls_and_refunds_the_rest() {
 async fn a_crash_mid_call_keeps_the_vouchers_and_charges_and_the_session_closes_once() {
     // The provider charges the third call, but its answer never arrives: the client is stopped waiting.
     let w = world(true, Some(3)).await;
-    w.allow_sessions(10);
+    w.allow_sessions(10).await;
     let key;
     let charged_before;
     {
         let client = w.client(config()).await;
         w.chat(&client, "one").await.unwrap();
         w.chat(&client, "two").await.unwrap();
-        let session = sessions(&client, w.agent()).remove(0);
+        let session = sessions(&client, w.agent()).await.remove(0);
         key = session.key.clone();
         charged_before = session.session.unwrap().charged;
         let call = {
@@ -424,7 +436,7 @@ async fn a_crash_mid_call_keeps_the_vouchers_and_charges_and_the_session_closes_
         let _ = call.await;
     }
     let client = w.client(config()).await;
-    let session = client.ledger().payment(w.agent(), &key).unwrap().unwrap();
+    let session = payment(&client, &key).await;
     let account = session.session.clone().unwrap();
     // What was signed before the voucher left survived; so did the charges accepted before.
     let pending = account
@@ -437,14 +449,22 @@ async fn a_crash_mid_call_keeps_the_vouchers_and_charges_and_the_session_closes_
         Amount::from_base_units(charged_before.base_units() + CHAT_MAX)
     );
     assert_eq!(account.charged, charged_before);
-    assert_eq!(client.ledger().charges(w.agent(), &key).unwrap().len(), 2);
+    assert_eq!(
+        client
+            .ledger()
+            .charges(w.agent(), &key)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 
     // After the restart the next call cannot use that session (a receipt is missing): the lost call counts
     // at its maximum, the provider is asked to close it, and a new session pays the call.
     let response = w.chat(&client, "four").await.unwrap();
     let new_session = response.payment.unwrap();
     assert_ne!(new_session.key, key);
-    let old = client.ledger().payment(w.agent(), &key).unwrap().unwrap();
+    let old = payment(&client, &key).await;
     let old_account = old.session.clone().unwrap();
     assert!(old_account.pending.is_none());
     assert_eq!(old_account.lost, Amount::from_base_units(CHAT_MAX));
@@ -456,7 +476,7 @@ async fn a_crash_mid_call_keeps_the_vouchers_and_charges_and_the_session_closes_
         p.state == PaymentState::Settled
     })
     .await;
-    let old = client.ledger().payment(w.agent(), &key).unwrap().unwrap();
+    let old = payment(&client, &key).await;
     let claimed = old.session.as_ref().unwrap().claimed.unwrap();
     assert!(
         claimed > charged_before,
@@ -474,12 +494,12 @@ async fn a_crash_mid_call_keeps_the_vouchers_and_charges_and_the_session_closes_
 async fn a_claim_above_the_receipts_is_disputed_and_resolved() {
     // This provider never closes by itself: the test closes for it, dishonestly.
     let w = world(false, None).await;
-    w.allow_sessions(10);
+    w.allow_sessions(10).await;
     let client = w.client(config()).await;
     for text in ["a", "bb", "ccc"] {
         w.chat(&client, text).await.unwrap();
     }
-    let session = sessions(&client, w.agent()).remove(0);
+    let session = sessions(&client, w.agent()).await.remove(0);
     let account = session.session.clone().unwrap();
     let tx_id = session.tx_id.unwrap();
     // The last voucher lets the provider take up to charged-before-it plus the call's maximum: more than the
@@ -502,6 +522,7 @@ async fn a_claim_above_the_receipts_is_disputed_and_resolved() {
     let disputed = client
         .ledger()
         .payment(w.agent(), &session.key)
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(disputed.state, PaymentState::Disputed);
@@ -526,6 +547,7 @@ async fn a_claim_above_the_receipts_is_disputed_and_resolved() {
     let resolved = client
         .ledger()
         .payment(w.agent(), &session.key)
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(resolved.state, PaymentState::Resolved);
@@ -536,12 +558,12 @@ async fn a_claim_above_the_receipts_is_disputed_and_resolved() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_that_never_closes_is_ended_and_the_deposit_reclaimed() {
     let w = world(false, None).await;
-    w.allow_sessions(10);
+    w.allow_sessions(10).await;
     let client = w.client(config()).await;
     let before = w.devnet.balance_of(w.agent()).await.unwrap();
     w.echo(&client, "hello").await.unwrap();
     w.echo(&client, "again").await.unwrap();
-    let session = sessions(&client, w.agent()).remove(0);
+    let session = sessions(&client, w.agent()).await.remove(0);
     let tx_id = session.tx_id.unwrap();
 
     // Asked to close, the provider accepts but never does; reconcile ends the session on chain.
@@ -551,6 +573,7 @@ async fn a_provider_that_never_closes_is_ended_and_the_deposit_reclaimed() {
     let ended = client
         .ledger()
         .payment(w.agent(), &session.key)
+        .await
         .unwrap()
         .unwrap();
     assert!(ended.session.as_ref().unwrap().ended, "{ended:?}");
@@ -570,6 +593,7 @@ async fn a_provider_that_never_closes_is_ended_and_the_deposit_reclaimed() {
     let reclaimed = client
         .ledger()
         .payment(w.agent(), &session.key)
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(reclaimed.state, PaymentState::Refunded);

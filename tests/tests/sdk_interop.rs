@@ -26,6 +26,7 @@ use actp_core::{
     proof::{SignedDeliveryProof, verify_delivery},
 };
 use actp_pay::{Ledger, PayingClient};
+use actp_store::StoreUrl;
 use axum::{Router, routing::post};
 use serde_json::{Value, json};
 
@@ -150,7 +151,9 @@ fn the_python_sdk_and_this_project_check_each_others_delivery_proofs() {
             .route("/v1/answer", post(|| async { r#"{"answer":42}"# }))
             .layer(paywall.layer());
         let url = format!("{}/v1/answer", actp_e2e::serve(app).await);
-        let ledger = Ledger::open(dir.path().join("pay")).unwrap();
+        let ledger = Ledger::open(&StoreUrl::Sled(dir.path().join("pay")))
+            .await
+            .unwrap();
         let client = PayingClient::new(devnet.kernel(2).await.unwrap(), ledger)
             .await
             .unwrap();

@@ -139,15 +139,17 @@ pub(crate) async fn run(ctx: &Ctx, args: DemoArgs) -> Result<()> {
     ));
 
     // The consumer: an agent paying through its PayingClient, within its spend ledger.
-    let ledger = Ledger::open(dir.join("pay"))?;
+    let ledger = Ledger::open(&actp_store::StoreUrl::Sled(dir.join("pay"))).await?;
     let agent = consumer.signer_address().unwrap_or_default();
-    ledger.set_policy(
-        agent,
-        &SpendPolicy {
-            daily: Some(Amount::from_tokens(5)),
-            ..SpendPolicy::default()
-        },
-    )?;
+    ledger
+        .set_policy(
+            agent,
+            &SpendPolicy {
+                daily: Some(Amount::from_tokens(5)),
+                ..SpendPolicy::default()
+            },
+        )
+        .await?;
     let client = PayingClient::with_config(
         consumer.clone(),
         ledger,
@@ -216,7 +218,8 @@ pub(crate) async fn run(ctx: &Ctx, args: DemoArgs) -> Result<()> {
     client.reconcile().await?;
     let settled_session = client
         .ledger()
-        .payment_by_tx(session.tx_id)?
+        .payment_by_tx(session.tx_id)
+        .await?
         .ok_or_else(|| CliError::failure("the session is not in the consumer's ledger"))?;
     story.say(format!(
         "session settled: the provider was paid {}, the consumer got {} of its {} deposit back",

@@ -280,11 +280,12 @@ async fn close(ctx: &Ctx, args: CloseArgs) -> Result<()> {
     // A session the agent opened with `actp call --session` is in its ledger, with the provider's address.
     let ledger = match (&args.url, &args.path) {
         (Some(_), Some(_)) => None,
-        _ => Some(super::pay::open_ledger(ctx)?),
+        _ => Some(super::pay::open_ledger(ctx).await?),
     };
     let recorded = match &ledger {
         Some(ledger) => ledger
-            .payment_by_tx(args.id)?
+            .payment_by_tx(args.id)
+            .await?
             .filter(|p| p.session.is_some()),
         None => None,
     };
@@ -350,12 +351,14 @@ async fn close(ctx: &Ctx, args: CloseArgs) -> Result<()> {
     }
     // No more calls go to it.
     if let (Some(ledger), Some(p)) = (&ledger, &recorded) {
-        ledger.update(p.agent, &p.key, |p| {
-            if let Some(s) = p.session.as_mut() {
-                s.closing_since
-                    .get_or_insert_with(actp_pay::ledger::unix_now);
-            }
-        })?;
+        ledger
+            .update(p.agent, &p.key, |p| {
+                if let Some(s) = p.session.as_mut() {
+                    s.closing_since
+                        .get_or_insert_with(actp_pay::ledger::unix_now);
+                }
+            })
+            .await?;
     }
     ctx.out.info(format!(
         "the provider is closing {}; it becomes DELIVERED when the close is mined",

@@ -75,7 +75,9 @@ async fn a_provider_cannot_lock_funds_longer_than_the_policy_allows() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::open(dir.path()).unwrap();
+    let ledger = Ledger::open(&actp_store::StoreUrl::Sled(dir.path().to_path_buf()))
+        .await
+        .unwrap();
     let client = PayingClient::new(agent.clone(), ledger.clone())
         .await
         .unwrap();
@@ -117,6 +119,7 @@ async fn a_provider_cannot_lock_funds_longer_than_the_policy_allows() {
     };
     ledger
         .set_policy(agent.signer_address().unwrap(), &policy)
+        .await
         .unwrap();
     let in_a_day = hostile(instructions(&agent, provider, now + 86_400)).await;
     let answered = client.post(&in_a_day).body("x").send().await;

@@ -6,7 +6,10 @@
 mod common;
 
 use actp_core::{Address, B256};
-use actp_store::{StoreUrl, ledger::LedgerStore};
+use actp_store::{
+    StoreUrl,
+    ledger::{KillSwitch, LedgerStore},
+};
 use common::on_both;
 
 const AGENT: Address = Address::repeat_byte(0xa1);
@@ -118,22 +121,35 @@ async fn transactions_on_one_agent_take_turns() {
 async fn the_kill_switch_reaches_transactions() {
     on_both("pay", |url| async move {
         let store = LedgerStore::open(&url).await.unwrap();
-        assert_eq!(store.suspended(AGENT).await.unwrap(), None);
-        store.suspend(AGENT, Some("over budget")).await.unwrap();
-        store.suspend(OTHER, None).await.unwrap();
+        assert_eq!(store.kill_switch().suspended(AGENT).await.unwrap(), None);
+        store
+            .kill_switch()
+            .suspend(AGENT, Some("over budget"))
+            .await
+            .unwrap();
+        // A kill switch opened on its own (as `actp budget suspend` does, while an agent holds the store).
+        KillSwitch::open(&url)
+            .await
+            .unwrap()
+            .suspend(OTHER, None)
+            .await
+            .unwrap();
         assert_eq!(
-            store.suspended(AGENT).await.unwrap(),
+            store.kill_switch().suspended(AGENT).await.unwrap(),
             Some(Some("over budget".to_owned()))
         );
-        assert_eq!(store.suspended(OTHER).await.unwrap(), Some(None));
+        assert_eq!(
+            store.kill_switch().suspended(OTHER).await.unwrap(),
+            Some(None)
+        );
         let mut tx = store.begin(AGENT).await.unwrap();
         assert_eq!(
             tx.suspended().await.unwrap(),
             Some(Some("over budget".to_owned()))
         );
         tx.commit().await.unwrap();
-        store.resume(AGENT).await.unwrap();
-        store.resume(AGENT).await.unwrap();
+        store.kill_switch().resume(AGENT).await.unwrap();
+        store.kill_switch().resume(AGENT).await.unwrap();
         let mut tx = store.begin(AGENT).await.unwrap();
         assert_eq!(tx.suspended().await.unwrap(), None);
         tx.commit().await.unwrap();
@@ -155,7 +171,11 @@ async fn sled_keeps_the_existing_layout() {
     tx.put("pay/k1", b"{}".to_vec()).await.unwrap();
     tx.index_tx(B256::repeat_byte(1), "pay/k1").await.unwrap();
     tx.commit().await.unwrap();
-    store.suspend(AGENT, Some("why")).await.unwrap();
+    store
+        .kill_switch()
+        .suspend(AGENT, Some("why"))
+        .await
+        .unwrap();
     drop(store);
     let agent = format!("{AGENT:#x}");
     let db = loop {

@@ -7,7 +7,7 @@ use actp_pay::{KillSwitch, Ledger, SpendPolicy};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::{agent, ledger_dir, open_ledger};
+use super::{agent, ledger_store, open_ledger};
 use crate::{
     args,
     context::Ctx,
@@ -93,11 +93,14 @@ pub(crate) struct BudgetSetArgs {
 
 pub(crate) async fn budget(ctx: &Ctx, cmd: BudgetCommand) -> Result<()> {
     match cmd {
-        BudgetCommand::Set(args) => set(ctx, *args),
-        BudgetCommand::Show(AgentArg { agent: a }) => show(ctx, agent(ctx, a)?),
+        BudgetCommand::Set(args) => set(ctx, *args).await,
+        BudgetCommand::Show(AgentArg { agent: a }) => show(ctx, agent(ctx, a)?).await,
         BudgetCommand::Suspend(SuspendArgs { agent: a, reason }) => {
             let agent = agent(ctx, a)?;
-            KillSwitch::new(ledger_dir(ctx)).suspend(agent, reason.as_deref())?;
+            KillSwitch::open(&ledger_store(ctx))
+                .await?
+                .suspend(agent, reason.as_deref())
+                .await?;
             #[derive(Serialize)]
             struct Suspended {
                 agent: Address,
@@ -116,7 +119,10 @@ pub(crate) async fn budget(ctx: &Ctx, cmd: BudgetCommand) -> Result<()> {
         }
         BudgetCommand::Resume(AgentArg { agent: a }) => {
             let agent = agent(ctx, a)?;
-            KillSwitch::new(ledger_dir(ctx)).resume(agent)?;
+            KillSwitch::open(&ledger_store(ctx))
+                .await?
+                .resume(agent)
+                .await?;
             #[derive(Serialize)]
             struct Resumed {
                 agent: Address,
@@ -134,9 +140,9 @@ pub(crate) async fn budget(ctx: &Ctx, cmd: BudgetCommand) -> Result<()> {
     }
 }
 
-fn set(ctx: &Ctx, args: BudgetSetArgs) -> Result<()> {
+async fn set(ctx: &Ctx, args: BudgetSetArgs) -> Result<()> {
     let agent = agent(ctx, args.agent)?;
-    let ledger = open_ledger(ctx)?;
+    let ledger = open_ledger(ctx).await?;
     let mut policy = match &args.file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
@@ -145,7 +151,7 @@ fn set(ctx: &Ctx, args: BudgetSetArgs) -> Result<()> {
             SpendPolicy::from_toml(&text)
                 .map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?
         }
-        None => ledger.policy(agent)?,
+        None => ledger.policy(agent).await?,
     };
     for field in &args.clear {
         match field.as_str() {
@@ -200,7 +206,7 @@ fn set(ctx: &Ctx, args: BudgetSetArgs) -> Result<()> {
     policy
         .validate()
         .map_err(|e| CliError::usage(e.to_string()))?;
-    ledger.set_policy(agent, &policy)?;
+    ledger.set_policy(agent, &policy).await?;
     #[derive(Serialize)]
     struct Set<'a> {
         agent: Address,
@@ -247,13 +253,13 @@ struct BudgetView {
     this_month: PeriodView,
 }
 
-fn show(ctx: &Ctx, agent: Address) -> Result<()> {
-    let ledger = open_ledger(ctx)?;
-    let policy = ledger.policy(agent)?;
-    let suspension = ledger.kill_switch().suspended(agent);
+async fn show(ctx: &Ctx, agent: Address) -> Result<()> {
+    let ledger = open_ledger(ctx).await?;
+    let policy = ledger.policy(agent).await?;
+    let suspension = ledger.kill_switch().suspended(agent).await?;
     let (day, month) = Ledger::periods(actp_pay::ledger::unix_now());
-    let view = |period: &str, cap: Option<Amount>| -> Result<PeriodView> {
-        let totals = ledger.totals(agent, period, None)?;
+    let view = async |period: &str, cap: Option<Amount>| -> Result<PeriodView> {
+        let totals = ledger.totals(agent, period, None).await?;
         Ok(PeriodView {
             period: period[1..].to_owned(),
             spent: totals.spent,
@@ -266,8 +272,8 @@ fn show(ctx: &Ctx, agent: Address) -> Result<()> {
         agent,
         suspended: suspension.is_some(),
         suspended_reason: suspension.clone().flatten(),
-        today: view(&day, policy.daily)?,
-        this_month: view(&month, policy.monthly)?,
+        today: view(&day, policy.daily).await?,
+        this_month: view(&month, policy.monthly).await?,
         policy,
     };
     ctx.out.result(&out, || {

@@ -115,7 +115,7 @@ pub(crate) async fn call(ctx: &Ctx, args: CallArgs) -> Result<()> {
         .map_err(|_| CliError::usage(format!("{method:?} is not an HTTP method")))?;
     let body = args.data.as_deref().map(read_body).transpose()?;
     let (kernel, _) = ctx.kernel(true).await?;
-    let ledger = open_ledger(ctx)?;
+    let ledger = open_ledger(ctx).await?;
     let config = PayConfig {
         escrow_ttl: args.escrow_ttl.0,
         attempts: args.attempts,

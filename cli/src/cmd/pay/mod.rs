@@ -1,5 +1,7 @@
 //! `actp call`, `actp budget` and `actp usage`: the consumer side, over `actp-pay`. The ledger lives in
-//! `<data-dir>/pay`; the kill switch next to it, so `actp budget suspend` works while an agent runs.
+//! `<data-dir>/pay` (sled, one process at a time; the kill switch is a file next to it, so `actp budget
+//! suspend` works while an agent runs), or in the PostgreSQL database of `--store`, which agent processes and
+//! these commands share while they run.
 //!
 //! - [`call`]: one paid call (per call, or from a session);
 //! - [`budget`]: the spend policy and the kill switch;
@@ -21,12 +23,15 @@ use crate::{
     error::{CliError, Result},
 };
 
-pub(crate) fn ledger_dir(ctx: &Ctx) -> std::path::PathBuf {
-    ctx.global.data_dir.join("pay")
+/// Where the ledger is: `<data-dir>/pay`, or the `--store` database.
+pub(crate) fn ledger_store(ctx: &Ctx) -> actp_store::StoreUrl {
+    ctx.store("pay")
 }
 
-pub(crate) fn open_ledger(ctx: &Ctx) -> Result<Ledger> {
-    Ledger::open(ledger_dir(ctx)).map_err(CliError::from)
+pub(crate) async fn open_ledger(ctx: &Ctx) -> Result<Ledger> {
+    Ledger::open(&ledger_store(ctx))
+        .await
+        .map_err(CliError::from)
 }
 
 /// The agent named, or the configured signer's address.

@@ -70,19 +70,21 @@ fn parse_day(s: &str) -> Result<String, String> {
 
 pub(crate) async fn usage(ctx: &Ctx, args: UsageArgs) -> Result<()> {
     let agent = agent(ctx, args.agent)?;
-    let ledger = open_ledger(ctx)?;
-    let report = ledger.usage(
-        agent,
-        &UsageQuery {
-            by: match args.by {
-                UsageBy::Provider => GroupBy::Provider,
-                UsageBy::Route => GroupBy::Route,
-                UsageBy::Day => GroupBy::Day,
+    let ledger = open_ledger(ctx).await?;
+    let report = ledger
+        .usage(
+            agent,
+            &UsageQuery {
+                by: match args.by {
+                    UsageBy::Provider => GroupBy::Provider,
+                    UsageBy::Route => GroupBy::Route,
+                    UsageBy::Day => GroupBy::Day,
+                },
+                since: args.since,
+                until: args.until,
             },
-            since: args.since,
-            until: args.until,
-        },
-    )?;
+        )
+        .await?;
     ctx.out.result(&report, || table(&report));
     Ok(())
 }

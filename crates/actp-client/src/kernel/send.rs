@@ -67,8 +67,9 @@ const MAX_RESENDS: u32 = 5;
 /// How long a transaction may go without a receipt before the client asks whether the node still has it.
 const DROP_CHECK_AFTER: Duration = Duration::from_secs(2);
 
-/// How many times a send starts over after another sender took its nonce.
-const NONCE_CONFLICT_RETRIES: u32 = 4;
+/// How many times a send starts over after another sender took its nonce: enough for a fleet of processes
+/// sharing one key, each waiting a random moment before it tries again so that they stop colliding.
+const NONCE_CONFLICT_RETRIES: u32 = 16;
 
 /// How long a fee estimate is reused.
 const FEE_CACHE: Duration = Duration::from_secs(2);
@@ -125,6 +126,8 @@ impl Kernel {
                 Err(e) if attempt < NONCE_CONFLICT_RETRIES && is_nonce_conflict(&e) => {
                     attempt += 1;
                     tracing::debug!(error = %e, attempt, "nonce taken by another sender; sending again");
+                    let pause = rand::random_range(0..=10 * u64::from(attempt.min(10)));
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
                 other => return other,
             }

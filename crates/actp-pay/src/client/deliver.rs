@@ -108,12 +108,15 @@ impl PayingClient {
                 // An earlier, interrupted attempt of this call was served: its response is lost, and the
                 // escrow pays for that one request. It is never paid again.
                 Ok(r) if r.status == StatusCode::CONFLICT && resumed => {
-                    inner.ledger.update(inner.agent, &payment.key, |p| {
-                        p.note = Some(
-                            "served to an earlier, interrupted attempt; the response was lost"
-                                .into(),
-                        );
-                    })?;
+                    inner
+                        .ledger
+                        .update(inner.agent, &payment.key, |p| {
+                            p.note = Some(
+                                "served to an earlier, interrupted attempt; the response was lost"
+                                    .into(),
+                            );
+                        })
+                        .await?;
                     return Err(PayError::AlreadyServed {
                         key: payment.key,
                         tx_id,
@@ -176,10 +179,13 @@ impl PayingClient {
         };
         match checked {
             Ok(proof_hash) => {
-                let mut payment = inner.ledger.update(inner.agent, &payment.key, |p| {
-                    p.state = PaymentState::Served;
-                    p.proof_hash = Some(proof_hash);
-                })?;
+                let mut payment = inner
+                    .ledger
+                    .update(inner.agent, &payment.key, |p| {
+                        p.state = PaymentState::Served;
+                        p.proof_hash = Some(proof_hash);
+                    })
+                    .await?;
                 if inner.config.after_delivery == AfterDelivery::SettleNow {
                     payment = self.settle_when_delivered(payment).await?;
                 }
@@ -188,10 +194,13 @@ impl PayingClient {
             }
             Err((reason, mismatch)) => {
                 tracing::warn!(%tx_id, %reason, "delivery does not match its proof");
-                let payment = inner.ledger.update(inner.agent, &payment.key, |p| {
-                    p.state = PaymentState::Mismatched;
-                    p.note = Some(reason.clone());
-                })?;
+                let payment = inner
+                    .ledger
+                    .update(inner.agent, &payment.key, |p| {
+                        p.state = PaymentState::Mismatched;
+                        p.note = Some(reason.clone());
+                    })
+                    .await?;
                 let disputed = if inner.config.on_mismatch == OnMismatch::Dispute {
                     self.dispute_when_delivered(&payment).await?
                 } else {
@@ -237,9 +246,12 @@ impl PayingClient {
         match self.delivered(tx_id).await? {
             State::Delivered => {}
             State::Settled => {
-                return Ok(inner.ledger.update(inner.agent, &payment.key, |p| {
-                    p.state = PaymentState::Settled
-                })?);
+                return Ok(inner
+                    .ledger
+                    .update(inner.agent, &payment.key, |p| {
+                        p.state = PaymentState::Settled
+                    })
+                    .await?);
             }
             // Not delivered yet: the window (or a later reconcile) takes it from here.
             _ => return Ok(payment),
@@ -254,21 +266,28 @@ impl PayingClient {
                 recorded.unwrap_or_default(),
                 payment.proof_hash.unwrap_or_default()
             );
-            let payment = inner.ledger.update(inner.agent, &payment.key, |p| {
-                p.state = PaymentState::Mismatched;
-                p.note = Some(note);
-            })?;
+            let payment = inner
+                .ledger
+                .update(inner.agent, &payment.key, |p| {
+                    p.state = PaymentState::Mismatched;
+                    p.note = Some(note);
+                })
+                .await?;
             self.dispute_when_delivered(&payment).await?;
             return Ok(inner
                 .ledger
-                .payment(inner.agent, &payment.key)?
+                .payment(inner.agent, &payment.key)
+                .await?
                 .unwrap_or(payment));
         }
         inner.kernel.settle(tx_id).await?;
         tracing::info!(%tx_id, "settled as requester");
-        Ok(inner.ledger.update(inner.agent, &payment.key, |p| {
-            p.state = PaymentState::Settled
-        })?)
+        Ok(inner
+            .ledger
+            .update(inner.agent, &payment.key, |p| {
+                p.state = PaymentState::Settled
+            })
+            .await?)
     }
 
     /// Disputes a mismatched delivery once the provider has marked it delivered. `false` if it was not
@@ -281,9 +300,12 @@ impl PayingClient {
         }
         inner.kernel.dispute(tx_id, Vec::new()).await?;
         tracing::warn!(%tx_id, "delivery disputed");
-        inner.ledger.update(inner.agent, &payment.key, |p| {
-            p.state = PaymentState::Disputed
-        })?;
+        inner
+            .ledger
+            .update(inner.agent, &payment.key, |p| {
+                p.state = PaymentState::Disputed
+            })
+            .await?;
         Ok(true)
     }
 

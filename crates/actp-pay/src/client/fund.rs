@@ -35,7 +35,7 @@ impl PayingClient {
         let inner = &*self.inner;
         let (agent, key) = (inner.agent, payment.key.clone());
         let release = |note: String| {
-            inner.ledger.update(agent, &key, |p| {
+            inner.ledger.update(agent, &key, move |p| {
                 p.state = PaymentState::Released;
                 p.note = Some(note);
             })
@@ -50,12 +50,12 @@ impl PayingClient {
         let now = match prepared {
             Ok(now) => now,
             Err(e) => {
-                release(format!("not funded: {e}"))?;
+                release(format!("not funded: {e}")).await?;
                 return Err(e.into());
             }
         };
-        if let Err(refused) = inner.ledger.kill_switch().check(agent) {
-            release(refused.to_string())?;
+        if let Err(refused) = inner.ledger.check_suspended(agent).await? {
+            release(refused.to_string()).await?;
             return Err(refused.into());
         }
         let ttl = match session {
@@ -66,7 +66,7 @@ impl PayingClient {
             now,
             ttl.as_secs(),
             quote.min_deadline,
-            inner.ledger.policy(agent)?.escrow_ttl_limit(),
+            inner.ledger.policy(agent).await?.escrow_ttl_limit(),
         );
         let window = inner.config.dispute_window.as_secs();
         let created = match session {
@@ -96,15 +96,18 @@ impl PayingClient {
         match created {
             Ok(tx_id) => {
                 tracing::info!(%tx_id, amount = %payment.amount, provider = %payment.provider, "escrow funded");
-                Ok(inner.ledger.update(agent, &key, |p| {
-                    p.state = PaymentState::Funded;
-                    p.tx_id = Some(tx_id);
-                    p.deadline = Some(deadline);
-                })?)
+                Ok(inner
+                    .ledger
+                    .update(agent, &key, |p| {
+                        p.state = PaymentState::Funded;
+                        p.tx_id = Some(tx_id);
+                        p.deadline = Some(deadline);
+                    })
+                    .await?)
             }
             // Refused before anything was sent: no escrow exists.
             Err(e @ (ClientError::Rejected { .. } | ClientError::Token(_))) => {
-                release(format!("not funded: {e}"))?;
+                release(format!("not funded: {e}")).await?;
                 Err(e.into())
             }
             // Possibly sent: keep the reservation until reconcile knows.

@@ -385,7 +385,7 @@ impl PayingClient {
             running.insert(key.to_owned());
             Running(inner, key.to_owned())
         };
-        if let Some(existing) = inner.ledger.payment(inner.agent, key)?
+        if let Some(existing) = inner.ledger.payment(inner.agent, key).await?
             && existing.state != PaymentState::Released
         {
             return self.resume(existing, call).await;
@@ -415,7 +415,7 @@ impl PayingClient {
             quote.method.to_ascii_uppercase(),
             quote.path.split('?').next().unwrap_or_default()
         );
-        if let Some(plan) = self.session_plan(call, &quote, amount, &route)? {
+        if let Some(plan) = self.session_plan(call, &quote, amount, &route).await? {
             return self.call_in_session(call, &quote, &plan).await;
         }
         let fee = Amount::try_from_u256(fee_on(U256::ZERO, amount.to_u256(), inner.fee_bps))
@@ -423,7 +423,7 @@ impl PayingClient {
         let (block, now) = inner.kernel.head().await?;
         // Everything in a 402 comes from a party the agent does not trust: a provider may not make it lock
         // funds longer than its policy allows.
-        let max_ttl = inner.ledger.policy(inner.agent)?.escrow_ttl_limit();
+        let max_ttl = inner.ledger.policy(inner.agent).await?.escrow_ttl_limit();
         if quote.min_deadline > now.saturating_add(max_ttl) {
             return Err(BudgetError::EscrowTooLong {
                 agent: inner.agent,
@@ -433,19 +433,22 @@ impl PayingClient {
             }
             .into());
         }
-        let reserved = inner.ledger.reserve(Intent {
-            key: key.to_owned(),
-            agent: inner.agent,
-            provider: quote.terms.provider,
-            route,
-            url: call.url.clone(),
-            service: quote.service.clone(),
-            amount,
-            fee,
-            block,
-            now: unix_now(),
-            session: None,
-        })??;
+        let reserved = inner
+            .ledger
+            .reserve(Intent {
+                key: key.to_owned(),
+                agent: inner.agent,
+                provider: quote.terms.provider,
+                route,
+                url: call.url.clone(),
+                service: quote.service.clone(),
+                amount,
+                fee,
+                block,
+                now: unix_now(),
+                session: None,
+            })
+            .await??;
         let payment = match reserved {
             Reserved::Existing(existing) => return self.resume(existing, call).await,
             Reserved::New(payment, soft) => {
@@ -459,7 +462,7 @@ impl PayingClient {
 
     /// How to pay from a session, when the provider offers one for this request and the policy (or the call)
     /// allows it; `None` pays per call. The per-call cap and the provider lists apply to each call.
-    fn session_plan<'q>(
+    async fn session_plan<'q>(
         &self,
         call: &Call,
         quote: &'q PaymentInstructions,
@@ -470,7 +473,7 @@ impl PayingClient {
         let Some(offer) = quote.terms.session.as_ref().filter(|_| quote.sessions) else {
             return Ok(None);
         };
-        let mut policy = inner.ledger.policy(inner.agent)?;
+        let mut policy = inner.ledger.policy(inner.agent).await?;
         if let Some(wanted) = call.session {
             policy.sessions = Some(wanted);
         }

@@ -40,29 +40,35 @@ impl PayingClient {
             if created.provider == payment.provider
                 && created.amount == payment.amount.to_u256()
                 && created.service_hash == service_hash
-                && !inner.ledger.knows_tx(created.id)?
+                && !inner.ledger.knows_tx(created.id).await?
             {
                 let record = inner.kernel.get(created.id).await?;
                 if record.state == State::Initiated {
                     continue;
                 }
-                return Ok(inner.ledger.update(inner.agent, &payment.key, |p| {
-                    p.state = PaymentState::Funded;
-                    p.tx_id = Some(created.id);
-                    p.deadline = Some(record.deadline);
-                    p.note = Some("escrow found on chain after an interrupted payment".into());
-                })?);
+                return Ok(inner
+                    .ledger
+                    .update(inner.agent, &payment.key, |p| {
+                        p.state = PaymentState::Funded;
+                        p.tx_id = Some(created.id);
+                        p.deadline = Some(record.deadline);
+                        p.note = Some("escrow found on chain after an interrupted payment".into());
+                    })
+                    .await?);
             }
         }
         if inner.kernel.has_pending(inner.agent).await? {
             return Ok(payment);
         }
-        Ok(inner.ledger.update(inner.agent, &payment.key, |p| {
-            p.state = PaymentState::Released;
-            p.note = Some(
-                "no escrow was created: the interrupted payment never reached the chain".into(),
-            );
-        })?)
+        Ok(inner
+            .ledger
+            .update(inner.agent, &payment.key, |p| {
+                p.state = PaymentState::Released;
+                p.note = Some(
+                    "no escrow was created: the interrupted payment never reached the chain".into(),
+                );
+            })
+            .await?)
     }
 
     /// Finishes what calls left open (see the module docs). Safe to run at any time, from a loop or a cron;
@@ -71,7 +77,7 @@ impl PayingClient {
         let inner = &*self.inner;
         let mut report = ReconcileReport::default();
         let now = inner.kernel.chain_time().await?;
-        for payment in inner.ledger.payments(inner.agent)? {
+        for payment in inner.ledger.payments(inner.agent).await? {
             if payment.state.is_final()
                 || inner
                     .running
@@ -83,7 +89,7 @@ impl PayingClient {
             }
             let key = payment.key.clone();
             let update = |state: PaymentState, refunded: Option<U256>| {
-                inner.ledger.update(inner.agent, &key, |p| {
+                inner.ledger.update(inner.agent, &key, move |p| {
                     p.state = state;
                     if let Some(r) = refunded {
                         p.refunded = Amount::try_from_u256(r).unwrap_or(p.amount).min(p.amount);
@@ -106,7 +112,7 @@ impl PayingClient {
             let record = inner.kernel.get(tx_id).await?;
             match (payment.state, record.state) {
                 (_, State::Settled) if payment.state != PaymentState::Disputed => {
-                    update(PaymentState::Settled, None)?;
+                    update(PaymentState::Settled, None).await?;
                     report.settled += 1;
                 }
                 (_, State::Cancelled) | (PaymentState::Disputed, State::Settled) => {
@@ -116,7 +122,7 @@ impl PayingClient {
                     } else {
                         PaymentState::Refunded
                     };
-                    update(state, Some(refunded))?;
+                    update(state, Some(refunded)).await?;
                     report.refunded += 1;
                 }
                 (PaymentState::Funded, State::Committed | State::InProgress)
@@ -124,7 +130,7 @@ impl PayingClient {
                 {
                     inner.kernel.cancel(tx_id).await?;
                     let refunded = inner.kernel.refunded(tx_id, payment.block).await?;
-                    update(PaymentState::Refunded, Some(refunded))?;
+                    update(PaymentState::Refunded, Some(refunded)).await?;
                     tracing::info!(%tx_id, "unserved escrow reclaimed after its deadline");
                     report.reclaimed += 1;
                 }
@@ -146,7 +152,7 @@ impl PayingClient {
                     }
                 }
                 (_, State::Disputed) if payment.state != PaymentState::Disputed => {
-                    update(PaymentState::Disputed, None)?;
+                    update(PaymentState::Disputed, None).await?;
                     report.waiting += 1;
                 }
                 _ => report.waiting += 1,
@@ -189,7 +195,7 @@ impl PayingClient {
         let key = payment.key.clone();
         let record = inner.kernel.get(tx_id).await?;
         let finish = |state: PaymentState, refunded: U256| {
-            inner.ledger.update(inner.agent, &key, |p| {
+            inner.ledger.update(inner.agent, &key, move |p| {
                 p.state = state;
                 // The deposit on chain, top-ups included, is what the refund comes out of.
                 p.amount = Amount::try_from_u256(record.amount).unwrap_or(p.amount);
@@ -213,7 +219,7 @@ impl PayingClient {
                 if (ended && now > terms.close_by) || now > record.deadline {
                     inner.kernel.cancel(tx_id).await?;
                     let refunded = inner.kernel.refunded(tx_id, payment.block).await?;
-                    finish(PaymentState::Refunded, refunded)?;
+                    finish(PaymentState::Refunded, refunded).await?;
                     tracing::info!(%tx_id, "session reclaimed: the provider did not close it in time");
                     report.reclaimed += 1;
                     return Ok(());
@@ -238,13 +244,16 @@ impl PayingClient {
                         "the provider claimed {claimed} but the receipts (and lost calls) add up to {owed}"
                     );
                     tracing::warn!(%tx_id, %note, "session over-claimed; disputing");
-                    let payment = inner.ledger.update(inner.agent, &key, |p| {
-                        p.state = PaymentState::Mismatched;
-                        p.note = Some(note);
-                        if let Some(s) = p.session.as_mut() {
-                            s.claimed = Some(claimed);
-                        }
-                    })?;
+                    let payment = inner
+                        .ledger
+                        .update(inner.agent, &key, |p| {
+                            p.state = PaymentState::Mismatched;
+                            p.note = Some(note);
+                            if let Some(s) = p.session.as_mut() {
+                                s.claimed = Some(claimed);
+                            }
+                        })
+                        .await?;
                     if self.dispute_when_delivered(&payment).await? {
                         report.disputed += 1;
                     } else {
@@ -252,12 +261,15 @@ impl PayingClient {
                     }
                     return Ok(());
                 }
-                inner.ledger.update(inner.agent, &key, |p| {
-                    p.state = PaymentState::Served;
-                    if let Some(s) = p.session.as_mut() {
-                        s.claimed = Some(claimed);
-                    }
-                })?;
+                inner
+                    .ledger
+                    .update(inner.agent, &key, |p| {
+                        p.state = PaymentState::Served;
+                        if let Some(s) = p.session.as_mut() {
+                            s.claimed = Some(claimed);
+                        }
+                    })
+                    .await?;
                 if inner.config.after_delivery != AfterDelivery::SettleNow {
                     report.waiting += 1;
                     return Ok(());
@@ -265,7 +277,7 @@ impl PayingClient {
                 match inner.kernel.settle(tx_id).await {
                     Ok(_) => {
                         let refunded = inner.kernel.refunded(tx_id, payment.block).await?;
-                        finish(PaymentState::Settled, refunded)?;
+                        finish(PaymentState::Settled, refunded).await?;
                         tracing::info!(%tx_id, "session settled as requester");
                         report.settled += 1;
                     }
@@ -281,7 +293,7 @@ impl PayingClient {
                     (_, State::Cancelled) => PaymentState::Refunded,
                     _ => PaymentState::Settled,
                 };
-                finish(state, refunded)?;
+                finish(state, refunded).await?;
                 if state == PaymentState::Settled {
                     report.settled += 1;
                 } else {
@@ -290,9 +302,12 @@ impl PayingClient {
             }
             State::Disputed => {
                 if payment.state != PaymentState::Disputed {
-                    inner.ledger.update(inner.agent, &key, |p| {
-                        p.state = PaymentState::Disputed;
-                    })?;
+                    inner
+                        .ledger
+                        .update(inner.agent, &key, |p| {
+                            p.state = PaymentState::Disputed;
+                        })
+                        .await?;
                 }
                 report.waiting += 1;
             }

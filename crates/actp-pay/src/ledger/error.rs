@@ -9,20 +9,21 @@ use crate::policy::CapKind;
 /// Why the ledger could not do what was asked (storage, not policy).
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    /// Another process has this ledger open (sled allows one process at a time).
+    /// Another process has this sled ledger open (sled allows one process at a time).
     #[error(
-        "the spend ledger in {path} is open in another process (an agent paying with this data directory): stop it first, or use `actp budget suspend` to stop its payments at once"
+        "the spend ledger in {} is open in another process (an agent paying with this data directory): stop it first, use `actp budget suspend` to stop its payments at once, or share the ledger through PostgreSQL (--store postgres://…)",
+        path.display()
     )]
     Busy {
         /// The ledger directory.
         path: PathBuf,
     },
-    /// The database failed.
-    #[error("spend ledger storage failed: {0}: check that the data directory is writable")]
-    Storage(String),
+    /// The store failed (the source says how).
+    #[error("spend ledger storage failed: {0}")]
+    Store(#[source] actp_store::StoreError),
     /// An entry does not decode (written by an incompatible version, or damaged).
     #[error(
-        "spend ledger entry {0} is unreadable: the data directory was written by another version"
+        "spend ledger entry {0} is unreadable: the store was written by another version, or damaged"
     )]
     Corrupt(String),
     /// No payment has this idempotency key.
@@ -36,9 +37,12 @@ pub enum LedgerError {
     InvalidKey(String),
 }
 
-impl From<sled::Error> for LedgerError {
-    fn from(e: sled::Error) -> Self {
-        LedgerError::Storage(e.to_string())
+impl From<actp_store::StoreError> for LedgerError {
+    fn from(e: actp_store::StoreError) -> Self {
+        match e {
+            actp_store::StoreError::Locked { path } => LedgerError::Busy { path },
+            other => LedgerError::Store(other),
+        }
     }
 }
 

@@ -1,77 +1,67 @@
-//! The spend ledger: policies, payments (the receipts) and per-period totals of every agent, in one sled
-//! tree so that each change is one atomic batch, written through to disk before the payment goes on.
+//! The spend ledger: policies, payments (the receipts) and per-period totals of every agent, in the project's
+//! store ([`actp_store::ledger::LedgerStore`]): a sled directory for one process, or PostgreSQL for agents in
+//! many processes sharing one budget. Each change is one transaction, durable before the payment goes on.
 //!
 //! Two-phase accounting. [`Ledger::reserve`] checks every cap the payment touches against what is already
 //! spent *and* reserved, and holds the amount; the caller then creates the escrow and calls
 //! [`Ledger::update`] to turn the reservation into spend ([`PaymentState::Funded`]) or give it back
-//! ([`PaymentState::Released`]). A refund gives back what the kernel refunded. Reservations are serialized
-//! by a lock in this process, and sled's file lock keeps any other process out of the same ledger, so
-//! concurrent calls never spend past a cap.
+//! ([`PaymentState::Released`]). A refund gives back what the kernel refunded. Every change to an agent's
+//! records runs in a transaction that holds that agent (a lock in this process on sled; the agent's row, `FOR
+//! UPDATE`, on PostgreSQL), so concurrent calls, from any number of processes on PostgreSQL, never spend past
+//! a cap.
 //!
-//! The kill switch is a file next to the ledger (see [`KillSwitch`]), not a ledger entry: any process sharing
-//! the data directory can throw it while an agent holds the ledger open, and the agent sees it before its
-//! next escrow.
+//! The kill switch ([`KillSwitch`]) is read inside that transaction: thrown from any process sharing the
+//! store, even while an agent holds a sled ledger open, it stops the agent's next escrow.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::{Arc, Mutex, MutexGuard},
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use actp_core::{Address, Amount, B256};
+pub use actp_store::ledger::KillSwitch;
+use actp_store::{
+    StoreUrl,
+    ledger::{AgentTx, LedgerStore},
+};
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{CapKind, SpendPolicy};
 
 mod error;
-mod kill;
 mod payment;
 mod usage;
 
 pub use error::{BudgetError, LedgerError};
-pub use kill::KillSwitch;
 pub use payment::{
     Intent, Payment, PaymentState, PendingCall, Reserved, SessionAccount, SessionCharge, SoftLimit,
     Totals,
 };
 pub use usage::{GroupBy, UsageQuery, UsageReport, UsageRow};
 
-/// The spend ledger. Cheap to clone; clones share one database and one reservation lock.
+/// The spend ledger. Cheap to clone; clones share one store.
 #[derive(Debug, Clone)]
 pub struct Ledger {
-    inner: Arc<Inner>,
+    store: LedgerStore,
+    url: StoreUrl,
 }
 
-#[derive(Debug)]
-struct Inner {
-    dir: PathBuf,
-    db: sled::Db,
-    tree: sled::Tree,
-    kill: KillSwitch,
-    lock: Mutex<()>,
-}
-
-const POLICY: &str = "policy/";
+const POLICY: &str = "policy";
 const PAYMENT: &str = "pay/";
-const TOTALS: &str = "tot/";
-const BY_TX: &str = "tx/";
 const CHARGE: &str = "chg/";
 
 fn hex(a: Address) -> String {
     format!("{a:#x}")
 }
 
-fn payment_key(agent: Address, key: &str) -> Vec<u8> {
-    format!("{PAYMENT}{}/{key}", hex(agent)).into_bytes()
+fn payment_key(key: &str) -> String {
+    format!("{PAYMENT}{key}")
 }
 
-fn charge_key(agent: Address, key: &str, seq: u64) -> Vec<u8> {
-    format!("{CHARGE}{}/{key}/{seq:020}", hex(agent)).into_bytes()
+fn charge_key(key: &str, seq: u64) -> String {
+    format!("{CHARGE}{key}/{seq:020}")
 }
 
-fn totals_key(agent: Address, period: &str, scope: Option<Address>) -> Vec<u8> {
+fn totals_key(period: &str, scope: Option<Address>) -> String {
     let scope = scope.map_or_else(|| "*".to_owned(), hex);
-    format!("{TOTALS}{}/{period}/{scope}", hex(agent)).into_bytes()
+    format!("tot/{period}/{scope}")
 }
 
 /// The four buckets a payment counts in, with the cap of each.
@@ -86,113 +76,120 @@ fn buckets(payment: &Payment) -> [(CapKind, String, Option<Address>); 4] {
     ]
 }
 
+fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, LedgerError> {
+    serde_json::from_slice(bytes).map_err(|_| LedgerError::Corrupt(key.to_owned()))
+}
+
+fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, LedgerError> {
+    serde_json::to_vec(value).map_err(|_| LedgerError::Corrupt(key.to_owned()))
+}
+
+async fn read<T: for<'de> Deserialize<'de>>(
+    tx: &mut AgentTx,
+    key: &str,
+) -> Result<Option<T>, LedgerError> {
+    tx.get(key)
+        .await?
+        .map(|bytes| decode(key, &bytes))
+        .transpose()
+}
+
+async fn write<T: Serialize>(tx: &mut AgentTx, key: &str, value: &T) -> Result<(), LedgerError> {
+    Ok(tx.put(key, encode(key, value)?).await?)
+}
+
 impl Ledger {
-    /// Opens (or creates) the ledger in `dir` (`<data-dir>/pay` for the CLI).
-    pub fn open(dir: impl AsRef<Path>) -> Result<Self, LedgerError> {
-        let dir = dir.as_ref().to_path_buf();
-        // Every write flushes before it returns (`durable`), so sled's background flusher adds nothing; without
-        // it no thread outlives the last handle, and the database lock goes with the handle.
-        let db = sled::Config::new()
-            .path(dir.join("ledger"))
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    LedgerError::Busy { path: dir.clone() }
-                }
-                other => LedgerError::from(other),
-            })?;
-        let tree = db.open_tree("ledger")?;
+    /// Opens (or creates) the ledger at `url`: a sled directory (`<data-dir>/pay` for the CLI), or a
+    /// PostgreSQL database that any number of agent processes share.
+    pub async fn open(url: &StoreUrl) -> Result<Self, LedgerError> {
         Ok(Ledger {
-            inner: Arc::new(Inner {
-                kill: KillSwitch::new(&dir),
-                dir,
-                db,
-                tree,
-                lock: Mutex::new(()),
-            }),
+            store: LedgerStore::open(url).await?,
+            url: url.clone(),
         })
     }
 
-    /// The ledger directory.
-    pub fn dir(&self) -> &Path {
-        &self.inner.dir
+    /// Where the ledger is (a password in it is redacted when shown).
+    pub fn url(&self) -> &StoreUrl {
+        &self.url
     }
 
-    /// The kill switch next to this ledger.
+    /// The kill switch of this ledger's store.
     pub fn kill_switch(&self) -> &KillSwitch {
-        &self.inner.kill
+        self.store.kill_switch()
     }
 
-    fn guard(&self) -> MutexGuard<'_, ()> {
-        // A panic while holding the lock cannot leave a half-written batch (batches are atomic).
-        self.inner
-            .lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Refuses with [`BudgetError::Suspended`] while `agent` is suspended.
+    pub async fn check_suspended(
+        &self,
+        agent: Address,
+    ) -> Result<Result<(), BudgetError>, LedgerError> {
+        Ok(match self.kill_switch().suspended(agent).await? {
+            Some(reason) => Err(BudgetError::Suspended { agent, reason }),
+            None => Ok(()),
+        })
     }
 
-    fn read<T: for<'de> Deserialize<'de>>(&self, key: &[u8]) -> Result<Option<T>, LedgerError> {
-        match self.inner.tree.get(key)? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|_| LedgerError::Corrupt(String::from_utf8_lossy(key).into_owned())),
-        }
+    async fn read<T: for<'de> Deserialize<'de>>(
+        &self,
+        agent: Address,
+        key: &str,
+    ) -> Result<Option<T>, LedgerError> {
+        self.store
+            .get(agent, key)
+            .await?
+            .map(|bytes| decode(key, &bytes))
+            .transpose()
     }
 
-    fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, LedgerError> {
-        serde_json::to_vec(value).map_err(|e| LedgerError::Storage(e.to_string()))
-    }
-
-    fn durable(&self) -> Result<(), LedgerError> {
-        self.inner.db.flush()?;
-        Ok(())
+    async fn scan<T: for<'de> Deserialize<'de>>(
+        &self,
+        agent: Address,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, LedgerError> {
+        self.store
+            .scan(agent, prefix)
+            .await?
+            .into_iter()
+            .map(|(key, bytes)| {
+                let value = decode(&key, &bytes)?;
+                Ok((key, value))
+            })
+            .collect()
     }
 
     /// The policy of `agent` (the empty policy, no caps, if none was set).
-    pub fn policy(&self, agent: Address) -> Result<SpendPolicy, LedgerError> {
-        Ok(self
-            .read(format!("{POLICY}{}", hex(agent)).as_bytes())?
-            .unwrap_or_default())
+    pub async fn policy(&self, agent: Address) -> Result<SpendPolicy, LedgerError> {
+        Ok(self.read(agent, POLICY).await?.unwrap_or_default())
     }
 
     /// Replaces the policy of `agent`. Takes effect at the next reservation.
-    pub fn set_policy(&self, agent: Address, policy: &SpendPolicy) -> Result<(), LedgerError> {
+    pub async fn set_policy(
+        &self,
+        agent: Address,
+        policy: &SpendPolicy,
+    ) -> Result<(), LedgerError> {
         policy.validate()?;
-        let _g = self.guard();
-        self.inner.tree.insert(
-            format!("{POLICY}{}", hex(agent)).as_bytes(),
-            Self::encode(policy)?,
-        )?;
-        self.durable()
+        let mut tx = self.store.begin(agent).await?;
+        write(&mut tx, POLICY, policy).await?;
+        Ok(tx.commit().await?)
     }
 
     /// Agents with a policy or payments.
-    pub fn agents(&self) -> Result<Vec<Address>, LedgerError> {
-        let mut agents = std::collections::BTreeSet::new();
-        for prefix in [POLICY, PAYMENT] {
-            for item in self.inner.tree.scan_prefix(prefix.as_bytes()) {
-                let (key, _) = item?;
-                let text = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-                if let Some(a) = text.split('/').next().and_then(|a| a.parse().ok()) {
-                    agents.insert(a);
-                }
-            }
-        }
-        Ok(agents.into_iter().collect())
+    pub async fn agents(&self) -> Result<Vec<Address>, LedgerError> {
+        Ok(self.store.agents().await?)
     }
 
     /// Spent and reserved by `agent` in `period` (`d2026-11-23` / `m2026-11`, see [`Ledger::periods`]),
     /// in total (`provider: None`) or with one provider.
-    pub fn totals(
+    pub async fn totals(
         &self,
         agent: Address,
         period: &str,
         provider: Option<Address>,
     ) -> Result<Totals, LedgerError> {
         Ok(self
-            .read(&totals_key(agent, period, provider))?
+            .read(agent, &totals_key(period, provider))
+            .await?
             .unwrap_or_default())
     }
 
@@ -203,51 +200,53 @@ impl Ledger {
     }
 
     /// The payment with idempotency key `key`.
-    pub fn payment(&self, agent: Address, key: &str) -> Result<Option<Payment>, LedgerError> {
-        self.read(&payment_key(agent, key))
+    pub async fn payment(&self, agent: Address, key: &str) -> Result<Option<Payment>, LedgerError> {
+        self.read(agent, &payment_key(key)).await
     }
 
     /// The payment of kernel transaction `tx_id`.
-    pub fn payment_by_tx(&self, tx_id: B256) -> Result<Option<Payment>, LedgerError> {
-        let Some(at) = self.inner.tree.get(format!("{BY_TX}{tx_id}").as_bytes())? else {
+    pub async fn payment_by_tx(&self, tx_id: B256) -> Result<Option<Payment>, LedgerError> {
+        let Some((agent, key)) = self.store.find_tx(tx_id).await? else {
             return Ok(None);
         };
-        self.read(&[PAYMENT.as_bytes(), &at].concat())
+        self.read(agent, &key).await
     }
 
     /// Every payment of `agent`, in key order.
-    pub fn payments(&self, agent: Address) -> Result<Vec<Payment>, LedgerError> {
-        let prefix = format!("{PAYMENT}{}/", hex(agent));
-        self.inner
-            .tree
-            .scan_prefix(prefix.as_bytes())
-            .map(|item| {
-                let (key, bytes) = item?;
-                serde_json::from_slice(&bytes)
-                    .map_err(|_| LedgerError::Corrupt(String::from_utf8_lossy(&key).into_owned()))
-            })
-            .collect()
+    pub async fn payments(&self, agent: Address) -> Result<Vec<Payment>, LedgerError> {
+        Ok(self
+            .scan(agent, PAYMENT)
+            .await?
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect())
     }
 
     /// Phase one: checks the kill switch, the provider lists and every cap the payment touches against what
     /// is spent and reserved, and holds the amount. A key seen before returns its payment untouched.
-    pub fn reserve(&self, intent: Intent) -> Result<Result<Reserved, BudgetError>, LedgerError> {
+    pub async fn reserve(
+        &self,
+        intent: Intent,
+    ) -> Result<Result<Reserved, BudgetError>, LedgerError> {
         let key = &intent.key;
         if key.is_empty() || key.len() > 200 || key.chars().any(char::is_control) {
             return Err(LedgerError::InvalidKey(key.clone()));
         }
-        let _g = self.guard();
+        let mut tx = self.store.begin(intent.agent).await?;
         // A released key never made an escrow: calling again with it is a fresh attempt.
-        let previous = self.payment(intent.agent, key)?;
+        let previous: Option<Payment> = read(&mut tx, &payment_key(key)).await?;
         if let Some(existing) = &previous
             && existing.state != PaymentState::Released
         {
             return Ok(Ok(Reserved::Existing(existing.clone())));
         }
-        if let Err(refused) = self.inner.kill.check(intent.agent) {
-            return Ok(Err(refused));
+        if let Some(reason) = tx.suspended().await? {
+            return Ok(Err(BudgetError::Suspended {
+                agent: intent.agent,
+                reason,
+            }));
         }
-        let policy = self.policy(intent.agent)?;
+        let policy: SpendPolicy = read(&mut tx, POLICY).await?.unwrap_or_default();
         if !policy.allows(intent.provider) {
             return Ok(Err(BudgetError::ProviderNotAllowed {
                 agent: intent.agent,
@@ -290,74 +289,33 @@ impl Ledger {
                 provider: None,
             }));
         }
-        let soft = match self.check_caps(&policy, &payment, payment.amount)? {
+        let soft = match check_caps(&mut tx, &policy, &payment, payment.amount).await? {
             Ok(soft) => soft,
             Err(refused) => return Ok(Err(refused)),
         };
-        self.write(previous.as_ref(), &payment, None)?;
+        put_payment(&mut tx, previous.as_ref(), &payment).await?;
+        tx.commit().await?;
         Ok(Ok(Reserved::New(payment, soft)))
-    }
-
-    /// Checks `amount` more for `payment` against every cap it counts in; returns the soft thresholds it
-    /// crosses.
-    fn check_caps(
-        &self,
-        policy: &SpendPolicy,
-        payment: &Payment,
-        amount: Amount,
-    ) -> Result<Result<Vec<SoftLimit>, BudgetError>, LedgerError> {
-        let mut soft = Vec::new();
-        for (cap, period, scope) in buckets(payment) {
-            let Some(limit) = policy.cap(cap, scope) else {
-                continue;
-            };
-            let used = self.totals(payment.agent, &period, scope)?.used();
-            let after = used.base_units().saturating_add(amount.base_units());
-            let shown = period[1..].to_owned();
-            if after > limit.base_units() {
-                return Ok(Err(BudgetError::CapReached {
-                    cap,
-                    limit,
-                    used,
-                    amount,
-                    period: shown,
-                    provider: scope,
-                }));
-            }
-            let threshold = percent_of(limit.base_units(), policy.soft_percent());
-            if used.base_units() < threshold && after >= threshold {
-                soft.push(SoftLimit {
-                    agent: payment.agent,
-                    cap,
-                    limit,
-                    used: Amount::from_base_units(after),
-                    threshold: Amount::from_base_units(threshold),
-                    period: shown,
-                    provider: scope,
-                });
-            }
-        }
-        Ok(Ok(soft))
     }
 
     /// Adds `extra` to the deposit of the open session with key `key`, reserved against every cap the session
     /// counts in (the kill switch and the caps can refuse, as for a new payment). Undo with [`Ledger::update`]
     /// if the top-up does not reach the chain.
-    pub fn top_up(
+    pub async fn top_up(
         &self,
         agent: Address,
         key: &str,
         extra: Amount,
     ) -> Result<Result<(Payment, Vec<SoftLimit>), BudgetError>, LedgerError> {
-        let _g = self.guard();
-        let old = self
-            .payment(agent, key)?
+        let mut tx = self.store.begin(agent).await?;
+        let old: Payment = read(&mut tx, &payment_key(key))
+            .await?
             .ok_or_else(|| LedgerError::UnknownPayment(key.to_owned()))?;
-        if let Err(refused) = self.inner.kill.check(agent) {
-            return Ok(Err(refused));
+        if let Some(reason) = tx.suspended().await? {
+            return Ok(Err(BudgetError::Suspended { agent, reason }));
         }
-        let policy = self.policy(agent)?;
-        let soft = match self.check_caps(&policy, &old, extra)? {
+        let policy: SpendPolicy = read(&mut tx, POLICY).await?.unwrap_or_default();
+        let soft = match check_caps(&mut tx, &policy, &old, extra).await? {
             Ok(soft) => soft,
             Err(refused) => return Ok(Err(refused)),
         };
@@ -365,122 +323,168 @@ impl Ledger {
         new.amount =
             Amount::from_base_units(old.amount.base_units().saturating_add(extra.base_units()));
         new.updated_at = unix_now().max(old.updated_at);
-        self.write(Some(&old), &new, None)?;
+        put_payment(&mut tx, Some(&old), &new).await?;
+        tx.commit().await?;
         Ok(Ok((new, soft)))
     }
 
     /// Records one call's charge on the session with key `key` and applies `change` (the account's new total,
-    /// head and receipt count), in one atomic write.
-    pub fn charge(
+    /// head and receipt count), in one transaction.
+    pub async fn charge(
         &self,
         agent: Address,
         key: &str,
         charge: &SessionCharge,
         change: impl FnOnce(&mut Payment),
     ) -> Result<Payment, LedgerError> {
-        let record = (charge_key(agent, key, charge.seq), Self::encode(charge)?);
-        self.change(agent, key, change, Some(record))
+        let record = charge_key(key, charge.seq);
+        let value = encode(&record, charge)?;
+        self.change(agent, key, change, Some((record, value))).await
     }
 
     /// The charges of the session with key `key`, in order.
-    pub fn charges(&self, agent: Address, key: &str) -> Result<Vec<SessionCharge>, LedgerError> {
-        let prefix = format!("{CHARGE}{}/{key}/", hex(agent));
-        self.inner
-            .tree
-            .scan_prefix(prefix.as_bytes())
-            .map(|item| {
-                let (k, bytes) = item?;
-                serde_json::from_slice(&bytes)
-                    .map_err(|_| LedgerError::Corrupt(String::from_utf8_lossy(&k).into_owned()))
+    pub async fn charges(
+        &self,
+        agent: Address,
+        key: &str,
+    ) -> Result<Vec<SessionCharge>, LedgerError> {
+        let prefix = format!("{CHARGE}{key}/");
+        Ok(self
+            .scan(agent, &prefix)
+            .await?
+            .into_iter()
+            // Only this session's: a key that extends this one (`key/more`) has its charges under the prefix too.
+            .filter(|(k, _)| {
+                let seq = &k[prefix.len()..];
+                seq.len() == 20 && seq.bytes().all(|b| b.is_ascii_digit())
             })
-            .collect()
+            .map(|(_, c)| c)
+            .collect())
     }
 
     /// The sessions of `agent` that are not over yet.
-    pub fn open_sessions(&self, agent: Address) -> Result<Vec<Payment>, LedgerError> {
+    pub async fn open_sessions(&self, agent: Address) -> Result<Vec<Payment>, LedgerError> {
         Ok(self
-            .payments(agent)?
+            .payments(agent)
+            .await?
             .into_iter()
             .filter(|p| p.session.is_some() && !p.state.is_final())
             .collect())
     }
 
     /// Phase two and after: applies `change` to the payment with key `key` and moves the budget with it
-    /// (reserved → spent when funded, back when released or refunded), in one atomic write.
-    pub fn update(
+    /// (reserved → spent when funded, back when released or refunded), in one transaction.
+    pub async fn update(
         &self,
         agent: Address,
         key: &str,
         change: impl FnOnce(&mut Payment),
     ) -> Result<Payment, LedgerError> {
-        self.change(agent, key, change, None)
+        self.change(agent, key, change, None).await
     }
 
-    fn change(
+    async fn change(
         &self,
         agent: Address,
         key: &str,
         change: impl FnOnce(&mut Payment),
-        extra: Option<(Vec<u8>, Vec<u8>)>,
+        extra: Option<(String, Vec<u8>)>,
     ) -> Result<Payment, LedgerError> {
-        let _g = self.guard();
-        let old = self
-            .payment(agent, key)?
+        let mut tx = self.store.begin(agent).await?;
+        let old: Payment = read(&mut tx, &payment_key(key))
+            .await?
             .ok_or_else(|| LedgerError::UnknownPayment(key.to_owned()))?;
         let mut new = old.clone();
         change(&mut new);
         new.key = old.key.clone();
         new.agent = old.agent;
         new.updated_at = unix_now().max(old.updated_at);
-        self.write(Some(&old), &new, extra)?;
+        put_payment(&mut tx, Some(&old), &new).await?;
+        if let Some((key, value)) = extra {
+            tx.put(&key, value).await?;
+        }
+        tx.commit().await?;
         Ok(new)
     }
 
-    /// Writes `new` (replacing `old`), the totals it moves and `extra`, atomically and durably.
-    fn write(
-        &self,
-        old: Option<&Payment>,
-        new: &Payment,
-        extra: Option<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<(), LedgerError> {
-        let (old_reserved, old_spent) = old.map_or((0, 0), Payment::holds);
-        let (new_reserved, new_spent) = new.holds();
-        let mut batch = sled::Batch::default();
-        if (old_reserved, old_spent) != (new_reserved, new_spent) {
-            for (_, period, scope) in buckets(new) {
-                let key = totals_key(new.agent, &period, scope);
-                let mut totals: Totals = self.read(&key)?.unwrap_or_default();
-                let moved = |total: Amount, from: u128, to: u128| {
-                    Amount::from_base_units(
-                        total.base_units().saturating_sub(from).saturating_add(to),
-                    )
-                };
-                totals.reserved = moved(totals.reserved, old_reserved, new_reserved);
-                totals.spent = moved(totals.spent, old_spent, new_spent);
-                batch.insert(key, Self::encode(&totals)?);
-            }
-        }
-        if let Some(tx) = new.tx_id {
-            batch.insert(
-                format!("{BY_TX}{tx}").as_bytes(),
-                format!("{}/{}", hex(new.agent), new.key).as_bytes(),
-            );
-        }
-        batch.insert(payment_key(new.agent, &new.key), Self::encode(new)?);
-        if let Some((key, value)) = extra {
-            batch.insert(key, value);
-        }
-        self.inner.tree.apply_batch(batch)?;
-        self.durable()
-    }
-
     /// Whether `tx_id` already belongs to a payment (so a recovered escrow is never counted twice).
-    pub fn knows_tx(&self, tx_id: B256) -> Result<bool, LedgerError> {
-        Ok(self
-            .inner
-            .tree
-            .contains_key(format!("{BY_TX}{tx_id}").as_bytes())?)
+    pub async fn knows_tx(&self, tx_id: B256) -> Result<bool, LedgerError> {
+        Ok(self.store.find_tx(tx_id).await?.is_some())
     }
+}
+
+/// Checks `amount` more for `payment` against every cap it counts in; returns the soft thresholds it
+/// crosses.
+async fn check_caps(
+    tx: &mut AgentTx,
+    policy: &SpendPolicy,
+    payment: &Payment,
+    amount: Amount,
+) -> Result<Result<Vec<SoftLimit>, BudgetError>, LedgerError> {
+    let mut soft = Vec::new();
+    for (cap, period, scope) in buckets(payment) {
+        let Some(limit) = policy.cap(cap, scope) else {
+            continue;
+        };
+        let used = read::<Totals>(tx, &totals_key(&period, scope))
+            .await?
+            .unwrap_or_default()
+            .used();
+        let after = used.base_units().saturating_add(amount.base_units());
+        let shown = period[1..].to_owned();
+        if after > limit.base_units() {
+            return Ok(Err(BudgetError::CapReached {
+                cap,
+                limit,
+                used,
+                amount,
+                period: shown,
+                provider: scope,
+            }));
+        }
+        let threshold = percent_of(limit.base_units(), policy.soft_percent());
+        if used.base_units() < threshold && after >= threshold {
+            soft.push(SoftLimit {
+                agent: payment.agent,
+                cap,
+                limit,
+                used: Amount::from_base_units(after),
+                threshold: Amount::from_base_units(threshold),
+                period: shown,
+                provider: scope,
+            });
+        }
+    }
+    Ok(Ok(soft))
+}
+
+/// Writes `new` (replacing `old`), the totals it moves and its transaction index in `tx`.
+async fn put_payment(
+    tx: &mut AgentTx,
+    old: Option<&Payment>,
+    new: &Payment,
+) -> Result<(), LedgerError> {
+    let (old_reserved, old_spent) = old.map_or((0, 0), Payment::holds);
+    let (new_reserved, new_spent) = new.holds();
+    if (old_reserved, old_spent) != (new_reserved, new_spent) {
+        for (_, period, scope) in buckets(new) {
+            let key = totals_key(&period, scope);
+            let mut totals: Totals = read(tx, &key).await?.unwrap_or_default();
+            let moved = |total: Amount, from: u128, to: u128| {
+                Amount::from_base_units(total.base_units().saturating_sub(from).saturating_add(to))
+            };
+            totals.reserved = moved(totals.reserved, old_reserved, new_reserved);
+            totals.spent = moved(totals.spent, old_spent, new_spent);
+            write(tx, &key, &totals).await?;
+        }
+    }
+    let key = payment_key(&new.key);
+    if let Some(tx_id) = new.tx_id
+        && old.and_then(|o| o.tx_id) != Some(tx_id)
+    {
+        tx.index_tx(tx_id, &key).await?;
+    }
+    write(tx, &key, new).await
 }
 
 /// `percent`% of `value`, rounded down, for any `value` (no intermediate product that could overflow).

@@ -69,7 +69,11 @@ impl Ledger {
     /// Usage of `agent`, grouped as asked. A session counts each call it paid under that call's route and day,
     /// with the call's charge; its own row (the route and day that opened it) holds the unspent deposit while
     /// it is open, its refund after, and what the provider was paid beyond the receipts (lost calls).
-    pub fn usage(&self, agent: Address, query: &UsageQuery) -> Result<UsageReport, LedgerError> {
+    pub async fn usage(
+        &self,
+        agent: Address,
+        query: &UsageQuery,
+    ) -> Result<UsageReport, LedgerError> {
         let mut rows: BTreeMap<String, UsageRow> = BTreeMap::new();
         let mut total = UsageRow {
             key: "total".into(),
@@ -94,7 +98,7 @@ impl Ledger {
                 row.add(part);
             }
         };
-        for p in self.payments(agent)? {
+        for p in self.payments(agent).await? {
             if p.session.is_none()
                 || matches!(p.state, PaymentState::Reserved | PaymentState::Released)
             {
@@ -102,7 +106,7 @@ impl Ledger {
                 continue;
             }
             let (reserved, mut spent) = p.holds();
-            for c in self.charges(agent, &p.key)? {
+            for c in self.charges(agent, &p.key).await? {
                 let paid = c.charge.base_units().min(spent);
                 spent -= paid;
                 let part = UsageRow {

@@ -19,6 +19,21 @@ use crate::{StoreError, StoreUrl, pg::Pg};
 #[derive(Debug, Clone)]
 pub struct LedgerStore {
     backend: Backend,
+    kill: KillSwitch,
+}
+
+/// The kill switch of every agent in a store: `suspend` stops an agent's new payments in every process sharing
+/// the store, at its next transaction. On sled it is a file per suspended agent under `suspended/`, so
+/// [`KillSwitch::open`] works while an agent process holds the database; on PostgreSQL it is the agent's row.
+#[derive(Debug, Clone)]
+pub struct KillSwitch {
+    backend: KillBackend,
+}
+
+#[derive(Debug, Clone)]
+enum KillBackend {
+    Files(std::path::PathBuf),
+    Pg(Pg),
 }
 
 #[derive(Debug, Clone)]
@@ -44,14 +59,28 @@ impl LedgerStore {
     /// Opens (or creates) the ledger at `url`: a sled directory (`<data-dir>/pay` for the CLI), or a
     /// PostgreSQL database any number of agent processes share.
     pub async fn open(url: &StoreUrl) -> Result<Self, StoreError> {
-        Ok(LedgerStore {
-            backend: match url {
-                StoreUrl::Sled(dir) => {
-                    Backend::Sled(std::sync::Arc::new(sled::SledLedger::open(dir)?))
-                }
-                StoreUrl::Postgres(url) => Backend::Pg(Pg::connect(url, 8).await?),
+        Ok(match url {
+            StoreUrl::Sled(dir) => LedgerStore {
+                backend: Backend::Sled(std::sync::Arc::new(sled::SledLedger::open(dir)?)),
+                kill: KillSwitch {
+                    backend: KillBackend::Files(dir.clone()),
+                },
             },
+            StoreUrl::Postgres(url) => {
+                let pg = Pg::connect(url, 8).await?;
+                LedgerStore {
+                    kill: KillSwitch {
+                        backend: KillBackend::Pg(pg.clone()),
+                    },
+                    backend: Backend::Pg(pg),
+                }
+            }
         })
+    }
+
+    /// The kill switch of this store.
+    pub fn kill_switch(&self) -> &KillSwitch {
+        &self.kill
     }
 
     /// Starts a transaction on `agent`'s records, once no other holds them.
@@ -98,28 +127,41 @@ impl LedgerStore {
             Backend::Pg(pg) => pg::find_tx(pg, tx_id).await,
         }
     }
+}
+
+impl KillSwitch {
+    /// The kill switch of the store at `url`, without opening its sled database (which another process may
+    /// hold).
+    pub async fn open(url: &StoreUrl) -> Result<Self, StoreError> {
+        Ok(KillSwitch {
+            backend: match url {
+                StoreUrl::Sled(dir) => KillBackend::Files(dir.clone()),
+                StoreUrl::Postgres(url) => KillBackend::Pg(Pg::connect(url, 1).await?),
+            },
+        })
+    }
 
     /// Stops every new payment of `agent`, in every process sharing the store, until resumed.
     pub async fn suspend(&self, agent: Address, reason: Option<&str>) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sled(s) => s.suspend(agent, reason),
-            Backend::Pg(pg) => pg::suspend(pg, agent, reason).await,
+            KillBackend::Files(dir) => sled::suspend(dir, agent, reason),
+            KillBackend::Pg(pg) => pg::suspend(pg, agent, reason).await,
         }
     }
 
     /// Lets `agent` pay again (not an error if it was not suspended).
     pub async fn resume(&self, agent: Address) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sled(s) => s.resume(agent),
-            Backend::Pg(pg) => pg::resume(pg, agent).await,
+            KillBackend::Files(dir) => sled::resume(dir, agent),
+            KillBackend::Pg(pg) => pg::resume(pg, agent).await,
         }
     }
 
     /// `Some(reason)` while `agent` is suspended.
     pub async fn suspended(&self, agent: Address) -> Result<Option<Option<String>>, StoreError> {
         match &self.backend {
-            Backend::Sled(s) => Ok(s.suspended(agent)),
-            Backend::Pg(pg) => pg::suspended(pg, agent).await,
+            KillBackend::Files(dir) => Ok(sled::suspended(dir, agent)),
+            KillBackend::Pg(pg) => pg::suspended(pg, agent).await,
         }
     }
 }

@@ -125,46 +125,52 @@ impl SledLedger {
         )))
     }
 
-    fn kill_file(&self, agent: Address) -> PathBuf {
-        self.dir.join("suspended").join(hex(agent))
-    }
-
-    pub(super) fn suspend(&self, agent: Address, reason: Option<&str>) -> Result<(), StoreError> {
-        let io = |e: std::io::Error| StoreError::sled(&self.dir, sled::Error::Io(e));
-        let dir = self.dir.join("suspended");
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        let body = serde_json::to_vec(&Suspension {
-            reason: reason.map(str::to_owned),
-            at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        })
-        .map_err(|e| StoreError::Corrupt {
-            what: "a suspension",
-            detail: e.to_string(),
-        })?;
-        // Written whole, then renamed into place: a reader sees the switch complete or not at all.
-        let tmp = dir.join(format!(".{}.{}", hex(agent), std::process::id()));
-        std::fs::write(&tmp, body).map_err(io)?;
-        std::fs::rename(&tmp, self.kill_file(agent)).map_err(io)
-    }
-
-    pub(super) fn resume(&self, agent: Address) -> Result<(), StoreError> {
-        match std::fs::remove_file(self.kill_file(agent)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StoreError::sled(&self.dir, sled::Error::Io(e))),
-        }
-    }
-
     pub(super) fn suspended(&self, agent: Address) -> Option<Option<String>> {
-        let bytes = std::fs::read(self.kill_file(agent)).ok()?;
-        Some(
-            serde_json::from_slice::<Suspension>(&bytes)
-                .ok()
-                .and_then(|s| s.reason),
-        )
+        suspended(&self.dir, agent)
     }
+}
+
+fn kill_file(dir: &Path, agent: Address) -> PathBuf {
+    dir.join("suspended").join(hex(agent))
+}
+
+/// Throws the kill switch of `agent` in the ledger directory `dir`: a file, so it works while another process
+/// holds the database.
+pub(super) fn suspend(dir: &Path, agent: Address, reason: Option<&str>) -> Result<(), StoreError> {
+    let io = |e: std::io::Error| StoreError::sled(dir, sled::Error::Io(e));
+    let suspended = dir.join("suspended");
+    std::fs::create_dir_all(&suspended).map_err(io)?;
+    let body = serde_json::to_vec(&Suspension {
+        reason: reason.map(str::to_owned),
+        at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    })
+    .map_err(|e| StoreError::Corrupt {
+        what: "a suspension",
+        detail: e.to_string(),
+    })?;
+    // Written whole, then renamed into place: a reader sees the switch complete or not at all.
+    let tmp = suspended.join(format!(".{}.{}", hex(agent), std::process::id()));
+    std::fs::write(&tmp, body).map_err(io)?;
+    std::fs::rename(&tmp, kill_file(dir, agent)).map_err(io)
+}
+
+pub(super) fn resume(dir: &Path, agent: Address) -> Result<(), StoreError> {
+    match std::fs::remove_file(kill_file(dir, agent)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::sled(dir, sled::Error::Io(e))),
+    }
+}
+
+pub(super) fn suspended(dir: &Path, agent: Address) -> Option<Option<String>> {
+    let bytes = std::fs::read(kill_file(dir, agent)).ok()?;
+    Some(
+        serde_json::from_slice::<Suspension>(&bytes)
+            .ok()
+            .and_then(|s| s.reason),
+    )
 }
 
 /// A suspension file's content (the format `actp-pay` has always written).

@@ -35,7 +35,7 @@ impl PayingClient {
                 message: "not a session".into(),
             });
         };
-        inner.ledger.kill_switch().check(inner.agent)?;
+        inner.ledger.check_suspended(inner.agent).await??;
         let target = target_of(&call.url).ok_or_else(|| PayError::Unreachable {
             url: call.url.clone(),
             message: "not a valid URL".into(),
@@ -63,17 +63,20 @@ impl PayingClient {
             );
             let request_hash = voucher.requestHash;
             // Durable before the voucher leaves: a crash cannot make the agent forget what it signed.
-            let payment = inner.ledger.update(inner.agent, &payment.key, |p| {
-                if let Some(s) = p.session.as_mut() {
-                    s.signed = s.signed.max(cumulative);
-                    s.pending = Some(PendingCall {
-                        route: route.to_owned(),
-                        max,
-                        cumulative,
-                        request_hash,
-                    });
-                }
-            })?;
+            let payment = inner
+                .ledger
+                .update(inner.agent, &payment.key, |p| {
+                    if let Some(s) = p.session.as_mut() {
+                        s.signed = s.signed.max(cumulative);
+                        s.pending = Some(PendingCall {
+                            route: route.to_owned(),
+                            max,
+                            cumulative,
+                            request_hash,
+                        });
+                    }
+                })
+                .await?;
             let signer = inner
                 .kernel
                 .signer()
@@ -128,11 +131,14 @@ impl PayingClient {
                 });
             }
             // Refused or failed before any charge.
-            let payment = inner.ledger.update(inner.agent, &payment.key, |p| {
-                if let Some(s) = p.session.as_mut() {
-                    s.pending = None;
-                }
-            })?;
+            let payment = inner
+                .ledger
+                .update(inner.agent, &payment.key, |p| {
+                    if let Some(s) = p.session.as_mut() {
+                        s.pending = None;
+                    }
+                })
+                .await?;
             let refused = PayError::SessionRefused {
                 tx_id,
                 status: response.status.as_u16(),
@@ -189,12 +195,15 @@ impl PayingClient {
             Err(e) => {
                 let reason = format!("the receipt does not check out: {e}");
                 tracing::warn!(%tx_id, %reason, "session receipt refused");
-                let payment = inner.ledger.update(inner.agent, &payment.key, |p| {
-                    if let Some(s) = p.session.as_mut() {
-                        s.pending = None;
-                    }
-                    p.note = Some(reason.clone());
-                })?;
+                let payment = inner
+                    .ledger
+                    .update(inner.agent, &payment.key, |p| {
+                        if let Some(s) = p.session.as_mut() {
+                            s.pending = None;
+                        }
+                        p.note = Some(reason.clone());
+                    })
+                    .await?;
                 self.retire(&payment, &reason).await?;
                 return Err(PayError::BadReceipt {
                     tx_id,
@@ -229,7 +238,8 @@ impl PayingClient {
                     s.head = chain.head();
                     s.pending = None;
                 }
-            })?;
+            })
+            .await?;
         Ok(PaidResponse {
             payment: Some(payment),
             receipt: Some(receipt),

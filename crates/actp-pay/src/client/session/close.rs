@@ -24,16 +24,19 @@ impl PayingClient {
         why: &str,
     ) -> Result<Payment, PayError> {
         let inner = &*self.inner;
-        let payment = inner.ledger.update(inner.agent, &payment.key, |p| {
-            if let Some(s) = p.session.as_mut()
-                && let Some(call) = s.pending.take()
-            {
-                s.lost = Amount::from_base_units(
-                    s.lost.base_units().saturating_add(call.max.base_units()),
-                );
-            }
-            p.note = Some(format!("a call was lost: {why}"));
-        })?;
+        let payment = inner
+            .ledger
+            .update(inner.agent, &payment.key, |p| {
+                if let Some(s) = p.session.as_mut()
+                    && let Some(call) = s.pending.take()
+                {
+                    s.lost = Amount::from_base_units(
+                        s.lost.base_units().saturating_add(call.max.base_units()),
+                    );
+                }
+                p.note = Some(format!("a call was lost: {why}"));
+            })
+            .await?;
         tracing::warn!(tx_id = %payment.tx_id.unwrap_or_default(), why, "session call lost; closing the session");
         self.retire(&payment, why).await
     }
@@ -46,11 +49,14 @@ impl PayingClient {
         why: &str,
     ) -> Result<Payment, PayError> {
         let inner = &*self.inner;
-        let payment = inner.ledger.update(inner.agent, &payment.key, |p| {
-            if let Some(s) = p.session.as_mut() {
-                s.closing_since.get_or_insert(unix_now());
-            }
-        })?;
+        let payment = inner
+            .ledger
+            .update(inner.agent, &payment.key, |p| {
+                if let Some(s) = p.session.as_mut() {
+                    s.closing_since.get_or_insert(unix_now());
+                }
+            })
+            .await?;
         match self.ask_close(&payment).await {
             Ok(()) => Ok(payment),
             Err(refused) => {
@@ -118,12 +124,15 @@ impl PayingClient {
         match inner.kernel.end_session(tx_id).await {
             Ok(_) => {
                 tracing::info!(%tx_id, "session ended on chain; the provider has its grace period to close");
-                Ok(inner.ledger.update(inner.agent, &payment.key, |p| {
-                    if let Some(s) = p.session.as_mut() {
-                        s.ended = true;
-                        s.closing_since.get_or_insert(unix_now());
-                    }
-                })?)
+                Ok(inner
+                    .ledger
+                    .update(inner.agent, &payment.key, |p| {
+                        if let Some(s) = p.session.as_mut() {
+                            s.ended = true;
+                            s.closing_since.get_or_insert(unix_now());
+                        }
+                    })
+                    .await?)
             }
             // Closed meanwhile, or ended already (refused before sending, or reverted on chain because the
             // provider's close was mined first): reconcile follows the chain from here.
@@ -142,13 +151,13 @@ impl PayingClient {
     pub async fn close_sessions(&self) -> Result<u64, PayError> {
         let inner = &*self.inner;
         let mut asked = 0;
-        for p in inner.ledger.open_sessions(inner.agent)? {
+        for p in inner.ledger.open_sessions(inner.agent).await? {
             let Some(service_hash) = p.session.as_ref().map(|s| s.service_hash) else {
                 continue;
             };
             let slot = self.slot(p.provider, service_hash);
             let mut current = slot.lock().await;
-            let Some(p) = inner.ledger.payment(inner.agent, &p.key)? else {
+            let Some(p) = inner.ledger.payment(inner.agent, &p.key).await? else {
                 continue;
             };
             let Some(session) = &p.session else { continue };

@@ -122,7 +122,8 @@ impl PayingClient {
         if let Some(key) = current.clone() {
             let payment = inner
                 .ledger
-                .payment(inner.agent, &key)?
+                .payment(inner.agent, &key)
+                .await?
                 .filter(|p| open_for_calls(p) && p.deadline.unwrap_or(0) > usable_until);
             match payment {
                 Some(p) if remaining(&p) >= plan.max => return Ok(p),
@@ -147,7 +148,7 @@ impl PayingClient {
     ) -> Result<Option<String>, PayError> {
         let inner = &*self.inner;
         let mut found = None;
-        for p in inner.ledger.open_sessions(inner.agent)? {
+        for p in inner.ledger.open_sessions(inner.agent).await? {
             let Some(session) = &p.session else { continue };
             if p.provider != provider || session.service_hash != service_hash {
                 continue;
@@ -193,19 +194,22 @@ impl PayingClient {
             ended: false,
             claimed: None,
         };
-        let reserved = inner.ledger.reserve(Intent {
-            key: format!("session-{}", random_key()),
-            agent: inner.agent,
-            provider: quote.terms.provider,
-            route: plan.route.clone(),
-            url: call.url.clone(),
-            service: plan.offer.service.clone(),
-            amount: plan.deposit,
-            fee: Amount::ZERO,
-            block,
-            now: unix_now(),
-            session: Some(account),
-        })??;
+        let reserved = inner
+            .ledger
+            .reserve(Intent {
+                key: format!("session-{}", random_key()),
+                agent: inner.agent,
+                provider: quote.terms.provider,
+                route: plan.route.clone(),
+                url: call.url.clone(),
+                service: plan.offer.service.clone(),
+                amount: plan.deposit,
+                fee: Amount::ZERO,
+                block,
+                now: unix_now(),
+                session: Some(account),
+            })
+            .await??;
         let payment = match reserved {
             Reserved::New(payment, soft) => {
                 self.soft_limits(&soft);
@@ -226,7 +230,10 @@ impl PayingClient {
     /// is then left to close and another is opened).
     async fn top_up(&self, payment: Payment, extra: Amount) -> Result<Option<Payment>, PayError> {
         let inner = &*self.inner;
-        let (grown, soft) = inner.ledger.top_up(inner.agent, &payment.key, extra)??;
+        let (grown, soft) = inner
+            .ledger
+            .top_up(inner.agent, &payment.key, extra)
+            .await??;
         self.soft_limits(&soft);
         let tx_id = payment.tx_id.unwrap_or_default();
         let sent = async {
@@ -243,9 +250,12 @@ impl PayingClient {
             Err(e) => {
                 let unsent = matches!(e, ClientError::Rejected { .. } | ClientError::Token(_));
                 if unsent {
-                    inner.ledger.update(inner.agent, &payment.key, |p| {
-                        p.amount = payment.amount;
-                    })?;
+                    inner
+                        .ledger
+                        .update(inner.agent, &payment.key, |p| {
+                            p.amount = payment.amount;
+                        })
+                        .await?;
                     tracing::warn!(%tx_id, error = %e, "top-up refused; the session is closed and another opened");
                     self.retire(&grown, "its top-up was refused").await?;
                     return Ok(None);
