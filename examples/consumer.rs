@@ -252,7 +252,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Let the provider record its last deliveries on chain before the devnet stops, then shut it down.
     let drained = tokio::time::Instant::now() + Duration::from_secs(10);
-    while paywall.outbox_len() > 0 && tokio::time::Instant::now() < drained {
+    while paywall.outbox_len().await? > 0 && tokio::time::Instant::now() < drained {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     server.abort();

@@ -24,7 +24,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::{
     metrics::Metrics,
-    store::{Delivery, Store},
+    store::{Delivery, Queued, Store},
 };
 
 #[derive(Clone)]
@@ -52,7 +52,7 @@ impl Outbox {
         let in_flight: Arc<Mutex<HashSet<u64>>> = Arc::default();
         let doubtful: Arc<Mutex<HashSet<u64>>> = Arc::default();
         let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
-        match self.store.pending() {
+        match self.store.pending().await {
             Ok(pending) => {
                 if !pending.is_empty() {
                     tracing::info!(
@@ -61,20 +61,27 @@ impl Outbox {
                     );
                 }
                 if let Ok(mut d) = doubtful.lock() {
-                    d.extend(pending.iter().map(|(seq, _)| *seq));
+                    d.extend(pending.iter().map(|q| q.seq));
                 }
             }
             Err(e) => tracing::error!(error = %e, "outbox cannot read its queue"),
         }
+        // On a shared store, other replicas' work whose lease ran out is found by looking again now and then.
+        let poll = self.store.poll();
         loop {
-            let pending = match self.store.pending() {
+            let pending = match self.store.pending().await {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(error = %e, "outbox cannot read its queue");
                     Vec::new()
                 }
             };
-            for (seq, delivery) in pending {
+            for Queued {
+                seq,
+                delivery,
+                doubtful: taken_over,
+            } in pending
+            {
                 let fresh = in_flight.lock().map(|mut s| s.insert(seq)).unwrap_or(false);
                 if !fresh {
                     continue;
@@ -84,13 +91,13 @@ impl Outbox {
                 };
                 // While this loop waited for a permit, the delivery may have been sent and closed by an
                 // earlier pass: the snapshot is older than the queue.
-                if !self.store.is_pending(seq) {
+                if !self.store.is_pending(seq).await {
                     if let Ok(mut s) = in_flight.lock() {
                         s.remove(&seq);
                     }
                     continue;
                 }
-                let check = doubtful.lock().map(|s| s.contains(&seq)).unwrap_or(true);
+                let check = taken_over || doubtful.lock().map(|s| s.contains(&seq)).unwrap_or(true);
                 let this = self.clone();
                 let in_flight = Arc::clone(&in_flight);
                 let doubtful = Arc::clone(&doubtful);
@@ -113,8 +120,15 @@ impl Outbox {
                     }
                 });
             }
+            let tick = async {
+                match poll {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = self.notify.notified() => {}
+                () = tick => {}
                 _ = stop.changed() => return,
             }
         }
@@ -131,7 +145,7 @@ impl Outbox {
         match self.kernel.deliver(id, 0, Some(delivery.proof_hash)).await {
             Ok(sent) => {
                 tracing::info!(tx_id = %id, proof_hash = %delivery.proof_hash, tx = %sent.tx_hash, "delivered");
-                self.close(seq, id, false, Ok(Some(sent.tx_hash)))
+                self.close(seq, id, false, Ok(Some(sent.tx_hash))).await
             }
             Err(e) => match e.rejection() {
                 Some(r) => self.refused(seq, id, false, r).await,
@@ -142,9 +156,13 @@ impl Outbox {
 
     /// Closes session `id` with what its calls were charged, once its calls in flight have ended.
     async fn close_session(&self, seq: u64, id: B256, check: bool) -> Attempt {
-        let state = match self.store.session(id) {
+        let state = match self.store.session(id).await {
             Ok(Some(state)) => state,
-            Ok(None) => return self.close(seq, id, true, Err("no account of the session".into())),
+            Ok(None) => {
+                return self
+                    .close(seq, id, true, Err("no account of the session".into()))
+                    .await;
+            }
             Err(e) => {
                 tracing::error!(tx_id = %id, error = %e, "cannot read the session");
                 return Attempt::Retry;
@@ -162,7 +180,9 @@ impl Outbox {
                 let Ok(voucher) =
                     VoucherHeader::from_parts(best.cumulative, best.expires_at, &best.signature)
                 else {
-                    return self.close(seq, id, true, Err("the stored voucher is corrupt".into()));
+                    return self
+                        .close(seq, id, true, Err("the stored voucher is corrupt".into()))
+                        .await;
                 };
                 // Every hold was covered by the best voucher, so the charges never exceed it.
                 self.kernel
@@ -174,7 +194,7 @@ impl Outbox {
         match sent {
             Ok(sent) => {
                 tracing::info!(tx_id = %id, charged = %state.charged, proof_hash = %state.head, tx = %sent.tx_hash, "session closed");
-                self.close(seq, id, true, Ok(Some(sent.tx_hash)))
+                self.close(seq, id, true, Ok(Some(sent.tx_hash))).await
             }
             Err(e) => match e.rejection() {
                 Some(r) => self.refused(seq, id, true, r).await,
@@ -200,15 +220,12 @@ impl Outbox {
                     State::Committed => started = false,
                     State::InProgress => started = true,
                     State::Delivered | State::Settled | State::Disputed => {
-                        return Err(self.close(seq, id, session, Ok(None)));
+                        return Err(self.close(seq, id, session, Ok(None)).await);
                     }
                     other => {
-                        return Err(self.close(
-                            seq,
-                            id,
-                            session,
-                            Err(format!("transaction is {other}")),
-                        ));
+                        return Err(self
+                            .close(seq, id, session, Err(format!("transaction is {other}")))
+                            .await);
                     }
                 },
                 Err(e) => return Err(self.transient(id, &e)),
@@ -220,9 +237,9 @@ impl Outbox {
         match self.kernel.start(id).await {
             Ok(_) => {
                 let recorded = if session {
-                    self.store.mark_session_started(id)
+                    self.store.mark_session_started(id).await
                 } else {
-                    self.store.mark_started(id)
+                    self.store.mark_started(id).await
                 };
                 if let Err(e) = recorded {
                     tracing::warn!(tx_id = %id, error = %e, "could not record IN_PROGRESS");
@@ -242,7 +259,7 @@ impl Outbox {
         match self.kernel.get(id).await {
             Ok(record) => match record.state {
                 State::Delivered | State::Settled | State::Disputed => {
-                    self.close(seq, id, session, Ok(None))
+                    self.close(seq, id, session, Ok(None)).await
                 }
                 State::Committed | State::InProgress
                     if matches!(rejection, Rejection::InvalidTransition { .. }) =>
@@ -250,7 +267,10 @@ impl Outbox {
                     tracing::warn!(tx_id = %id, %rejection, "delivery refused; will look again");
                     Attempt::Retry
                 }
-                _ => self.close(seq, id, session, Err(rejection.to_string())),
+                _ => {
+                    self.close(seq, id, session, Err(rejection.to_string()))
+                        .await
+                }
             },
             Err(e) => self.transient(id, &e),
         }
@@ -261,7 +281,7 @@ impl Outbox {
         Attempt::Retry
     }
 
-    fn close(
+    async fn close(
         &self,
         seq: u64,
         id: B256,
@@ -270,9 +290,9 @@ impl Outbox {
     ) -> Attempt {
         let refused = outcome.as_ref().err().cloned();
         let finished = if session {
-            self.store.finish_session_close(seq, id, outcome)
+            self.store.finish_session_close(seq, id, outcome).await
         } else {
-            self.store.finish(seq, id, outcome)
+            self.store.finish(seq, id, outcome).await
         };
         match finished {
             Ok(false) => Attempt::Done,

@@ -306,7 +306,7 @@ async fn every_rejection_has_its_status_code_and_message() {
 
     // Nothing refused was claimed or delivered; the one good call was.
     for id in [good, unfunded, cheap, soon, elsewhere, wrong_service] {
-        assert!(server.paywall.claim(id).unwrap().is_none());
+        assert!(server.paywall.claim(id).await.unwrap().is_none());
     }
     assert_eq!(server.paywall.metrics().requests("already_used"), 1);
 
@@ -387,9 +387,9 @@ async fn served_body_hashes_to_the_proof_recorded_on_chain() {
     let (transitions, proofs) = deliveries(&devnet, tx).await;
     assert_eq!(transitions, 1);
     assert_eq!(proofs, vec![proof_hash]);
-    let claim = server.paywall.claim(tx).unwrap().unwrap();
+    let claim = server.paywall.claim(tx).await.unwrap().unwrap();
     assert_eq!(claim.status, ClaimStatus::Delivered);
-    assert_eq!(server.paywall.outbox_len(), 0);
+    assert_eq!(server.paywall.outbox_len().await.unwrap(), 0);
     // The consumer is satisfied and releases the escrow at once.
     consumer.kernel.settle(tx).await.unwrap();
 }
@@ -444,7 +444,7 @@ async fn failed_handler_releases_the_claim_and_the_retry_is_served() {
         let first = consumer.paid_post(&server.url, tx, "/v1/flaky", "x").await;
         assert_eq!(first.status(), 500, "{mode:?}");
         assert!(first.headers().get("x-agirails-proof-hash").is_none());
-        let claim = server.paywall.claim(tx).unwrap().unwrap();
+        let claim = server.paywall.claim(tx).await.unwrap().unwrap();
         assert_eq!(claim.status, ClaimStatus::Released);
         let expected = match mode {
             ClaimMode::Local => State::Committed,
@@ -452,7 +452,7 @@ async fn failed_handler_releases_the_claim_and_the_retry_is_served() {
         };
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(consumer.kernel.get(tx).await.unwrap().state, expected);
-        assert_eq!(server.paywall.outbox_len(), 0);
+        assert_eq!(server.paywall.outbox_len().await.unwrap(), 0);
         assert_eq!(server.paywall.metrics().requests("handler_failed"), 1);
 
         let retry = consumer.paid_post(&server.url, tx, "/v1/flaky", "x").await;
@@ -531,7 +531,7 @@ async fn crash_between_serving_and_delivering_loses_nothing() {
         assert_eq!(response.status(), 200);
         served.push(tx);
     }
-    assert_eq!(first.paywall.outbox_len(), 3);
+    assert_eq!(first.paywall.outbox_len().await.unwrap(), 3);
     first.shutdown().await; // the process is gone with three deliveries queued
     drop(consumer.http.clone());
     for tx in &served {
@@ -546,7 +546,7 @@ async fn crash_between_serving_and_delivering_loses_nothing() {
         wait_for_state(&consumer.kernel, *tx, State::Delivered).await;
     }
     actp_e2e::eventually("the outbox to drain", || async {
-        second.paywall.outbox_len() == 0
+        second.paywall.outbox_len().await.unwrap() == 0
     })
     .await;
     second.shutdown().await;
@@ -557,7 +557,7 @@ async fn crash_between_serving_and_delivering_loses_nothing() {
     for tx in &served {
         assert_eq!(deliveries(&devnet, *tx).await.0, 1);
         assert_eq!(
-            third.paywall.claim(*tx).unwrap().unwrap().status,
+            third.paywall.claim(*tx).await.unwrap().unwrap().status,
             ClaimStatus::Delivered
         );
     }

@@ -271,7 +271,7 @@ async fn a_session_pays_many_metered_calls_with_chained_receipts_and_closes_once
         );
     }
     let charged = chain.charged();
-    let account = w.paywall.session(id).unwrap().unwrap();
+    let account = w.paywall.session(id).await.unwrap().unwrap();
     assert_eq!(
         (account.charged, account.head, account.in_flight),
         (charged, chain.head(), 0)
@@ -298,12 +298,12 @@ async fn a_session_pays_many_metered_calls_with_chained_receipts_and_closes_once
     );
     actp_e2e::eventually("the close is recorded", || async {
         matches!(
-            w.paywall.session(id).unwrap().unwrap().status,
+            w.paywall.session(id).await.unwrap().unwrap().status,
             actp_axum::SessionStatus::Closed { tx: Some(_) }
         )
     })
     .await;
-    assert_eq!(w.paywall.outbox_len(), 0);
+    assert_eq!(w.paywall.outbox_len().await.unwrap(), 0);
 
     // Settlement pays the claim less the fee and refunds the rest.
     let (consumer_before, provider_before) = (
@@ -481,7 +481,7 @@ async fn every_session_refusal_has_its_status_code_and_message() {
         .unwrap();
     assert_eq!(last.status(), 200);
     assert!(matches!(
-        w.paywall.session(id).unwrap().unwrap().status,
+        w.paywall.session(id).await.unwrap().unwrap().status,
         actp_axum::SessionStatus::Closing { .. } | actp_axum::SessionStatus::Closed { .. }
     ));
     // Asking again through the close path is accepted and changes nothing.

@@ -23,6 +23,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0002_ledger.sql",
         include_str!("../migrations/0002_ledger.sql"),
     ),
+    (
+        3,
+        "0003_paywall.sql",
+        include_str!("../migrations/0003_paywall.sql"),
+    ),
 ];
 
 /// Taken while migrating (any constant unique to this schema).
@@ -109,5 +114,52 @@ impl Pg {
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// A connection inside `BEGIN`, until [`Transaction::commit`]. Dropped without a commit, it is rolled back
+/// (by a task, since a drop cannot wait) before the connection goes back to the pool.
+#[derive(Debug)]
+pub(crate) struct Transaction {
+    client: Option<Object>,
+}
+
+impl Transaction {
+    /// Starts a transaction on a connection from `pg`.
+    pub(crate) async fn begin(pg: &Pg) -> Result<Self, StoreError> {
+        let client = pg.client().await?;
+        client.batch_execute("BEGIN").await?;
+        Ok(Transaction {
+            client: Some(client),
+        })
+    }
+
+    /// The connection, while the transaction lasts.
+    pub(crate) fn client(&self) -> Result<&Object, StoreError> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| StoreError::Task("the transaction is over".into()))
+    }
+
+    /// Commits: durable when it returns.
+    pub(crate) async fn commit(mut self) -> Result<(), StoreError> {
+        let client = self
+            .client
+            .take()
+            .ok_or_else(|| StoreError::Task("the transaction is over".into()))?;
+        client.batch_execute("COMMIT").await?;
+        Ok(())
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = client.batch_execute("ROLLBACK").await;
+            });
+        }
     }
 }

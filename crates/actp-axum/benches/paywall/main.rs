@@ -290,7 +290,7 @@ async fn main() {
     let runner = paywall.clone();
     tokio::spawn(async move { runner.run_outbox().await });
     let t = Instant::now();
-    while paywall.outbox_len() > 0 {
+    while paywall.outbox_len().await.unwrap() > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let deferred_drain = t.elapsed();
@@ -310,10 +310,13 @@ async fn main() {
         paid.ok, paid.seconds
     );
     let mut last_report = Instant::now();
-    while paywall.outbox_len() > 0 {
+    while paywall.outbox_len().await.unwrap() > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
         if last_report.elapsed() > Duration::from_secs(10) {
-            println!("  outbox: {} deliveries still queued", paywall.outbox_len());
+            println!(
+                "  outbox: {} deliveries still queued",
+                paywall.outbox_len().await.unwrap()
+            );
             last_report = Instant::now();
         }
     }

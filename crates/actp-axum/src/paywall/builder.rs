@@ -22,7 +22,7 @@ use crate::{
     metrics::Metrics,
     outbox::Outbox,
     route::{Route, RouteError, Routes},
-    store::Store,
+    store::{Store, StoreError},
 };
 
 /// Builds a [`Paywall`].
@@ -31,6 +31,9 @@ pub struct PaywallBuilder {
     kernel: Kernel,
     routes: Vec<Route>,
     data_dir: PathBuf,
+    shared: Option<String>,
+    outbox_lease: Duration,
+    hold_lease: Duration,
     claim_mode: ClaimMode,
     pricing_path: Option<String>,
     min_time_to_deadline: Duration,
@@ -54,6 +57,9 @@ impl PaywallBuilder {
             kernel,
             routes: Vec::new(),
             data_dir: PathBuf::from(".actp/paywall"),
+            shared: None,
+            outbox_lease: Duration::from_secs(30),
+            hold_lease: Duration::from_secs(600),
             claim_mode: ClaimMode::Local,
             pricing_path: Some("/pricing".into()),
             min_time_to_deadline: Duration::from_secs(300),
@@ -86,6 +92,32 @@ impl PaywallBuilder {
     /// Where the sled database lives (default `.actp/paywall`). One process per directory.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = dir.into();
+        self
+    }
+
+    /// Keeps the claims, the outbox and the sessions in the PostgreSQL database at `url` instead of the sled
+    /// database in [`data_dir`](Self::data_dir), so that replicas of this provider behind one load balancer
+    /// share them: a transaction serves one request across all of them, a session's headroom is never
+    /// overdrawn, and each delivery and session close is sent once. Every replica must use the same provider
+    /// key and kernel.
+    pub fn shared_store(mut self, url: impl Into<String>) -> Self {
+        self.shared = Some(url.into());
+        self
+    }
+
+    /// On a shared store, how long a replica holds an outbox entry it is sending before another may take it
+    /// over (default 30 s; renewed while it works on it). A replica that dies leaves its entries to the others
+    /// after this long.
+    pub fn outbox_lease(mut self, lease: Duration) -> Self {
+        self.outbox_lease = lease;
+        self
+    }
+
+    /// On a shared store, how long a session call's hold on the deposit lasts if its replica dies before the
+    /// call ends (default 10 minutes). Give it more than the longest a handler runs: a call that ends after its
+    /// hold expired is still charged, but other calls may have been granted the same headroom meanwhile.
+    pub fn hold_lease(mut self, lease: Duration) -> Self {
+        self.hold_lease = lease;
         self
     }
 
@@ -207,10 +239,25 @@ impl PaywallBuilder {
             })
             .min();
         let routes = Routes::new(self.routes)?;
-        let store = Store::open(&self.data_dir)?;
+        let provider = signer.address();
+        let store = match &self.shared {
+            None => Store::open(&self.data_dir)?,
+            Some(url) => {
+                let shared = actp_store::paywall::PaywallStore::open(
+                    url,
+                    16,
+                    self.kernel.chain_id(),
+                    self.kernel.address(),
+                    provider,
+                    format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
+                )
+                .await
+                .map_err(StoreError::from)?;
+                Store::shared(shared, self.outbox_lease, self.hold_lease)
+            }
+        };
         // Calls in flight died with the process that served them: their holds go back.
         store.clear_holds()?;
-        let provider = signer.address();
         let terms = PaymentTerms {
             protocol: PROTOCOL.into(),
             chain_id: self.kernel.chain_id(),

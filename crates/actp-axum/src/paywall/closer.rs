@@ -47,7 +47,7 @@ impl Inner {
             return;
         };
         let now = self.clock.now();
-        let sessions = match self.store.sessions() {
+        let sessions = match self.store.sessions().await {
             Ok(sessions) => sessions,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the sessions");
@@ -96,7 +96,7 @@ impl Inner {
     pub(super) async fn queue_closes(&self, closes: Vec<(B256, CloseReason)>) {
         let mut queued = false;
         for (id, reason) in closes {
-            match self.store.queue_session_close(id, reason) {
+            match self.store.queue_session_close(id, reason).await {
                 Ok(true) => {
                     tracing::info!(tx_id = %id, ?reason, "closing session");
                     queued = true;

@@ -58,10 +58,10 @@ impl Inner {
     }
 
     /// The handler failed: nothing is delivered and the transaction may pay for a retry.
-    pub(super) fn give_back(&self, tx_id: B256, outcome: &'static str) {
+    pub(super) async fn give_back(&self, tx_id: B256, outcome: &'static str) {
         tracing::Span::current().record("outcome", outcome);
         self.metrics.request(outcome);
-        if let Err(e) = self.store.release(tx_id) {
+        if let Err(e) = self.store.release(tx_id).await {
             tracing::error!(error = %e, "could not release the claim");
         }
         tracing::info!("handler failed; claim released");
@@ -82,7 +82,7 @@ impl Inner {
         let tx_id = payment.tx_id;
         let (mut parts, body) = response.into_parts();
         let Ok(collected) = body.collect().await else {
-            self.give_back(tx_id, "handler_failed");
+            self.give_back(tx_id, "handler_failed").await;
             return (
                 StatusCode::BAD_GATEWAY,
                 "the service's response body failed; nothing was delivered and the transaction can pay for a retry",
@@ -102,7 +102,7 @@ impl Inner {
             Ok(signed) => signed,
             Err(e) => {
                 tracing::error!(error = %e, "could not sign the delivery proof");
-                self.give_back(tx_id, "handler_failed");
+                self.give_back(tx_id, "handler_failed").await;
                 return Refusal::StorageUnavailable {
                     retry_after: self.retry_after,
                 }
@@ -111,7 +111,7 @@ impl Inner {
         };
         let proof_hash = signed.proof_hash(&self.domain);
         if let Err(e) = self.store.serve(tx_id, proof_hash, started).await {
-            self.give_back(tx_id, "handler_failed");
+            self.give_back(tx_id, "handler_failed").await;
             return self.storage_failed(&e).into_response();
         }
         self.outbox.notify.notify_one();

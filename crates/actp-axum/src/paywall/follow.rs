@@ -180,19 +180,17 @@ impl Inner {
         };
         follower.prune(self.clock.now() + self.min_time_to_deadline);
         let learned = follower.apply(self.terms.provider, events);
-        let open = learned
-            .end_requested
-            .into_iter()
-            .filter(|id| match self.store.session(*id) {
-                Ok(Some(session)) => session.status == SessionStatus::Open,
-                Ok(None) => false,
-                Err(e) => {
-                    tracing::error!(tx_id = %id, error = %e, "cannot read the session");
-                    false
+        let mut open = Vec::new();
+        for id in learned.end_requested {
+            match self.store.session(id).await {
+                Ok(Some(session)) if session.status == SessionStatus::Open => {
+                    open.push((id, CloseReason::EndRequested));
                 }
-            });
-        self.queue_closes(open.map(|id| (id, CloseReason::EndRequested)).collect())
-            .await;
+                Ok(_) => {}
+                Err(e) => tracing::error!(tx_id = %id, error = %e, "cannot read the session"),
+            }
+        }
+        self.queue_closes(open).await;
     }
 }
 

@@ -226,13 +226,16 @@ impl Paywall {
     }
 
     /// The local record of a transaction's use, if any.
-    pub fn claim(&self, tx_id: B256) -> Result<Option<Claim>, StoreError> {
-        self.inner.store.claim_of(tx_id)
+    pub async fn claim(&self, tx_id: B256) -> Result<Option<Claim>, StoreError> {
+        self.inner.store.claim_of(tx_id).await
     }
 
     /// This provider's account of a session, if it has seen it.
-    pub fn session(&self, tx_id: B256) -> Result<Option<crate::store::SessionState>, StoreError> {
-        self.inner.store.session(tx_id)
+    pub async fn session(
+        &self,
+        tx_id: B256,
+    ) -> Result<Option<crate::store::SessionState>, StoreError> {
+        self.inner.store.session(tx_id).await
     }
 
     /// Queues the close of a session now (as its requester may ask), unless it is closing already.
@@ -240,7 +243,8 @@ impl Paywall {
         let queued = self
             .inner
             .store
-            .queue_session_close(tx_id, crate::store::CloseReason::Asked)?;
+            .queue_session_close(tx_id, crate::store::CloseReason::Asked)
+            .await?;
         self.inner.store.flush().await?;
         self.inner.outbox.notify.notify_one();
         Ok(queued)
@@ -261,9 +265,9 @@ impl Paywall {
             .map_or(0, follow::Follower::funded_len)
     }
 
-    /// How many deliveries wait in the outbox.
-    pub fn outbox_len(&self) -> usize {
-        self.inner.outbox.store.outbox_len()
+    /// How many deliveries wait in the outbox (on a shared store: of every replica).
+    pub async fn outbox_len(&self) -> Result<usize, StoreError> {
+        self.inner.outbox.store.outbox_len().await
     }
 
     /// Re-measures the chain clock now (e.g. after moving a devnet's time).

@@ -188,19 +188,19 @@ where
         request.extensions_mut().insert(granted.payment.clone());
         let outcome = service.call(request).await;
         span.record("handler_ms", handler_start.elapsed().as_millis() as u64);
-        let give_back = |session: Option<super::session::SessionCall>| match session {
-            Some(call) => paywall.give_back_hold(call.hold, "handler_failed"),
-            None => paywall.give_back(tx_id, "handler_failed"),
+        let give_back = async |session: Option<super::session::SessionCall>| match session {
+            Some(call) => paywall.give_back_hold(call.hold, "handler_failed").await,
+            None => paywall.give_back(tx_id, "handler_failed").await,
         };
         let response = match outcome {
             Ok(response) => response,
             Err(e) => {
-                give_back(granted.session);
+                give_back(granted.session).await;
                 return Err(e);
             }
         };
         if !response.status().is_success() {
-            give_back(granted.session);
+            give_back(granted.session).await;
             return Ok(response.map(Body::new));
         }
         Ok(match granted.session {

@@ -61,7 +61,7 @@ impl Inner {
             });
         };
         let now = self.clock.now();
-        let state = match self.store.session(tx_id) {
+        let state = match self.store.session(tx_id).await {
             Ok(Some(state)) => state,
             Ok(None) => self.first_sight(tx_id, now, config).await?,
             Err(e) => return Err(self.storage_failed(&e)),
@@ -86,10 +86,10 @@ impl Inner {
             expires_at: voucher.expires_at,
             signature: voucher.signature.as_bytes().to_vec().into(),
         };
-        let hold = match self.hold(tx_id, max, &record, now) {
+        let hold = match self.hold(tx_id, max, &record, now).await {
             Err(Refusal::SessionUsedUp { .. }) if self.refresh_deposit(tx_id, &state).await => {
                 // The consumer topped the session up: hold against the new deposit.
-                self.hold(tx_id, max, &record, now)?
+                self.hold(tx_id, max, &record, now).await?
             }
             other => other?,
         };
@@ -113,14 +113,18 @@ impl Inner {
         })
     }
 
-    fn hold(
+    async fn hold(
         &self,
         tx_id: B256,
         max: Amount,
         voucher: &SessionVoucherRecord,
         now: u64,
     ) -> Result<CallHold, Refusal> {
-        match self.store.hold(tx_id, max.to_u256(), voucher.clone(), now) {
+        match self
+            .store
+            .hold(tx_id, max.to_u256(), voucher.clone(), now)
+            .await
+        {
             Ok(Some(Ok(hold))) => Ok(hold),
             Ok(Some(Err(HoldRefusal::UsedUp { remaining, needed }))) => {
                 Err(Refusal::SessionUsedUp {
@@ -154,7 +158,8 @@ impl Inner {
         let deposit = record.amount;
         matches!(
             self.store
-                .update_session(tx_id, |s| s.deposit = s.deposit.max(deposit)),
+                .update_session(tx_id, |s| s.deposit = s.deposit.max(deposit))
+                .await,
             Ok(Some(_))
         )
     }
@@ -240,6 +245,7 @@ impl Inner {
         fresh.started = record.state == State::InProgress;
         self.store
             .session_or_insert(tx_id, fresh)
+            .await
             .map_err(|e| self.storage_failed(&e))
     }
 
@@ -250,10 +256,10 @@ impl Inner {
     }
 
     /// The handler failed: the call's hold goes back and nothing is charged.
-    pub(super) fn give_back_hold(&self, hold: CallHold, outcome: &'static str) {
+    pub(super) async fn give_back_hold(&self, hold: CallHold, outcome: &'static str) {
         tracing::Span::current().record("outcome", outcome);
         self.metrics.request(outcome);
-        if let Err(e) = self.store.release_hold(hold) {
+        if let Err(e) = self.store.release_hold(hold).await {
             tracing::error!(error = %e, "could not release the session hold");
         }
     }
@@ -273,7 +279,7 @@ impl Inner {
         let tx_id = call.hold.tx_id;
         let (mut parts, body) = response.into_parts();
         let Ok(collected) = body.collect().await else {
-            self.give_back_hold(call.hold, "handler_failed");
+            self.give_back_hold(call.hold, "handler_failed").await;
             return (
                 StatusCode::BAD_GATEWAY,
                 "the service's response body failed; nothing was charged",
@@ -288,16 +294,19 @@ impl Inner {
             _ => call.max,
         };
         let result_hash = content_hash(&bytes);
-        let charged = self.store.update_session(tx_id, |s| {
-            s.charge(
-                tx_id,
-                call.hold.max,
-                charge.to_u256(),
-                request_hash,
-                result_hash,
-                &self.domain,
-            )
-        });
+        let charged = self
+            .store
+            .charge(call.hold, |s| {
+                s.charge(
+                    tx_id,
+                    call.hold.max,
+                    charge.to_u256(),
+                    request_hash,
+                    result_hash,
+                    &self.domain,
+                )
+            })
+            .await;
         // The account's head is the receipt's EIP-712 hash, computed once by the charge.
         let (receipt, hash) = match charged {
             Ok(Some((receipt, account))) => (receipt, account.head),
@@ -306,7 +315,7 @@ impl Inner {
                 return self.storage_failed_response();
             }
             Err(e) => {
-                self.give_back_hold(call.hold, "handler_failed");
+                self.give_back_hold(call.hold, "handler_failed").await;
                 return self.storage_failed(&e).into_response();
             }
         };
@@ -314,7 +323,7 @@ impl Inner {
         // closes it.)
         let reason = call.close_after.then_some(CloseReason::Asked);
         if let Some(reason) = reason
-            && let Err(e) = self.store.queue_session_close(tx_id, reason)
+            && let Err(e) = self.store.queue_session_close(tx_id, reason).await
         {
             tracing::error!(error = %e, "could not queue the session's close");
         }
@@ -369,7 +378,7 @@ impl Inner {
             .and_then(super::verify::parse_tx_id)
             .ok_or(Refusal::MalformedTxId)?;
         let voucher = super::verify::voucher_header(parts)?.ok_or(Refusal::MissingAuthorization)?;
-        let state = match self.store.session(tx_id) {
+        let state = match self.store.session(tx_id).await {
             Ok(Some(state)) => state,
             Ok(None) => return Err(Refusal::NotASession { tx_id }),
             Err(e) => return Err(self.storage_failed(&e)),
@@ -387,6 +396,7 @@ impl Inner {
         let queued = self
             .store
             .queue_session_close(tx_id, CloseReason::Asked)
+            .await
             .map_err(|e| self.storage_failed(&e))?;
         self.store
             .flush()

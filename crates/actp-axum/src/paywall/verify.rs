@@ -147,7 +147,7 @@ where
 
     // Our own record decides before the chain state does: a transaction this provider is serving or served
     // is "used" even while the chain still says COMMITTED, and a released one may be retried.
-    let retry_in_progress = match paywall.store.claim_of(tx_id) {
+    let retry_in_progress = match paywall.store.claim_of(tx_id).await {
         Ok(None) => false,
         Ok(Some(claim)) if claim.status == ClaimStatus::Released => {
             claim.started && claim.request_hash == request_hash
@@ -206,7 +206,7 @@ where
         });
     }
 
-    let started = match paywall.store.claim(tx_id, request_hash) {
+    let started = match paywall.store.claim(tx_id, request_hash).await {
         Ok(ClaimOutcome::Claimed { started }) => started,
         Ok(ClaimOutcome::Taken) => return Err(Refusal::AlreadyUsed { tx_id }),
         Err(e) => return Err(paywall.storage_failed(&e)),
@@ -357,7 +357,7 @@ impl Inner {
         let outcome = tokio::time::timeout(self.claim_timeout, self.kernel.start(tx_id)).await;
         let refusal = match outcome {
             Ok(Ok(_)) => {
-                if let Err(e) = self.store.mark_started(tx_id) {
+                if let Err(e) = self.store.mark_started(tx_id).await {
                     tracing::warn!(error = %e, "could not record IN_PROGRESS locally");
                 }
                 return Ok(());
@@ -389,7 +389,7 @@ impl Inner {
                 }
             }
         };
-        if let Err(e) = self.store.release(tx_id) {
+        if let Err(e) = self.store.release(tx_id).await {
             tracing::error!(error = %e, "could not release the claim");
         }
         Err(refusal)

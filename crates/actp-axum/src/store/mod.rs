@@ -1,436 +1,347 @@
-//! The provider's sled database: one claim per transaction, the delivery outbox, and sessions
-//! ([`sessions`]).
+//! The provider's state: one claim per transaction, the delivery outbox, and sessions ([`sessions`]), on one
+//! of two backends behind [`Store`]:
 //!
-//! Per-call transactions use two trees. `claims` maps a txId to its [`Claim`]; `outbox` maps a sequence number
-//! to a delivery still to be put on chain. Every change goes through the [`journal`]: serving a request writes
-//! both in one batch, and the batch is committed (one `fdatasync` shared by every request waiting) before the
-//! response leaves, so a crash after serving never loses the delivery.
+//! - [`embedded`]: sled in the data directory, behind a write-ahead [`journal`] with group commit; one process;
+//! - [`shared`]: PostgreSQL ([`actp_store::paywall`]), which any number of replicas of one provider share:
+//!   claims are conditional upserts, the outbox is leased, and a session's headroom changes under its row
+//!   lock.
 
+mod embedded;
 mod journal;
 mod sessions;
+mod shared;
 
-use journal::{APPLIED, Batch, Journal};
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
-use std::{collections::HashMap, path::Path};
+use actp_core::{B256, U256};
 
-use actp_core::B256;
-use serde::{Deserialize, Serialize};
+pub use actp_store::paywall::{Claim, ClaimStatus};
+pub(crate) use actp_store::paywall::{ClaimOutcome, Delivery};
+pub(crate) use sessions::{CallHold, HoldRefusal};
+pub use sessions::{CloseReason, SessionState, SessionStatus, SessionVoucherRecord};
 
-/// A storage failure.
+/// A storage failure. The source is kept.
 #[derive(Debug, thiserror::Error)]
-#[error("paywall database: {0}")]
-pub struct StoreError(String);
-
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
-        StoreError(e.to_string())
-    }
+pub enum StoreError {
+    /// The sled database failed.
+    #[error("paywall database: {0}")]
+    Sled(#[from] sled::Error),
+    /// The shared store (PostgreSQL) failed.
+    #[error("paywall database: {0}")]
+    Shared(#[from] actp_store::StoreError),
+    /// The journal could not be written or read.
+    #[error("paywall journal: {0}")]
+    Journal(String),
+    /// A record does not decode.
+    #[error("paywall database: corrupt record: {0}")]
+    Corrupt(String),
 }
 
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
-        StoreError(format!("corrupt record: {e}"))
+        StoreError::Corrupt(e.to_string())
     }
 }
 
-/// Where a transaction's one request stands at this provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ClaimStatus {
-    /// A request is being verified or served now.
-    Active,
-    /// The handler failed; the transaction may pay for a retry.
-    Released,
-    /// Served; the delivery is in the outbox.
-    Served,
-    /// Delivered on chain.
-    Delivered,
-    /// Served, but the kernel refused the delivery (e.g. the consumer cancelled first).
-    Failed,
-}
-
-/// The record of one transaction's use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claim {
-    /// Where it stands.
-    pub status: ClaimStatus,
-    /// The request being (or that was) served: `request_hash(method, path, bodyHash)`.
-    pub request_hash: B256,
-    /// Whether this provider moved the transaction to IN_PROGRESS.
-    pub started: bool,
-    /// The delivery proof hash, once served.
-    pub proof_hash: Option<B256>,
-    /// The hash of the DELIVERED transaction, once mined.
-    pub delivery_tx: Option<B256>,
-    /// Why delivery failed, if it did.
-    pub failure: Option<String>,
-}
-
-/// A delivery waiting to be put on chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Delivery {
-    pub(crate) tx_id: B256,
-    pub(crate) proof_hash: B256,
-    pub(crate) started: bool,
-    /// A session's close rather than a per-call delivery: the claim, voucher and proof hash are read from
-    /// the session's account when it is sent.
-    #[serde(default)]
-    pub(crate) session: bool,
-}
-
-/// The outcome of trying to claim a transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ClaimOutcome {
-    /// Claimed; `started` if this provider had already moved it to IN_PROGRESS (a retry).
-    Claimed { started: bool },
-    /// Someone else holds or used it.
-    Taken,
-}
-
-pub(crate) use sessions::{CallHold, HoldRefusal};
-pub use sessions::{CloseReason, SessionState, SessionStatus, SessionVoucherRecord};
-
-/// The record under `key` in `tree`, decoded.
-fn read<T: serde::de::DeserializeOwned>(
-    tree: &sled::Tree,
-    key: B256,
-) -> Result<Option<T>, StoreError> {
-    match tree.get(key)? {
-        Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
-        None => Ok(None),
-    }
-}
-
-/// The trees, by their index in journal batches.
+/// The trees of the embedded backend, by their index in journal batches.
 const CLAIMS: u8 = 0;
 const OUTBOX: u8 = 1;
 const SESSIONS: u8 = 2;
 
-/// The records of `tree`, without the journal's mark.
-fn records(tree: &sled::Tree) -> impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> {
-    tree.iter()
-        .filter(|item| !matches!(item, Ok((key, _)) if key.as_ref() == APPLIED))
-}
-
-#[derive(Clone)]
-pub(crate) struct Store {
-    db: sled::Db,
-    claims: sled::Tree,
-    outbox: sled::Tree,
-    sessions: sled::Tree,
-    /// The accounts of sessions in use, authoritative while loaded (this process holds the database alone):
-    /// holds change them in memory only; charges, closes and top-ups are written through to `sessions`.
-    accounts: std::sync::Arc<std::sync::Mutex<HashMap<B256, sessions::SessionState>>>,
-    journal: std::sync::Arc<Journal>,
-    /// Paid requests in flight, which the journal reads to decide whether a sync waits for more commits.
-    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
 /// A paid request in flight, counted while it lives ([`Store::request`]).
-pub(crate) struct InFlight(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+pub(crate) struct InFlight(Arc<AtomicUsize>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
+/// Where the paywall keeps its state.
+#[derive(Clone)]
+pub(crate) enum Store {
+    Embedded(embedded::SledStore),
+    Shared(shared::SharedStore),
+}
+
+/// A delivery in the outbox, as this process may send it.
+#[derive(Debug, Clone)]
+pub(crate) struct Queued {
+    pub(crate) seq: u64,
+    pub(crate) delivery: Delivery,
+    /// Another replica (or this one before a restart) may have sent it already: read the chain first.
+    pub(crate) doubtful: bool,
+}
+
 impl Store {
+    /// The sled database in `path`.
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(path).flush_every_ms(None).open()?;
-        let (claims, outbox, sessions) = (
-            db.open_tree("claims")?,
-            db.open_tree("outbox")?,
-            db.open_tree("sessions")?,
-        );
-        let trees = vec![claims.clone(), outbox.clone(), sessions.clone()];
-        let requests = std::sync::Arc::default();
-        let journal = Journal::open(
-            db.clone(),
-            trees,
-            path,
-            journal::FILE_CAPACITY,
-            std::sync::Arc::clone(&requests),
-        )?;
-        Ok(Store {
-            requests,
-            claims,
-            outbox,
-            sessions,
-            accounts: std::sync::Arc::default(),
-            journal: std::sync::Arc::new(journal),
-            db,
-        })
+        Ok(Store::Embedded(embedded::SledStore::open(path)?))
+    }
+
+    /// The shared store `store`, with the leases of outbox entries and of session holds.
+    pub(crate) fn shared(
+        store: actp_store::paywall::PaywallStore,
+        outbox_lease: Duration,
+        hold_lease: Duration,
+    ) -> Self {
+        Store::Shared(shared::SharedStore::new(store, outbox_lease, hold_lease))
+    }
+
+    /// How often the outbox looks for work no one holds (another replica's expired leases); `None` when
+    /// only this process queues work.
+    pub(crate) fn poll(&self) -> Option<Duration> {
+        match self {
+            Store::Embedded(_) => None,
+            Store::Shared(s) => Some(s.poll()),
+        }
     }
 
     /// Counts a paid request in flight until the guard drops.
     pub(crate) fn request(&self) -> InFlight {
-        self.requests
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        InFlight(std::sync::Arc::clone(&self.requests))
+        let requests = match self {
+            Store::Embedded(s) => s.requests(),
+            Store::Shared(s) => s.requests(),
+        };
+        requests.fetch_add(1, Ordering::SeqCst);
+        InFlight(requests)
     }
 
-    pub(crate) fn claim_of(&self, tx_id: B256) -> Result<Option<Claim>, StoreError> {
-        read(&self.claims, tx_id)
+    pub(crate) async fn claim_of(&self, tx_id: B256) -> Result<Option<Claim>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.claim_of(tx_id),
+            Store::Shared(s) => Ok(s.store.claim_of(tx_id).await?),
+        }
     }
 
     /// Atomically takes `tx_id` for a request if nobody holds or used it (a released claim can be retaken).
-    pub(crate) fn claim(
+    pub(crate) async fn claim(
         &self,
         tx_id: B256,
         request_hash: B256,
     ) -> Result<ClaimOutcome, StoreError> {
-        self.journal.write(|| {
-            let started = match read::<Claim>(&self.claims, tx_id)? {
-                None => false,
-                Some(claim) if claim.status != ClaimStatus::Released => {
-                    return Ok((Batch::new(), ClaimOutcome::Taken));
-                }
-                Some(claim) => claim.started,
-            };
-            let next = Claim {
-                status: ClaimStatus::Active,
-                request_hash,
-                started,
-                proof_hash: None,
-                delivery_tx: None,
-                failure: None,
-            };
-            let batch = Batch::new().put(CLAIMS, tx_id, serde_json::to_vec(&next)?);
-            Ok((batch, ClaimOutcome::Claimed { started }))
-        })
+        match self {
+            Store::Embedded(s) => s.claim(tx_id, request_hash),
+            Store::Shared(s) => Ok(s.store.claim(tx_id, request_hash).await?),
+        }
     }
 
-    /// `batch` with the claim of `tx_id` changed by `f` (unchanged if there is none).
-    fn with_update(
-        &self,
-        batch: Batch,
-        tx_id: B256,
-        f: impl FnOnce(&mut Claim),
-    ) -> Result<Batch, StoreError> {
-        Ok(match read::<Claim>(&self.claims, tx_id)? {
-            Some(mut claim) => {
-                f(&mut claim);
-                batch.put(CLAIMS, tx_id, serde_json::to_vec(&claim)?)
-            }
-            None => batch,
-        })
-    }
-
-    fn update(&self, tx_id: B256, f: impl FnOnce(&mut Claim)) -> Result<(), StoreError> {
-        self.journal
-            .write(|| Ok((self.with_update(Batch::new(), tx_id, f)?, ())))
-    }
-
-    pub(crate) fn mark_started(&self, tx_id: B256) -> Result<(), StoreError> {
-        self.update(tx_id, |c| c.started = true)
+    pub(crate) async fn mark_started(&self, tx_id: B256) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(s) => s.mark_started(tx_id),
+            Store::Shared(s) => Ok(s.store.mark_started(tx_id).await?),
+        }
     }
 
     /// Gives the transaction back: the handler failed or the request was refused after the claim.
-    pub(crate) fn release(&self, tx_id: B256) -> Result<(), StoreError> {
-        self.update(tx_id, |c| c.status = ClaimStatus::Released)
+    pub(crate) async fn release(&self, tx_id: B256) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(s) => s.release(tx_id),
+            Store::Shared(s) => Ok(s.store.release(tx_id).await?),
+        }
     }
 
-    /// Queues the delivery and records the request as served, in one batch, then commits it.
+    /// Queues the delivery and records the request as served, together and durably.
     pub(crate) async fn serve(
         &self,
         tx_id: B256,
         proof_hash: B256,
         started: bool,
     ) -> Result<u64, StoreError> {
-        let seq = self.db.generate_id()?;
-        let delivery = serde_json::to_vec(&Delivery {
-            tx_id,
-            proof_hash,
-            started,
-            session: false,
-        })?;
-        self.journal.write(|| {
-            let batch = Batch::new().put(OUTBOX, seq.to_be_bytes(), delivery);
-            let batch = self.with_update(batch, tx_id, |c| {
-                c.status = ClaimStatus::Served;
-                c.proof_hash = Some(proof_hash);
-            })?;
-            Ok((batch, ()))
-        })?;
-        self.flush().await?;
-        Ok(seq)
-    }
-
-    /// Every delivery still queued, oldest first.
-    pub(crate) fn pending(&self) -> Result<Vec<(u64, Delivery)>, StoreError> {
-        let mut out = Vec::new();
-        for item in records(&self.outbox) {
-            let (key, value) = item?;
-            let seq = u64::from_be_bytes(key.as_ref().try_into().unwrap_or([0; 8]));
-            out.push((seq, serde_json::from_slice(&value)?));
+        match self {
+            Store::Embedded(s) => s.serve(tx_id, proof_hash, started).await,
+            Store::Shared(s) => Ok(s.store.serve(tx_id, proof_hash, started).await?),
         }
-        Ok(out)
     }
 
-    /// Closes a delivery: records the outcome on the claim and removes it from the outbox, in one batch.
-    /// `false` if it was closed already (nothing is counted twice).
-    pub(crate) fn finish(
+    /// The deliveries this process may send now, oldest first (on the shared store: the ones it leased).
+    pub(crate) async fn pending(&self) -> Result<Vec<Queued>, StoreError> {
+        match self {
+            Store::Embedded(s) => Ok(s
+                .pending()?
+                .into_iter()
+                .map(|(seq, delivery)| Queued {
+                    seq,
+                    delivery,
+                    doubtful: false,
+                })
+                .collect()),
+            Store::Shared(s) => s.pending().await,
+        }
+    }
+
+    /// Whether delivery `seq` is still queued (and, on the shared store, leased by this process).
+    pub(crate) async fn is_pending(&self, seq: u64) -> bool {
+        match self {
+            Store::Embedded(s) => s.is_pending(seq),
+            Store::Shared(s) => s.store.holds_lease(seq).await.unwrap_or(false),
+        }
+    }
+
+    /// Closes a delivery with its outcome. `false` if it was closed already (or, on the shared store, taken
+    /// over by another replica).
+    pub(crate) async fn finish(
         &self,
         seq: u64,
         tx_id: B256,
         outcome: Result<Option<B256>, String>,
     ) -> Result<bool, StoreError> {
-        self.journal.write(|| {
-            if !self.is_pending(seq) {
-                return Ok((Batch::new(), false));
-            }
-            let batch = self.with_update(Batch::new(), tx_id, |claim| {
-                match &outcome {
-                    Ok(hash) => {
-                        claim.status = ClaimStatus::Delivered;
-                        claim.delivery_tx = *hash;
-                    }
-                    Err(reason) => {
-                        claim.status = ClaimStatus::Failed;
-                        claim.failure = Some(reason.clone());
-                    }
-                }
-                claim.started = true;
-            })?;
-            Ok((batch.remove(OUTBOX, seq.to_be_bytes()), true))
-        })
+        match self {
+            Store::Embedded(s) => s.finish(seq, tx_id, outcome),
+            Store::Shared(s) => Ok(s.store.finish(seq, tx_id, outcome).await?),
+        }
     }
 
-    /// Whether delivery `seq` is still queued (a snapshot of the queue may be older than a finished send).
-    pub(crate) fn is_pending(&self, seq: u64) -> bool {
-        self.outbox.contains_key(seq.to_be_bytes()).unwrap_or(false)
+    pub(crate) async fn outbox_len(&self) -> Result<usize, StoreError> {
+        match self {
+            Store::Embedded(s) => Ok(s.outbox_len()),
+            Store::Shared(s) => Ok(s.store.outbox_len().await?),
+        }
     }
 
-    pub(crate) fn outbox_len(&self) -> usize {
-        records(&self.outbox).count()
-    }
-
-    /// Makes every write made before this call durable, sharing one journal sync with every request that
-    /// waits at the same time (group commit).
+    /// Makes every write made before this call durable (embedded: one journal sync shared by every request
+    /// waiting; shared: each change is committed when made).
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
-        self.journal.commit().await
+        match self {
+            Store::Embedded(s) => s.flush().await,
+            Store::Shared(_) => Ok(()),
+        }
     }
 
-    /// How many times the store synced its journal to disk.
+    /// How many times the embedded store synced its journal to disk.
     pub(crate) fn flushes(&self) -> u64 {
-        self.journal.syncs()
+        match self {
+            Store::Embedded(s) => s.flushes(),
+            Store::Shared(_) => 0,
+        }
+    }
+
+    /// The session's account, if this provider has seen it.
+    pub(crate) async fn session(&self, tx_id: B256) -> Result<Option<SessionState>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.session(tx_id),
+            Store::Shared(s) => s.session(tx_id).await,
+        }
+    }
+
+    /// The session's account, created from `fresh` the first time the session is seen.
+    pub(crate) async fn session_or_insert(
+        &self,
+        tx_id: B256,
+        fresh: SessionState,
+    ) -> Result<SessionState, StoreError> {
+        match self {
+            Store::Embedded(s) => s.session_or_insert(tx_id, fresh),
+            Store::Shared(s) => s.session_or_insert(tx_id, fresh).await,
+        }
+    }
+
+    /// Applies `f` to the session's account and writes it through; returns what `f` returned with the account
+    /// after it, `None` if the session is unknown.
+    pub(crate) async fn update_session<T: Send>(
+        &self,
+        tx_id: B256,
+        f: impl FnOnce(&mut SessionState) -> T + Send,
+    ) -> Result<Option<(T, SessionState)>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.update_session(tx_id, f),
+            Store::Shared(s) => s.update_session(tx_id, None, f).await,
+        }
+    }
+
+    /// Ends `hold` with `f` (which charges the call) and writes the account through.
+    pub(crate) async fn charge<T: Send>(
+        &self,
+        hold: CallHold,
+        f: impl FnOnce(&mut SessionState) -> T + Send,
+    ) -> Result<Option<(T, SessionState)>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.update_session(hold.tx_id, f),
+            Store::Shared(s) => s.update_session(hold.tx_id, Some(hold), f).await,
+        }
+    }
+
+    /// Holds `max` on the session for a call; the refusal says why not.
+    pub(crate) async fn hold(
+        &self,
+        tx_id: B256,
+        max: U256,
+        voucher: SessionVoucherRecord,
+        now: u64,
+    ) -> Result<Option<Result<CallHold, HoldRefusal>>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.hold(tx_id, max, voucher, now),
+            Store::Shared(s) => s.hold(tx_id, max, voucher, now).await,
+        }
+    }
+
+    /// Gives a call's hold back without a charge.
+    pub(crate) async fn release_hold(&self, hold: CallHold) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(s) => s.release_hold(hold),
+            Store::Shared(s) => s
+                .update_session(hold.tx_id, Some(hold), |st| st.release(hold.max))
+                .await
+                .map(drop),
+        }
+    }
+
+    /// At start: the calls in flight died with the process that served them, and their holds go back
+    /// (embedded; shared holds expire with their lease instead, since other replicas' calls may be running).
+    pub(crate) fn clear_holds(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(s) => s.clear_holds(),
+            Store::Shared(_) => Ok(()),
+        }
+    }
+
+    /// Stops taking calls on the session and queues its close in the outbox, once.
+    pub(crate) async fn queue_session_close(
+        &self,
+        tx_id: B256,
+        reason: CloseReason,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Embedded(s) => s.queue_session_close(tx_id, reason),
+            Store::Shared(s) => s.queue_session_close(tx_id, reason).await,
+        }
+    }
+
+    /// Ends a queued session close with its outcome. `false` if it was ended already.
+    pub(crate) async fn finish_session_close(
+        &self,
+        seq: u64,
+        tx_id: B256,
+        outcome: Result<Option<B256>, String>,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Embedded(s) => s.finish_session_close(seq, tx_id, outcome),
+            Store::Shared(s) => s.finish_session_close(seq, tx_id, outcome).await,
+        }
+    }
+
+    /// Records that this provider moved the session to IN_PROGRESS.
+    pub(crate) async fn mark_session_started(&self, tx_id: B256) -> Result<(), StoreError> {
+        self.update_session(tx_id, |s| s.started = true)
+            .await
+            .map(drop)
+    }
+
+    /// Every session this provider knows, with its account.
+    pub(crate) async fn sessions(&self) -> Result<Vec<(B256, SessionState)>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.sessions(),
+            Store::Shared(s) => s.sessions().await,
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[tokio::test]
-    async fn claim_release_serve_finish() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let id = B256::repeat_byte(1);
-        let req = B256::repeat_byte(2);
-        assert_eq!(
-            store.claim(id, req).unwrap(),
-            ClaimOutcome::Claimed { started: false }
-        );
-        assert_eq!(store.claim(id, req).unwrap(), ClaimOutcome::Taken);
-        store.mark_started(id).unwrap();
-        store.release(id).unwrap();
-        assert_eq!(
-            store.claim(id, req).unwrap(),
-            ClaimOutcome::Claimed { started: true }
-        );
-        let seq = store.serve(id, B256::repeat_byte(3), true).await.unwrap();
-        assert_eq!(store.claim(id, req).unwrap(), ClaimOutcome::Taken);
-        assert_eq!(store.pending().unwrap().len(), 1);
-        store
-            .finish(seq, id, Ok(Some(B256::repeat_byte(4))))
-            .unwrap();
-        assert!(store.pending().unwrap().is_empty());
-        let claim = store.claim_of(id).unwrap().unwrap();
-        assert_eq!(claim.status, ClaimStatus::Delivered);
-        assert_eq!(claim.delivery_tx, Some(B256::repeat_byte(4)));
-    }
-
-    #[tokio::test]
-    async fn outbox_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let id = B256::repeat_byte(9);
-        {
-            let store = Store::open(dir.path()).unwrap();
-            store.claim(id, B256::ZERO).unwrap();
-            store.serve(id, B256::repeat_byte(5), false).await.unwrap();
-        }
-        // sled releases its lock file from a background thread after the last handle drops: wait for it.
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        let store = loop {
-            match Store::open(dir.path()) {
-                Ok(store) => break store,
-                Err(_) if std::time::Instant::now() < until => {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-                Err(e) => panic!("{e}"),
-            }
-        };
-        let pending = store.pending().unwrap();
-        assert_eq!(pending.len(), 1);
-        assert_eq!(pending[0].1.proof_hash, B256::repeat_byte(5));
-    }
-
-    /// Requests waiting while a sync runs share the next one: twenty served requests that queue behind a
-    /// sync in progress cost one more sync, and each of them returns only after its write is synced.
-    #[tokio::test]
-    // The held lock is the sync thread's: holding it across awaits is the point (this test's tasks never take it).
-    #[allow(clippy::await_holding_lock)]
-    async fn requests_waiting_for_a_flush_share_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let sync = store.journal.hold_sync(); // a sync in progress
-        let waiting: Vec<_> = (0..20u8)
-            .map(|i| {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    let id = B256::repeat_byte(i);
-                    store.claim(id, B256::ZERO).unwrap();
-                    store.serve(id, B256::repeat_byte(5), false).await.unwrap();
-                })
-            })
-            .collect();
-        // Twenty claims and twenty serves written, each request now waiting for its sync.
-        actp_e2e::eventually("every request wrote", || async {
-            store.journal.last_written() == 40
-        })
-        .await;
-        assert_eq!(store.flushes(), 0);
-        drop(sync);
-        for task in waiting {
-            task.await.unwrap();
-        }
-        assert_eq!(store.flushes(), 1, "one flush for all twenty");
-        assert_eq!(store.pending().unwrap().len(), 20);
-        // A request alone still gets its own flush.
-        store.claim(B256::repeat_byte(99), B256::ZERO).unwrap();
-        store
-            .serve(B256::repeat_byte(99), B256::ZERO, false)
-            .await
-            .unwrap();
-        assert_eq!(store.flushes(), 2);
-    }
-
-    #[test]
-    fn concurrent_claims_have_one_winner() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let id = B256::repeat_byte(7);
-        let wins: usize = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..16)
-                .map(|_| s.spawn(|| store.claim(id, B256::ZERO).unwrap()))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap())
-                .filter(|o| matches!(o, ClaimOutcome::Claimed { .. }))
-                .count()
-        });
-        assert_eq!(wins, 1);
-    }
-}
+mod tests;

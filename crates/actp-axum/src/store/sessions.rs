@@ -1,14 +1,10 @@
 //! Sessions at the provider: what each session's deposit covers, what its calls were charged, what the calls in
-//! flight hold, the best voucher, and the receipt chain. One record per session in the `sessions` tree; while a
-//! session is in use its account lives in memory too, and every change to it happens under one lock, so
-//! concurrent calls on one session never overdraw it: a call holds its maximum before its handler runs and turns
-//! the hold into its charge (or gives it back) when it ends. Holds stay in memory (they die with the process,
-//! and a restart clears them); charges, closes and top-ups are written through before the flush that makes the
-//! receipt durable.
+//! flight hold, the best voucher, and the receipt chain. Concurrent calls on one session never overdraw it: a
+//! call holds its maximum before its handler runs and turns the hold into its charge (or gives it back) when it
+//! ends, each change made atomically per session by the store (under one lock in process on the embedded
+//! store, under the session's row lock on the shared one).
 //!
-//! The rules live on [`SessionState`] as pure functions; [`Store`] applies them atomically.
-
-use std::collections::{HashMap, hash_map::Entry};
+//! The rules live on [`SessionState`] as pure functions; [`Store`](super::Store) applies them atomically.
 
 use actp_core::{
     Address, B256, U256,
@@ -16,8 +12,6 @@ use actp_core::{
 };
 use alloy_sol_types::Eip712Domain;
 use serde::{Deserialize, Serialize};
-
-use super::{Batch, OUTBOX, SESSIONS, Store, StoreError, records};
 
 /// The voucher the provider will close with: the requester's signature over
 /// `SessionVoucher(txId, cumulative, requestHash, expiresAt)`.
@@ -138,6 +132,8 @@ pub(crate) struct CallHold {
     pub(crate) tx_id: B256,
     /// The call's maximum.
     pub(crate) max: U256,
+    /// The hold's row on the shared store (0 on the embedded store, where holds live in memory).
+    pub(crate) id: i64,
 }
 
 impl SessionState {
@@ -258,210 +254,5 @@ impl SessionState {
     }
 }
 
-impl Store {
-    fn accounts(&self) -> std::sync::MutexGuard<'_, HashMap<B256, SessionState>> {
-        // A panic while holding the lock leaves whole accounts behind: each change replaces one at once.
-        self.accounts.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The session's account, if this provider has seen it.
-    pub(crate) fn session(&self, tx_id: B256) -> Result<Option<SessionState>, StoreError> {
-        let mut accounts = self.accounts();
-        if let Some(state) = accounts.get(&tx_id) {
-            return Ok(Some(state.clone()));
-        }
-        let Some(state) = super::read::<SessionState>(&self.sessions, tx_id)? else {
-            return Ok(None);
-        };
-        accounts.insert(tx_id, state.clone());
-        Ok(Some(state))
-    }
-
-    /// The session's account, created from `fresh` (and written) the first time the session is seen.
-    pub(crate) fn session_or_insert(
-        &self,
-        tx_id: B256,
-        fresh: SessionState,
-    ) -> Result<SessionState, StoreError> {
-        let mut accounts = self.accounts();
-        if let Some(state) = accounts.get(&tx_id) {
-            return Ok(state.clone());
-        }
-        let state = match super::read::<SessionState>(&self.sessions, tx_id)? {
-            Some(stored) => stored,
-            None => {
-                let bytes = serde_json::to_vec(&fresh)?;
-                self.journal
-                    .write(|| Ok((Batch::new().put(SESSIONS, tx_id, bytes), ())))?;
-                fresh
-            }
-        };
-        accounts.insert(tx_id, state.clone());
-        Ok(state)
-    }
-
-    /// Applies `f` to the session's account and writes it through (durable with the next flush); returns what
-    /// `f` returned with the account after it, `None` if the session is unknown.
-    pub(crate) fn update_session<T>(
-        &self,
-        tx_id: B256,
-        f: impl FnOnce(&mut SessionState) -> T,
-    ) -> Result<Option<(T, SessionState)>, StoreError> {
-        self.change_session(tx_id, true, f)
-    }
-
-    /// Applies `f` to the session's account, in memory only or (`write`) written through. Changes are atomic
-    /// per account: one lock guards every account, and a failed write leaves the account as it was.
-    fn change_session<T>(
-        &self,
-        tx_id: B256,
-        write: bool,
-        f: impl FnOnce(&mut SessionState) -> T,
-    ) -> Result<Option<(T, SessionState)>, StoreError> {
-        let mut accounts = self.accounts();
-        let state = match accounts.entry(tx_id) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(v) => match super::read::<SessionState>(&self.sessions, tx_id)? {
-                Some(stored) => v.insert(stored),
-                None => return Ok(None),
-            },
-        };
-        let mut next = state.clone();
-        let out = f(&mut next);
-        if write {
-            let bytes = serde_json::to_vec(&next)?;
-            self.journal
-                .write(|| Ok((Batch::new().put(SESSIONS, tx_id, bytes), ())))?;
-        }
-        let done = matches!(
-            next.status,
-            SessionStatus::Closed { .. } | SessionStatus::Failed { .. }
-        );
-        *state = next.clone();
-        // A closed session takes no more calls: its account stays on disk only.
-        if done {
-            accounts.remove(&tx_id);
-        }
-        Ok(Some((out, next)))
-    }
-
-    /// Holds `max` on the session for a call (in memory: holds die with the process); the refusal says why
-    /// not.
-    pub(crate) fn hold(
-        &self,
-        tx_id: B256,
-        max: U256,
-        voucher: SessionVoucherRecord,
-        now: u64,
-    ) -> Result<Option<Result<CallHold, HoldRefusal>>, StoreError> {
-        Ok(self
-            .change_session(tx_id, false, |s| s.hold(max, voucher, now))?
-            .map(|(outcome, _)| outcome.map(|()| CallHold { tx_id, max })))
-    }
-
-    /// Gives a call's hold back without a charge.
-    pub(crate) fn release_hold(&self, hold: CallHold) -> Result<(), StoreError> {
-        self.change_session(hold.tx_id, false, |s| s.release(hold.max))?;
-        Ok(())
-    }
-
-    /// Every call in flight died with the process that served it: at start, all holds go back.
-    pub(crate) fn clear_holds(&self) -> Result<(), StoreError> {
-        for item in records(&self.sessions) {
-            let (key, _) = item?;
-            let id = B256::try_from(key.as_ref())
-                .map_err(|_| StoreError(format!("corrupt session key {key:?}")))?;
-            self.update_session(id, |s| {
-                s.held = U256::ZERO;
-                s.in_flight = 0;
-            })?;
-        }
-        Ok(())
-    }
-
-    /// Stops taking calls on the session and queues its close in the outbox, durably with the next flush;
-    /// `false` if it was closing or closed already (the close is queued once).
-    pub(crate) fn queue_session_close(
-        &self,
-        tx_id: B256,
-        reason: CloseReason,
-    ) -> Result<bool, StoreError> {
-        let Some((newly, state)) = self.update_session(tx_id, |s| s.begin_close(reason))? else {
-            return Ok(false);
-        };
-        if newly {
-            let seq = self.db.generate_id()?;
-            let close = serde_json::to_vec(&super::Delivery {
-                tx_id,
-                proof_hash: B256::ZERO,
-                started: state.started,
-                session: true,
-            })?;
-            self.journal
-                .write(|| Ok((Batch::new().put(OUTBOX, seq.to_be_bytes(), close), ())))?;
-        }
-        Ok(newly)
-    }
-
-    /// Ends a queued session close: records the outcome on the account, then removes it from the outbox.
-    /// `false` if it was ended already.
-    pub(crate) fn finish_session_close(
-        &self,
-        seq: u64,
-        tx_id: B256,
-        outcome: Result<Option<B256>, String>,
-    ) -> Result<bool, StoreError> {
-        if !self.is_pending(seq) {
-            return Ok(false);
-        }
-        self.update_session(tx_id, |s| {
-            s.status = match &outcome {
-                Ok(tx) => SessionStatus::Closed { tx: *tx },
-                Err(reason) => SessionStatus::Failed {
-                    reason: reason.clone(),
-                },
-            };
-        })?;
-        self.journal.write(|| {
-            let pending = self.is_pending(seq);
-            let batch = Batch::new();
-            Ok((
-                if pending {
-                    batch.remove(OUTBOX, seq.to_be_bytes())
-                } else {
-                    batch
-                },
-                pending,
-            ))
-        })
-    }
-
-    /// Records that this provider moved the session to IN_PROGRESS.
-    pub(crate) fn mark_session_started(&self, tx_id: B256) -> Result<(), StoreError> {
-        self.update_session(tx_id, |s| s.started = true)?;
-        Ok(())
-    }
-
-    /// Every session this provider knows, with its account (as in use, for the ones in memory).
-    pub(crate) fn sessions(&self) -> Result<Vec<(B256, SessionState)>, StoreError> {
-        let stored = records(&self.sessions)
-            .map(|item| {
-                let (key, value) = item?;
-                let id = B256::try_from(key.as_ref())
-                    .map_err(|_| StoreError(format!("corrupt session key {key:?}")))?;
-                Ok((id, value))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let accounts = self.accounts();
-        stored
-            .into_iter()
-            .map(|(id, value)| match accounts.get(&id) {
-                Some(state) => Ok((id, state.clone())),
-                None => Ok((id, serde_json::from_slice(&value)?)),
-            })
-            .collect()
-    }
-}
-
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -12,7 +12,10 @@
 use actp_core::{Address, B256};
 use deadpool_postgres::Object;
 
-use crate::{StoreError, pg::Pg};
+use crate::{
+    StoreError,
+    pg::{Pg, Transaction},
+};
 
 /// The upper bound of keys starting with `prefix` (keys are compared bytewise: `COLLATE "C"`).
 fn after_prefix(prefix: &str) -> String {
@@ -124,28 +127,26 @@ pub(super) async fn suspended(
         .map(|row| row.get(0)))
 }
 
-/// A transaction holding the agent's row. Dropped without a commit, it is rolled back (by a task, since a drop
-/// cannot wait) before its connection goes back to the pool.
+/// A transaction holding the agent's row. Dropped without a commit, it is rolled back.
 #[derive(Debug)]
 pub(super) struct PgTx {
-    client: Option<Object>,
+    tx: Transaction,
     agent: Vec<u8>,
     suspended: Option<Option<String>>,
 }
 
 impl PgTx {
     pub(super) async fn begin(pg: &Pg, agent: Address) -> Result<Self, StoreError> {
-        let client = pg.client().await?;
         let agent = agent.to_vec();
-        client
+        pg.client()
+            .await?
             .execute(
                 "INSERT INTO ledger_agents (agent) VALUES ($1) ON CONFLICT DO NOTHING",
                 &[&agent],
             )
             .await?;
-        client.batch_execute("BEGIN").await?;
         let mut tx = PgTx {
-            client: Some(client),
+            tx: Transaction::begin(pg).await?,
             agent,
             suspended: None,
         };
@@ -161,9 +162,7 @@ impl PgTx {
     }
 
     fn client(&self) -> Result<&Object, StoreError> {
-        self.client
-            .as_ref()
-            .ok_or_else(|| StoreError::Task("the transaction is over".into()))
+        self.tx.client()
     }
 
     pub(super) async fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -203,24 +202,7 @@ impl PgTx {
         Ok(self.suspended.clone())
     }
 
-    pub(super) async fn commit(mut self) -> Result<(), StoreError> {
-        let client = self
-            .client
-            .take()
-            .ok_or_else(|| StoreError::Task("the transaction is over".into()))?;
-        client.batch_execute("COMMIT").await?;
-        Ok(())
-    }
-}
-
-impl Drop for PgTx {
-    fn drop(&mut self) {
-        if let Some(client) = self.client.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(async move {
-                let _ = client.batch_execute("ROLLBACK").await;
-            });
-        }
+    pub(super) async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await
     }
 }

@@ -191,9 +191,9 @@ impl Journal {
                 .create(true)
                 .truncate(false)
                 .open(&path)
-                .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+                .map_err(|e| StoreError::Journal(format!("cannot open {}: {e}", path.display())))?;
             let bytes = std::fs::read(&path)
-                .map_err(|e| StoreError(format!("cannot read {}: {e}", path.display())))?;
+                .map_err(|e| StoreError::Journal(format!("cannot read {}: {e}", path.display())))?;
             records.extend(read_records(&bytes));
             *fill = bytes.len() as u64;
             if *fill < capacity {
@@ -207,8 +207,9 @@ impl Journal {
                     }
                     file.sync_all()
                 };
-                allocate(fill)
-                    .map_err(|e| StoreError(format!("cannot allocate {}: {e}", path.display())))?;
+                allocate(fill).map_err(|e| {
+                    StoreError::Journal(format!("cannot allocate {}: {e}", path.display()))
+                })?;
             }
             files.push(file);
         }
@@ -237,7 +238,7 @@ impl Journal {
         db.flush()?;
         let files: [File; 2] = files
             .try_into()
-            .map_err(|_| StoreError("journal files".into()))?;
+            .map_err(|_| StoreError::Journal("journal files".into()))?;
         let shared = Arc::new(Shared {
             writer: Mutex::new(Writer {
                 next: highest + 1,
@@ -263,7 +264,9 @@ impl Journal {
             std::thread::Builder::new()
                 .name("actp-journal".into())
                 .spawn(move || shared.run())
-                .map_err(|e| StoreError(format!("cannot start the journal's thread: {e}")))?
+                .map_err(|e| {
+                    StoreError::Journal(format!("cannot start the journal's thread: {e}"))
+                })?
         };
         Ok(Journal {
             db,
@@ -295,7 +298,7 @@ impl Journal {
         let record = batch.encode(lsn)?;
         let len = record.len() as u64;
         if len > self.capacity {
-            return Err(StoreError(format!(
+            return Err(StoreError::Journal(format!(
                 "a batch of {len} bytes is too large for the journal"
             )));
         }
@@ -376,10 +379,10 @@ impl Journal {
             synced
                 .wait_for(done)
                 .await
-                .map_err(|_| StoreError("the journal's thread stopped".into()))?;
+                .map_err(|_| StoreError::Journal("the journal's thread stopped".into()))?;
         }
         match &synced.borrow().failed {
-            Some(why) => Err(StoreError(format!("{why}; restart the provider"))),
+            Some(why) => Err(StoreError::Journal(format!("{why}; restart the provider"))),
             None => Ok(()),
         }
     }
@@ -423,7 +426,7 @@ fn applied_in(tree: &sled::Tree) -> Result<u64, StoreError> {
             bytes
                 .as_ref()
                 .try_into()
-                .map_err(|_| StoreError("corrupt journal mark".into()))?,
+                .map_err(|_| StoreError::Journal("corrupt journal mark".into()))?,
         ),
         None => 0,
     })
@@ -439,7 +442,7 @@ fn apply(trees: &[sled::Tree], batch: &Batch, lsn: u64) -> Result<(), StoreError
     for op in &batch.ops {
         let index = usize::from(op.tree());
         let tree = trees.get(index).ok_or_else(|| {
-            StoreError(format!(
+            StoreError::Journal(format!(
                 "journal names tree {} that does not exist",
                 op.tree()
             ))
@@ -468,7 +471,7 @@ fn write_out(
     mut filled: [u64; 2],
     chunks: &[Chunk],
 ) -> Result<[u64; 2], StoreError> {
-    let io = |e: std::io::Error| StoreError(format!("journal write failed: {e}"));
+    let io = |e: std::io::Error| StoreError::Journal(format!("journal write failed: {e}"));
     let mut touched = [false; 2];
     for chunk in chunks {
         let other = 1 - chunk.file;
@@ -483,7 +486,7 @@ fn write_out(
             let zeros = vec![
                 0u8;
                 usize::try_from(to - filled[chunk.file])
-                    .map_err(|_| StoreError("journal size".into()))?
+                    .map_err(|_| StoreError::Journal("journal size".into()))?
             ];
             file.write_all_at(&zeros, filled[chunk.file]).map_err(io)?;
             filled[chunk.file] = to;

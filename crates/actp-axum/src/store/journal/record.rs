@@ -62,7 +62,7 @@ impl Batch {
     /// The record for this batch, numbered `lsn`: header and body.
     pub(super) fn encode(&self, lsn: u64) -> Result<Vec<u8>, StoreError> {
         let count = u16::try_from(self.ops.len()).map_err(|_| {
-            StoreError(format!(
+            StoreError::Journal(format!(
                 "a batch of {} changes is too large",
                 self.ops.len()
             ))
@@ -75,10 +75,12 @@ impl Batch {
                 Op::Put { key, value, .. } => (0, key, value),
                 Op::Remove { key, .. } => (1, key, &[]),
             };
-            let key_len = u16::try_from(key.len())
-                .map_err(|_| StoreError(format!("a key of {} bytes is too long", key.len())))?;
-            let value_len = u32::try_from(value.len())
-                .map_err(|_| StoreError(format!("a value of {} bytes is too long", value.len())))?;
+            let key_len = u16::try_from(key.len()).map_err(|_| {
+                StoreError::Journal(format!("a key of {} bytes is too long", key.len()))
+            })?;
+            let value_len = u32::try_from(value.len()).map_err(|_| {
+                StoreError::Journal(format!("a value of {} bytes is too long", value.len()))
+            })?;
             out.push(op.tree());
             out.push(kind);
             out.extend_from_slice(&key_len.to_le_bytes());
@@ -87,7 +89,7 @@ impl Batch {
             out.extend_from_slice(value);
         }
         let body_len = u32::try_from(out.len() - HEADER)
-            .map_err(|_| StoreError("a batch is too large for the journal".into()))?;
+            .map_err(|_| StoreError::Journal("a batch is too large for the journal".into()))?;
         let crc = crc32fast::hash(&out[HEADER..]);
         out[..4].copy_from_slice(&body_len.to_le_bytes());
         out[4..HEADER].copy_from_slice(&crc.to_le_bytes());

@@ -2,11 +2,11 @@
 use super::*;
 use actp_core::eip712::actp_domain;
 
-fn u(x: u64) -> U256 {
+pub(crate) fn u(x: u64) -> U256 {
     U256::from(x)
 }
 
-fn voucher(cumulative: u64) -> SessionVoucherRecord {
+pub(crate) fn voucher(cumulative: u64) -> SessionVoucherRecord {
     SessionVoucherRecord {
         cumulative: u(cumulative),
         request_hash: B256::repeat_byte(1),
@@ -15,7 +15,7 @@ fn voucher(cumulative: u64) -> SessionVoucherRecord {
     }
 }
 
-fn open(deposit: u64) -> SessionState {
+pub(crate) fn open(deposit: u64) -> SessionState {
     SessionState::new(Address::repeat_byte(1), u(deposit), 1_000, 0)
 }
 
@@ -90,63 +90,4 @@ fn the_deposit_is_never_overdrawn_and_closing_stops_new_calls() {
             reason: CloseReason::UsedUp
         }))
     );
-}
-
-#[test]
-fn one_hundred_concurrent_calls_on_a_session_covering_37_hold_exactly_37() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let id = B256::repeat_byte(3);
-    store.session_or_insert(id, open(37 * 10)).unwrap();
-    let held: usize = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..100)
-            .map(|_| {
-                let store = &store;
-                scope.spawn(move || {
-                    // every client signs enough; the deposit is what limits
-                    store.hold(id, u(10), voucher(10_000), 1).unwrap().unwrap()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .filter(Result::is_ok)
-            .count()
-    });
-    assert_eq!(held, 37);
-    let s = store.session(id).unwrap().unwrap();
-    assert_eq!(
-        (s.held, s.in_flight, s.available()),
-        (u(370), 37, U256::ZERO)
-    );
-    store.clear_holds().unwrap();
-    let s = store.session(id).unwrap().unwrap();
-    assert_eq!((s.held, s.in_flight), (U256::ZERO, 0));
-}
-
-#[test]
-fn a_session_is_created_once_and_read_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let id = B256::repeat_byte(4);
-    assert_eq!(store.session(id).unwrap(), None);
-    assert_eq!(store.hold(id, u(1), voucher(1), 1).unwrap(), None);
-    store.session_or_insert(id, open(100)).unwrap();
-    store
-        .hold(id, u(10), voucher(10), 2)
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    // a second first sight keeps what is there
-    let again = store.session_or_insert(id, open(999)).unwrap();
-    assert_eq!((again.deposit, again.held), (u(100), u(10)));
-    store
-        .release_hold(CallHold {
-            tx_id: id,
-            max: u(10),
-        })
-        .unwrap();
-    assert_eq!(store.sessions().unwrap().len(), 1);
-    assert_eq!(store.session(id).unwrap().unwrap().held, U256::ZERO);
 }

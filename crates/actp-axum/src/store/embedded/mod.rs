@@ -1,0 +1,299 @@
+//! The embedded backend: the provider's sled database, one process at a time. Per-call transactions use two
+//! trees: `claims` maps a txId to its [`Claim`]; `outbox` maps a sequence number to a delivery still to be put
+//! on chain. Every change goes through the [`journal`](super::journal): serving a request writes both in one
+//! batch, and the batch is committed (one `fdatasync` shared by every request waiting) before the response
+//! leaves, so a crash after serving never loses the delivery. Sessions are in [`sessions`].
+
+mod sessions;
+
+use std::{collections::HashMap, path::Path};
+
+use actp_core::B256;
+
+use super::{
+    CLAIMS, Claim, ClaimOutcome, ClaimStatus, Delivery, OUTBOX, SessionState, StoreError,
+    journal::{self, APPLIED, Batch, Journal},
+};
+
+/// The record under `key` in `tree`, decoded.
+fn read<T: serde::de::DeserializeOwned>(
+    tree: &sled::Tree,
+    key: B256,
+) -> Result<Option<T>, StoreError> {
+    match tree.get(key)? {
+        Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+        None => Ok(None),
+    }
+}
+
+/// The records of `tree`, without the journal's mark.
+fn records(tree: &sled::Tree) -> impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> {
+    tree.iter()
+        .filter(|item| !matches!(item, Ok((key, _)) if key.as_ref() == APPLIED))
+}
+
+#[derive(Clone)]
+pub(crate) struct SledStore {
+    db: sled::Db,
+    claims: sled::Tree,
+    outbox: sled::Tree,
+    sessions: sled::Tree,
+    /// The accounts of sessions in use, authoritative while loaded (this process holds the database alone):
+    /// holds change them in memory only; charges, closes and top-ups are written through to `sessions`.
+    accounts: std::sync::Arc<std::sync::Mutex<HashMap<B256, SessionState>>>,
+    journal: std::sync::Arc<Journal>,
+    /// Paid requests in flight, which the journal reads to decide whether a sync waits for more commits.
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SledStore {
+    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(path).flush_every_ms(None).open()?;
+        let (claims, outbox, sessions) = (
+            db.open_tree("claims")?,
+            db.open_tree("outbox")?,
+            db.open_tree("sessions")?,
+        );
+        let trees = vec![claims.clone(), outbox.clone(), sessions.clone()];
+        let requests = std::sync::Arc::default();
+        let journal = Journal::open(
+            db.clone(),
+            trees,
+            path,
+            journal::FILE_CAPACITY,
+            std::sync::Arc::clone(&requests),
+        )?;
+        Ok(SledStore {
+            requests,
+            claims,
+            outbox,
+            sessions,
+            accounts: std::sync::Arc::default(),
+            journal: std::sync::Arc::new(journal),
+            db,
+        })
+    }
+
+    /// Paid requests in flight (the journal reads them to decide whether a sync waits for more commits).
+    pub(super) fn requests(&self) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+        std::sync::Arc::clone(&self.requests)
+    }
+
+    pub(crate) fn claim_of(&self, tx_id: B256) -> Result<Option<Claim>, StoreError> {
+        read(&self.claims, tx_id)
+    }
+
+    /// Atomically takes `tx_id` for a request if nobody holds or used it (a released claim can be retaken).
+    pub(crate) fn claim(
+        &self,
+        tx_id: B256,
+        request_hash: B256,
+    ) -> Result<ClaimOutcome, StoreError> {
+        self.journal.write(|| {
+            let started = match read::<Claim>(&self.claims, tx_id)? {
+                None => false,
+                Some(claim) if claim.status != ClaimStatus::Released => {
+                    return Ok((Batch::new(), ClaimOutcome::Taken));
+                }
+                Some(claim) => claim.started,
+            };
+            let next = Claim {
+                status: ClaimStatus::Active,
+                request_hash,
+                started,
+                proof_hash: None,
+                delivery_tx: None,
+                failure: None,
+            };
+            let batch = Batch::new().put(CLAIMS, tx_id, serde_json::to_vec(&next)?);
+            Ok((batch, ClaimOutcome::Claimed { started }))
+        })
+    }
+
+    /// `batch` with the claim of `tx_id` changed by `f` (unchanged if there is none).
+    fn with_update(
+        &self,
+        batch: Batch,
+        tx_id: B256,
+        f: impl FnOnce(&mut Claim),
+    ) -> Result<Batch, StoreError> {
+        Ok(match read::<Claim>(&self.claims, tx_id)? {
+            Some(mut claim) => {
+                f(&mut claim);
+                batch.put(CLAIMS, tx_id, serde_json::to_vec(&claim)?)
+            }
+            None => batch,
+        })
+    }
+
+    fn update(&self, tx_id: B256, f: impl FnOnce(&mut Claim)) -> Result<(), StoreError> {
+        self.journal
+            .write(|| Ok((self.with_update(Batch::new(), tx_id, f)?, ())))
+    }
+
+    pub(crate) fn mark_started(&self, tx_id: B256) -> Result<(), StoreError> {
+        self.update(tx_id, |c| c.started = true)
+    }
+
+    /// Gives the transaction back: the handler failed or the request was refused after the claim.
+    pub(crate) fn release(&self, tx_id: B256) -> Result<(), StoreError> {
+        self.update(tx_id, |c| c.status = ClaimStatus::Released)
+    }
+
+    /// Queues the delivery and records the request as served, in one batch, then commits it.
+    pub(crate) async fn serve(
+        &self,
+        tx_id: B256,
+        proof_hash: B256,
+        started: bool,
+    ) -> Result<u64, StoreError> {
+        let seq = self.db.generate_id()?;
+        let delivery = serde_json::to_vec(&Delivery {
+            tx_id,
+            proof_hash,
+            started,
+            session: false,
+        })?;
+        self.journal.write(|| {
+            let batch = Batch::new().put(OUTBOX, seq.to_be_bytes(), delivery);
+            let batch = self.with_update(batch, tx_id, |c| {
+                c.status = ClaimStatus::Served;
+                c.proof_hash = Some(proof_hash);
+            })?;
+            Ok((batch, ()))
+        })?;
+        self.flush().await?;
+        Ok(seq)
+    }
+
+    /// Every delivery still queued, oldest first.
+    pub(crate) fn pending(&self) -> Result<Vec<(u64, Delivery)>, StoreError> {
+        let mut out = Vec::new();
+        for item in records(&self.outbox) {
+            let (key, value) = item?;
+            let seq = u64::from_be_bytes(key.as_ref().try_into().unwrap_or([0; 8]));
+            out.push((seq, serde_json::from_slice(&value)?));
+        }
+        Ok(out)
+    }
+
+    /// Closes a delivery: records the outcome on the claim and removes it from the outbox, in one batch.
+    /// `false` if it was closed already (nothing is counted twice).
+    pub(crate) fn finish(
+        &self,
+        seq: u64,
+        tx_id: B256,
+        outcome: Result<Option<B256>, String>,
+    ) -> Result<bool, StoreError> {
+        self.journal.write(|| {
+            if !self.is_pending(seq) {
+                return Ok((Batch::new(), false));
+            }
+            let batch = self.with_update(Batch::new(), tx_id, |claim| {
+                match &outcome {
+                    Ok(hash) => {
+                        claim.status = ClaimStatus::Delivered;
+                        claim.delivery_tx = *hash;
+                    }
+                    Err(reason) => {
+                        claim.status = ClaimStatus::Failed;
+                        claim.failure = Some(reason.clone());
+                    }
+                }
+                claim.started = true;
+            })?;
+            Ok((batch.remove(OUTBOX, seq.to_be_bytes()), true))
+        })
+    }
+
+    /// Whether delivery `seq` is still queued (a snapshot of the queue may be older than a finished send).
+    pub(crate) fn is_pending(&self, seq: u64) -> bool {
+        self.outbox.contains_key(seq.to_be_bytes()).unwrap_or(false)
+    }
+
+    pub(crate) fn outbox_len(&self) -> usize {
+        records(&self.outbox).count()
+    }
+
+    /// Makes every write made before this call durable, sharing one journal sync with every request that
+    /// waits at the same time (group commit).
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+        self.journal.commit().await
+    }
+
+    /// How many times the store synced its journal to disk.
+    pub(crate) fn flushes(&self) -> u64 {
+        self.journal.syncs()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn outbox_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = B256::repeat_byte(9);
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.claim(id, B256::ZERO).unwrap();
+            store.serve(id, B256::repeat_byte(5), false).await.unwrap();
+        }
+        // sled releases its lock file from a background thread after the last handle drops: wait for it.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let store = loop {
+            match SledStore::open(dir.path()) {
+                Ok(store) => break store,
+                Err(_) if std::time::Instant::now() < until => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let pending = store.pending().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].1.proof_hash, B256::repeat_byte(5));
+    }
+
+    /// Requests waiting while a sync runs share the next one: twenty served requests that queue behind a
+    /// sync in progress cost one more sync, and each of them returns only after its write is synced.
+    #[tokio::test]
+    // The held lock is the sync thread's: holding it across awaits is the point (this test's tasks never take it).
+    #[allow(clippy::await_holding_lock)]
+    async fn requests_waiting_for_a_flush_share_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let sync = store.journal.hold_sync(); // a sync in progress
+        let waiting: Vec<_> = (0..20u8)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let id = B256::repeat_byte(i);
+                    store.claim(id, B256::ZERO).unwrap();
+                    store.serve(id, B256::repeat_byte(5), false).await.unwrap();
+                })
+            })
+            .collect();
+        // Twenty claims and twenty serves written, each request now waiting for its sync.
+        actp_e2e::eventually("every request wrote", || async {
+            store.journal.last_written() == 40
+        })
+        .await;
+        assert_eq!(store.flushes(), 0);
+        drop(sync);
+        for task in waiting {
+            task.await.unwrap();
+        }
+        assert_eq!(store.flushes(), 1, "one flush for all twenty");
+        assert_eq!(store.pending().unwrap().len(), 20);
+        // A request alone still gets its own flush.
+        store.claim(B256::repeat_byte(99), B256::ZERO).unwrap();
+        store
+            .serve(B256::repeat_byte(99), B256::ZERO, false)
+            .await
+            .unwrap();
+        assert_eq!(store.flushes(), 2);
+    }
+}

@@ -1,0 +1,532 @@
+//! The paywall's state in PostgreSQL (the locking of each operation is in the module above).
+
+use std::time::Duration;
+
+use actp_core::{Address, B256, U256};
+use deadpool_postgres::Object;
+use tokio_postgres::Row;
+
+use super::{Claim, ClaimOutcome, ClaimStatus, Delivery};
+use crate::{
+    StoreError,
+    pg::{Pg, Transaction},
+};
+
+/// The paywall of one provider on one kernel, in a PostgreSQL database its replicas share. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PaywallStore {
+    pg: Pg,
+    scope: String,
+    owner: String,
+}
+
+/// A delivery this replica leased from the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leased {
+    /// Its place in the outbox.
+    pub seq: u64,
+    /// What to send.
+    pub delivery: Delivery,
+    /// Whether another owner (another replica, or this one before a restart) leased it before: what it did is
+    /// unknown, so the chain is read before anything is sent.
+    pub taken_over: bool,
+}
+
+/// A call in flight's hold on a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    /// The hold's id.
+    pub id: i64,
+    /// What it holds: the call's maximum.
+    pub max: U256,
+}
+
+fn b256(bytes: &[u8], what: &'static str) -> Result<B256, StoreError> {
+    B256::try_from(bytes).map_err(|_| StoreError::Corrupt {
+        what,
+        detail: format!("a hash of {} bytes", bytes.len()),
+    })
+}
+
+fn seq_of(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn seconds(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn claim_of(row: &Row) -> Result<Claim, StoreError> {
+    let status: &str = row.get("status");
+    let hash = |column: &str| -> Result<Option<B256>, StoreError> {
+        row.get::<_, Option<&[u8]>>(column)
+            .map(|b| b256(b, "paywall_claims"))
+            .transpose()
+    };
+    Ok(Claim {
+        status: ClaimStatus::parse(status).ok_or_else(|| StoreError::Corrupt {
+            what: "paywall_claims",
+            detail: format!("status {status:?}"),
+        })?,
+        request_hash: b256(row.get("request_hash"), "paywall_claims")?,
+        started: row.get("started"),
+        proof_hash: hash("proof_hash")?,
+        delivery_tx: hash("delivery_tx")?,
+        failure: row.get("failure"),
+    })
+}
+
+fn leased_of(row: &Row) -> Result<Leased, StoreError> {
+    Ok(Leased {
+        seq: seq_of(row.get("seq")),
+        delivery: Delivery {
+            tx_id: b256(row.get("tx_id"), "paywall_outbox")?,
+            proof_hash: b256(row.get("proof_hash"), "paywall_outbox")?,
+            started: row.get("started"),
+            session: row.get("session"),
+        },
+        taken_over: row.get::<_, i32>("leases") > 1,
+    })
+}
+
+impl PaywallStore {
+    /// Connects to `url` (a pool of up to `connections`), migrates the schema, and scopes every record to
+    /// `provider` on `kernel` of chain `chain_id`. `owner` names this replica in its leases (unique per
+    /// process).
+    pub async fn open(
+        url: &str,
+        connections: usize,
+        chain_id: u64,
+        kernel: Address,
+        provider: Address,
+        owner: String,
+    ) -> Result<Self, StoreError> {
+        Ok(PaywallStore {
+            pg: Pg::connect(url, connections).await?,
+            scope: format!("{chain_id}/{kernel:#x}/{provider:#x}"),
+            owner,
+        })
+    }
+
+    /// The name of this replica in its leases.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pg.client().await
+    }
+
+    /// The record of `tx_id`'s use, if any.
+    pub async fn claim_of(&self, tx_id: B256) -> Result<Option<Claim>, StoreError> {
+        let client = self.client().await?;
+        client
+            .query_opt(
+                "SELECT * FROM paywall_claims WHERE scope = $1 AND tx_id = $2",
+                &[&self.scope, &tx_id.as_slice()],
+            )
+            .await?
+            .map(|row| claim_of(&row))
+            .transpose()
+    }
+
+    /// Takes `tx_id` for a request unless another holds or used it (a released claim can be retaken).
+    pub async fn claim(&self, tx_id: B256, request_hash: B256) -> Result<ClaimOutcome, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "INSERT INTO paywall_claims (scope, tx_id, status, request_hash) VALUES ($1, $2, 'active', $3)
+                 ON CONFLICT (scope, tx_id) DO UPDATE
+                   SET status = 'active', request_hash = EXCLUDED.request_hash, proof_hash = NULL,
+                       delivery_tx = NULL, failure = NULL
+                   WHERE paywall_claims.status = 'released'
+                 RETURNING started",
+                &[&self.scope, &tx_id.as_slice(), &request_hash.as_slice()],
+            )
+            .await?;
+        Ok(match row {
+            Some(row) => ClaimOutcome::Claimed {
+                started: row.get(0),
+            },
+            None => ClaimOutcome::Taken,
+        })
+    }
+
+    /// Records that this provider moved `tx_id` to IN_PROGRESS.
+    pub async fn mark_started(&self, tx_id: B256) -> Result<(), StoreError> {
+        self.set_claim(tx_id, "started = true").await
+    }
+
+    /// Gives the transaction back: the handler failed or the request was refused after the claim.
+    pub async fn release(&self, tx_id: B256) -> Result<(), StoreError> {
+        self.set_claim(tx_id, "status = 'released'").await
+    }
+
+    async fn set_claim(&self, tx_id: B256, set: &'static str) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                &format!("UPDATE paywall_claims SET {set} WHERE scope = $1 AND tx_id = $2"),
+                &[&self.scope, &tx_id.as_slice()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Queues the delivery of `tx_id` and records its request as served, in one statement; returns its place
+    /// in the outbox. Durable when it returns.
+    pub async fn serve(
+        &self,
+        tx_id: B256,
+        proof_hash: B256,
+        started: bool,
+    ) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "WITH queued AS (
+                   INSERT INTO paywall_outbox (scope, tx_id, proof_hash, started, session)
+                   VALUES ($1, $2, $3, $4, false) RETURNING seq
+                 ), served AS (
+                   UPDATE paywall_claims SET status = 'served', proof_hash = $3
+                   WHERE scope = $1 AND tx_id = $2
+                 )
+                 SELECT seq FROM queued",
+                &[
+                    &self.scope,
+                    &tx_id.as_slice(),
+                    &proof_hash.as_slice(),
+                    &started,
+                ],
+            )
+            .await?;
+        Ok(seq_of(row.get(0)))
+    }
+
+    /// Leases up to `limit` of the oldest deliveries that no other replica holds, for `duration` (the ones
+    /// this replica holds already are renewed).
+    pub async fn lease(&self, limit: usize, duration: Duration) -> Result<Vec<Leased>, StoreError> {
+        let client = self.client().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        client
+            .query(
+                "UPDATE paywall_outbox o
+                 SET lease_owner = $2, lease_until = now() + make_interval(secs => $3),
+                     leases = o.leases + CASE WHEN o.lease_owner IS NOT DISTINCT FROM $2 THEN 0 ELSE 1 END
+                 WHERE o.seq IN (
+                   SELECT seq FROM paywall_outbox
+                   WHERE scope = $1 AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $2)
+                   ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED
+                 )
+                 RETURNING o.seq, o.tx_id, o.proof_hash, o.started, o.session, o.leases",
+                &[&self.scope, &self.owner, &seconds(duration), &limit],
+            )
+            .await?
+            .iter()
+            .map(leased_of)
+            .collect::<Result<Vec<_>, _>>()
+            .map(|mut leased| {
+                leased.sort_by_key(|l| l.seq);
+                leased
+            })
+    }
+
+    /// Whether delivery `seq` is still queued and leased by this replica.
+    pub async fn holds_lease(&self, seq: u64) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        Ok(client
+            .query_opt(
+                "SELECT 1 FROM paywall_outbox
+                 WHERE seq = $1 AND scope = $2 AND lease_owner = $3 AND lease_until > now()",
+                &[&(seq as i64), &self.scope, &self.owner],
+            )
+            .await?
+            .is_some())
+    }
+
+    /// Closes delivery `seq` of `tx_id`: removes it from the outbox and records the outcome on the claim, in
+    /// one statement, only while this replica holds its lease. `false` if it no longer does (it was closed,
+    /// or its lease expired and another replica took it over: that one reads the chain before sending).
+    pub async fn finish(
+        &self,
+        seq: u64,
+        tx_id: B256,
+        outcome: Result<Option<B256>, String>,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let (status, delivery_tx, failure) = match &outcome {
+            Ok(hash) => (
+                ClaimStatus::Delivered,
+                hash.map(|h| h.to_vec()),
+                None::<&str>,
+            ),
+            Err(reason) => (ClaimStatus::Failed, None, Some(reason.as_str())),
+        };
+        let row = client
+            .query_one(
+                "WITH done AS (
+                   DELETE FROM paywall_outbox WHERE seq = $1 AND scope = $2 AND lease_owner = $3
+                   RETURNING tx_id
+                 ), recorded AS (
+                   UPDATE paywall_claims c
+                   SET status = $5, delivery_tx = $6, failure = $7, started = true
+                   FROM done WHERE c.scope = $2 AND c.tx_id = $4 AND done.tx_id = $4
+                 )
+                 SELECT count(*) FROM done",
+                &[
+                    &(seq as i64),
+                    &self.scope,
+                    &self.owner,
+                    &tx_id.as_slice(),
+                    &status.as_str(),
+                    &delivery_tx,
+                    &failure,
+                ],
+            )
+            .await?;
+        Ok(row.get::<_, i64>(0) > 0)
+    }
+
+    /// How many deliveries wait in the outbox, leased or not.
+    pub async fn outbox_len(&self) -> Result<usize, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM paywall_outbox WHERE scope = $1",
+                &[&self.scope],
+            )
+            .await?;
+        Ok(usize::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    }
+
+    /// The account of session `tx_id` as last committed, with the live holds on it.
+    pub async fn session(&self, tx_id: B256) -> Result<Option<(Vec<u8>, Vec<Hold>)>, StoreError> {
+        let client = self.client().await?;
+        let Some(row) = client
+            .query_opt(
+                "SELECT state FROM paywall_sessions WHERE scope = $1 AND tx_id = $2",
+                &[&self.scope, &tx_id.as_slice()],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let holds = live_holds(&client, &self.scope, tx_id).await?;
+        Ok(Some((row.get(0), holds)))
+    }
+
+    /// Every session's account, with the live holds on each.
+    pub async fn sessions(&self) -> Result<Vec<(B256, Vec<u8>, Vec<Hold>)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT s.tx_id, s.state,
+                        coalesce(array_agg(h.id) FILTER (WHERE h.id IS NOT NULL), '{}'),
+                        coalesce(array_agg(h.max) FILTER (WHERE h.id IS NOT NULL), '{}')
+                 FROM paywall_sessions s
+                 LEFT JOIN paywall_holds h
+                   ON h.scope = s.scope AND h.tx_id = s.tx_id AND h.until > now()
+                 WHERE s.scope = $1
+                 GROUP BY s.tx_id, s.state
+                 ORDER BY s.tx_id",
+                &[&self.scope],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let ids: Vec<i64> = row.get(2);
+                let maxes: Vec<String> = row.get(3);
+                let holds = ids
+                    .into_iter()
+                    .zip(maxes)
+                    .map(|(id, max)| hold_of(id, &max))
+                    .collect::<Result<_, _>>()?;
+                Ok((b256(row.get(0), "paywall_sessions")?, row.get(1), holds))
+            })
+            .collect()
+    }
+
+    /// Writes the account of a session seen for the first time, unless a replica wrote one first; returns the
+    /// account stored.
+    pub async fn insert_session(&self, tx_id: B256, state: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO paywall_sessions (scope, tx_id, state) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&self.scope, &tx_id.as_slice(), &state],
+            )
+            .await?;
+        let row = client
+            .query_one(
+                "SELECT state FROM paywall_sessions WHERE scope = $1 AND tx_id = $2",
+                &[&self.scope, &tx_id.as_slice()],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Starts a transaction on session `tx_id`, once no other (in any replica) holds it; `None` if the
+    /// session is unknown. Expired holds are dropped on the way.
+    pub async fn begin_session(&self, tx_id: B256) -> Result<Option<SessionTx>, StoreError> {
+        let mut tx = SessionTx {
+            tx: Transaction::begin(&self.pg).await?,
+            scope: self.scope.clone(),
+            owner: self.owner.clone(),
+            tx_id,
+            state: Vec::new(),
+            holds: Vec::new(),
+        };
+        let Some(row) = tx
+            .client()?
+            .query_opt(
+                "SELECT state FROM paywall_sessions WHERE scope = $1 AND tx_id = $2 FOR UPDATE",
+                &[&self.scope, &tx_id.as_slice()],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        tx.state = row.get(0);
+        let client = tx.client()?;
+        client
+            .execute(
+                "DELETE FROM paywall_holds WHERE scope = $1 AND tx_id = $2 AND until <= now()",
+                &[&self.scope, &tx_id.as_slice()],
+            )
+            .await?;
+        tx.holds = live_holds(client, &self.scope, tx_id).await?;
+        Ok(Some(tx))
+    }
+}
+
+fn hold_of(id: i64, max: &str) -> Result<Hold, StoreError> {
+    Ok(Hold {
+        id,
+        max: max.parse().map_err(|_| StoreError::Corrupt {
+            what: "paywall_holds",
+            detail: format!("amount {max:?}"),
+        })?,
+    })
+}
+
+async fn live_holds(client: &Object, scope: &str, tx_id: B256) -> Result<Vec<Hold>, StoreError> {
+    client
+        .query(
+            "SELECT id, max FROM paywall_holds
+             WHERE scope = $1 AND tx_id = $2 AND until > now() ORDER BY id",
+            &[&scope, &tx_id.as_slice()],
+        )
+        .await?
+        .iter()
+        .map(|row| hold_of(row.get(0), row.get(1)))
+        .collect()
+}
+
+/// A transaction holding one session's row: reads its account and live holds, changes them, and commits them
+/// together. Dropped without a commit, it is rolled back.
+#[derive(Debug)]
+pub struct SessionTx {
+    tx: Transaction,
+    scope: String,
+    owner: String,
+    tx_id: B256,
+    state: Vec<u8>,
+    holds: Vec<Hold>,
+}
+
+impl SessionTx {
+    fn client(&self) -> Result<&Object, StoreError> {
+        self.tx.client()
+    }
+
+    /// The account, as locked.
+    pub fn state(&self) -> &[u8] {
+        &self.state
+    }
+
+    /// The live holds of calls in flight.
+    pub fn holds(&self) -> &[Hold] {
+        &self.holds
+    }
+
+    /// Replaces the account.
+    pub async fn put(&mut self, state: &[u8]) -> Result<(), StoreError> {
+        self.client()?
+            .execute(
+                "UPDATE paywall_sessions SET state = $3 WHERE scope = $1 AND tx_id = $2",
+                &[&self.scope, &self.tx_id.as_slice(), &state],
+            )
+            .await?;
+        state.clone_into(&mut self.state);
+        Ok(())
+    }
+
+    /// Holds `max` for a call, for at most `lease`; returns the hold.
+    pub async fn hold(&mut self, max: U256, lease: Duration) -> Result<Hold, StoreError> {
+        let row = self
+            .client()?
+            .query_one(
+                "INSERT INTO paywall_holds (scope, tx_id, max, until)
+                 VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING id",
+                &[
+                    &self.scope,
+                    &self.tx_id.as_slice(),
+                    &max.to_string(),
+                    &seconds(lease),
+                ],
+            )
+            .await?;
+        let hold = Hold {
+            id: row.get(0),
+            max,
+        };
+        self.holds.push(hold);
+        Ok(hold)
+    }
+
+    /// Ends hold `id`; `false` if it had expired (and its amount was free for other calls already).
+    pub async fn unhold(&mut self, id: i64) -> Result<bool, StoreError> {
+        let live = self.holds.iter().any(|h| h.id == id);
+        self.client()?
+            .execute("DELETE FROM paywall_holds WHERE id = $1", &[&id])
+            .await?;
+        self.holds.retain(|h| h.id != id);
+        Ok(live)
+    }
+
+    /// Queues the session's close in the outbox; returns its place.
+    pub async fn queue_close(&mut self, started: bool) -> Result<u64, StoreError> {
+        let row = self
+            .client()?
+            .query_one(
+                "INSERT INTO paywall_outbox (scope, tx_id, proof_hash, started, session)
+                 VALUES ($1, $2, $3, $4, true) RETURNING seq",
+                &[
+                    &self.scope,
+                    &self.tx_id.as_slice(),
+                    &B256::ZERO.as_slice(),
+                    &started,
+                ],
+            )
+            .await?;
+        Ok(seq_of(row.get(0)))
+    }
+
+    /// Removes the session's close `seq` from the outbox if this replica holds its lease; `false` otherwise.
+    pub async fn finish_close(&mut self, seq: u64) -> Result<bool, StoreError> {
+        let removed = self
+            .client()?
+            .execute(
+                "DELETE FROM paywall_outbox WHERE seq = $1 AND scope = $2 AND lease_owner = $3",
+                &[&(seq as i64), &self.scope, &self.owner],
+            )
+            .await?;
+        Ok(removed > 0)
+    }
+
+    /// Applies the changes, durably, and lets the session go.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await
+    }
+}
