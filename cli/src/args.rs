@@ -68,10 +68,10 @@ pub(crate) struct Global {
     /// Where actp keeps its state: the devnet config, the settler's checkpoint, the gateway's claims.
     #[arg(long, env = "ACTP_DATA_DIR", default_value = ".actp", global = true)]
     pub(crate) data_dir: PathBuf,
-    /// Where the settler's checkpoint and pending set and the paying agents' spend ledger live: a sled
-    /// directory (default: under --data-dir; one process at a time) or
-    /// postgres://user:password@host/database, which any number of processes share (agents then share one
-    /// budget, and `budget show` and `usage` work while they pay).
+    /// Where actp keeps what must survive a restart (the gateway's claims, outbox and sessions; the settler's
+    /// checkpoint and pending set; the paying agents' spend ledger): a sled directory (default: under
+    /// --data-dir; one process at a time) or postgres://user:password@host/database, which any number of
+    /// processes share (gateway replicas behind one load balancer, agents with one budget, several settlers).
     #[arg(long, env = "ACTP_STORE", global = true)]
     pub(crate) store: Option<actp_store::StoreUrl>,
     /// Machine-readable output: JSON on stdout, errors as JSON on stderr.

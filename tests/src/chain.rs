@@ -181,18 +181,24 @@ pub async fn settle_batches(devnet: &Devnet) -> Vec<(Address, Vec<B256>)> {
     batches
 }
 
+/// How many times each transaction moved to `state`, by the kernel's events.
+pub async fn transitions_to(devnet: &Devnet, state: State) -> HashMap<B256, usize> {
+    let mut count: HashMap<B256, usize> = HashMap::new();
+    for e in events(devnet).await {
+        if let EscrowKernelEvents::StateTransitioned(t) = &e.event
+            && t.newState == state.code()
+        {
+            *count.entry(t.transactionId).or_default() += 1;
+        }
+    }
+    count
+}
+
 /// Asserts that each of `ids` was settled exactly once (one SETTLED transition) and named in exactly one
 /// mined `settleBatch` (none sent twice, even if the second would have been skipped). Returns how many
 /// settlements each account sent.
 pub async fn assert_each_settled_once(devnet: &Devnet, ids: &[B256]) -> HashMap<Address, usize> {
-    let mut settled: HashMap<B256, usize> = HashMap::new();
-    for e in events(devnet).await {
-        if let EscrowKernelEvents::StateTransitioned(t) = &e.event
-            && t.newState == State::Settled.code()
-        {
-            *settled.entry(t.transactionId).or_default() += 1;
-        }
-    }
+    let settled = transitions_to(devnet, State::Settled).await;
     let mut named: HashMap<B256, usize> = HashMap::new();
     let mut senders: HashMap<Address, usize> = HashMap::new();
     for (sender, batch) in settle_batches(devnet).await {

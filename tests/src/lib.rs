@@ -10,10 +10,12 @@
 //!   served;
 //! - [`postgres`]: a real PostgreSQL server from npm, started once per test process, a fresh database per test;
 //! - [`process`]: the workspace's binaries as processes (`actp` commands, a devnet, a gateway), built on demand;
+//! - [`balancer`]: a round-robin HTTP load balancer in front of provider replicas;
 //! - [`chain`]: what the chain shows, for assertions (every kernel event, every `settleBatch` mined).
 //!
 //! None of it is a mock: the bytes go to a real anvil and a real TLS handshake happens.
 
+pub mod balancer;
 pub mod chain;
 pub mod postgres;
 pub mod process;

@@ -246,6 +246,27 @@ pub fn start_gateway(dev: &DevnetProcess, account: usize, args: &[&str]) -> (Chi
     (child, url)
 }
 
+/// `actp gateway --json` on port 0 for `rpc` and `kernel`, signing as `key`, its state under `dir`, plus
+/// `args`; returns it and its base URL once it listens. Its log goes to stderr at `warn`.
+pub fn gateway_process(
+    dir: &Path,
+    rpc: &str,
+    kernel: &str,
+    key: &str,
+    args: &[&str],
+) -> (Child, String) {
+    let mut cmd = actp(dir);
+    cmd.env("ACTP_RPC_URL", rpc)
+        .env("ACTP_KERNEL", kernel)
+        .env("ACTP_PRIVATE_KEY", key)
+        .args(["--json", "gateway", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stderr(Stdio::inherit());
+    let (child, announced) = spawn_announcing(cmd);
+    let url = announced["listen"].as_str().unwrap_or_default().to_owned();
+    (child, url)
+}
+
 /// An upstream API answering `POST /v1/echo` with `echo: <body>`, sold by `actp gateway` as dev account
 /// `account` at 0.10 per call (service `echo`). Returns the gateway and the paid route's URL.
 pub async fn echo_gateway(dev: &DevnetProcess, account: usize) -> (Child, String) {

@@ -1,11 +1,13 @@
 -- A provider's paywall, shared by its replicas. Every row carries its scope: the chain, kernel and provider
 -- (`<chainId>/<kernel>/<provider>`), so several paywalls can share one database.
 
--- One row per transaction a request paid with: at most one request is served per transaction.
+-- One row per transaction a request paid with: at most one request is served per transaction. An active
+-- claim lasts `until`: one whose replica died while serving reads as released after that.
 CREATE TABLE paywall_claims (
     scope text NOT NULL,
     tx_id bytea NOT NULL,
     status text NOT NULL,
+    until timestamptz,
     request_hash bytea NOT NULL,
     started boolean NOT NULL DEFAULT false,
     proof_hash bytea,
@@ -14,7 +16,15 @@ CREATE TABLE paywall_claims (
     PRIMARY KEY (scope, tx_id)
 );
 
--- Deliveries and session closes still to be put on chain. A replica leases the ones it sends; another takes
+-- Which replica sends the outbox, until when: one sender at a time, so that the replicas, which share the
+-- provider's key, never race each other for its nonces. Another takes over once the lease has expired.
+CREATE TABLE paywall_sender (
+    scope text PRIMARY KEY,
+    owner text NOT NULL,
+    until timestamptz NOT NULL
+);
+
+-- Deliveries and session closes still to be put on chain. The sender leases the ones it sends; another takes
 -- them over once the lease has expired. `leases` counts the owners it has had (more than one: check the chain
 -- before sending).
 CREATE TABLE paywall_outbox (

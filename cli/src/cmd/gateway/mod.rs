@@ -70,6 +70,15 @@ pub(crate) struct GatewayArgs {
     /// for free by mistake).
     #[arg(long)]
     pub(crate) pass_through: bool,
+    /// With a PostgreSQL --store (replicas sharing it): how long a replica holds a delivery it is sending
+    /// before another may take it over; a replica that dies leaves its deliveries to the others after this.
+    #[arg(long, default_value = "30s")]
+    pub(crate) lease: args::Duration,
+    /// With a PostgreSQL --store: how long a request in progress keeps its claim (or its hold on a session's
+    /// deposit) after its replica died; then another replica serves the retry. Give it more than the upstream
+    /// timeout.
+    #[arg(long, default_value = "10m")]
+    pub(crate) hold_lease: args::Duration,
 }
 
 /// A gateway route: `METHOD PATH=PRICE[@SERVICE]`.
@@ -170,15 +179,20 @@ pub(crate) async fn run(ctx: &Ctx, args: GatewayArgs) -> Result<()> {
     let upstream = parse_upstream(ctx, &args.upstream, args.upstream_timeout.0)?;
     let proxy = router(&args.routes, args.pass_through, upstream)?;
     let (kernel, _) = ctx.kernel(true).await?;
-    let mut builder = Paywall::builder(kernel)
-        .data_dir(ctx.global.data_dir.join("gateway"))
-        .min_time_to_deadline(args.min_time_to_deadline.0)
-        .follow_events(Some(args.follow_events.0).filter(|every| !every.is_zero()))
-        .claim_mode(if args.onchain_claims {
-            ClaimMode::OnChain
-        } else {
-            ClaimMode::Local
-        });
+    let mut builder = match ctx.store("gateway") {
+        actp_store::StoreUrl::Sled(dir) => Paywall::builder(kernel).data_dir(dir),
+        actp_store::StoreUrl::Postgres(url) => Paywall::builder(kernel)
+            .shared_store(url)
+            .outbox_lease(args.lease.0)
+            .hold_lease(args.hold_lease.0),
+    }
+    .min_time_to_deadline(args.min_time_to_deadline.0)
+    .follow_events(Some(args.follow_events.0).filter(|every| !every.is_zero()))
+    .claim_mode(if args.onchain_claims {
+        ClaimMode::OnChain
+    } else {
+        ClaimMode::Local
+    });
     for spec in &args.routes {
         let mut route = Route::new(spec.method.clone(), spec.path.clone());
         match &spec.price {

@@ -113,9 +113,11 @@ impl PaywallBuilder {
         self
     }
 
-    /// On a shared store, how long a session call's hold on the deposit lasts if its replica dies before the
-    /// call ends (default 10 minutes). Give it more than the longest a handler runs: a call that ends after its
-    /// hold expired is still charged, but other calls may have been granted the same headroom meanwhile.
+    /// On a shared store, how long a request in progress keeps its claim (per call) or its hold on the
+    /// session's deposit if its replica dies before it ends (default 10 minutes): then another replica may
+    /// serve the transaction's retry, and other calls may use the headroom. Give it more than the longest a
+    /// handler runs: a call that ends after its hold expired is still charged, but other calls may have been
+    /// granted the same headroom meanwhile.
     pub fn hold_lease(mut self, lease: Duration) -> Self {
         self.hold_lease = lease;
         self

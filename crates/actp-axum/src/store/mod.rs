@@ -129,7 +129,7 @@ impl Store {
     ) -> Result<ClaimOutcome, StoreError> {
         match self {
             Store::Embedded(s) => s.claim(tx_id, request_hash),
-            Store::Shared(s) => Ok(s.store.claim(tx_id, request_hash).await?),
+            Store::Shared(s) => Ok(s.store.claim(tx_id, request_hash, s.hold_lease()).await?),
         }
     }
 

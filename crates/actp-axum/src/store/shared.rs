@@ -52,6 +52,11 @@ impl SharedStore {
         }
     }
 
+    /// How long a request in progress holds its claim or its session hold if its replica dies.
+    pub(super) fn hold_lease(&self) -> Duration {
+        self.hold_lease
+    }
+
     pub(super) fn requests(&self) -> Arc<AtomicUsize> {
         Arc::clone(&self.requests)
     }

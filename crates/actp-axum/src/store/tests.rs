@@ -210,8 +210,8 @@ async fn a_session_is_created_once_closed_once_and_read_back() {
 }
 
 /// Two replicas on one database: a transaction serves one request across both; an outbox entry is leased by
-/// one at a time, and taken over (marked doubtful) once its owner's lease has run out; a dead replica's hold
-/// on a session expires.
+/// one at a time, and taken over (marked doubtful) once its owner's lease has run out; a dead replica's claim
+/// and its hold on a session expire.
 #[tokio::test]
 async fn replicas_share_claims_lease_the_outbox_and_let_dead_holds_expire() {
     let url = actp_e2e::postgres::shared().fresh_database().await;
@@ -247,6 +247,28 @@ async fn replicas_share_claims_lease_the_outbox_and_let_dead_holds_expire() {
     assert_eq!(
         a.claim_of(id).await.unwrap().unwrap().status,
         ClaimStatus::Delivered
+    );
+
+    // a claims another transaction and dies while serving it: once the claim's lease has run out, it reads as
+    // released, and b serves the retry.
+    let orphan = B256::repeat_byte(0x0e);
+    assert!(matches!(
+        a.claim(orphan, B256::ZERO).await.unwrap(),
+        ClaimOutcome::Claimed { .. }
+    ));
+    assert_eq!(
+        b.claim(orphan, B256::ZERO).await.unwrap(),
+        ClaimOutcome::Taken
+    );
+    loop {
+        if b.claim(orphan, B256::ZERO).await.unwrap() != ClaimOutcome::Taken {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        a.claim_of(orphan).await.unwrap().unwrap().status,
+        ClaimStatus::Active
     );
 
     // a's call on a session holds 60 of 100, then a dies: b can use the 60 once the hold expires.

@@ -4,14 +4,18 @@
 //! both keep the records defined here.
 //!
 //! Each operation's isolation and locking (READ COMMITTED throughout):
-//! - **a claim** is one conditional upsert: `INSERT … ON CONFLICT DO UPDATE … WHERE status = 'released'`.
-//!   The row lock it takes makes two replicas' claims on one transaction exclusive: exactly one gets a row
-//!   back. No chain transaction, one round trip.
+//! - **a claim** is one conditional upsert: `INSERT … ON CONFLICT DO UPDATE … WHERE status = 'released'` (or
+//!   an active claim whose lease ran out: its replica died while serving). The row lock it takes makes two
+//!   replicas' claims on one transaction exclusive: exactly one gets a row back. No chain transaction, one
+//!   round trip.
 //! - **serving** writes the outbox entry and the claim's new status in one statement (a data-modifying
 //!   `WITH`), so a delivery is queued exactly when its request is recorded as served.
-//! - **an outbox lease** is one `UPDATE` of the oldest entries whose lease is free, expired or already this
-//!   replica's, chosen `FOR UPDATE SKIP LOCKED` so replicas leasing at once take different entries. Closing an
-//!   entry deletes it only while this replica still holds it.
+//! - **the outbox** is sent by one replica at a time, the one holding the sender's lease (an upsert that
+//!   succeeds only for its holder, or once it has expired): the replicas share the provider's key, and one
+//!   sender keeps its nonces in order. The sender leases entries in one `UPDATE` of the oldest whose lease is
+//!   free, expired or already its own (`FOR UPDATE SKIP LOCKED`); an entry leased before by another owner is
+//!   marked so that its new owner reads the chain before sending. Closing an entry deletes it only while its
+//!   owner still holds it.
 //! - **a session's headroom** changes in a transaction that locks the session's row (`SELECT … FOR UPDATE`):
 //!   calls on one session take turns, across replicas, to hold their maximum, to charge (the receipts chain
 //!   in that order), to top up and to close. Holds are rows with a lease, so a replica killed mid-call leaves

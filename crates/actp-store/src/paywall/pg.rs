@@ -57,7 +57,12 @@ fn seconds(d: Duration) -> f64 {
 }
 
 fn claim_of(row: &Row) -> Result<Claim, StoreError> {
-    let status: &str = row.get("status");
+    // An active claim past its lease was held by a replica that died while serving.
+    let status: &str = if row.get::<_, bool>("lapsed") {
+        "released"
+    } else {
+        row.get("status")
+    };
     let hash = |column: &str| -> Result<Option<B256>, StoreError> {
         row.get::<_, Option<&[u8]>>(column)
             .map(|b| b256(b, "paywall_claims"))
@@ -122,7 +127,8 @@ impl PaywallStore {
         let client = self.client().await?;
         client
             .query_opt(
-                "SELECT * FROM paywall_claims WHERE scope = $1 AND tx_id = $2",
+                "SELECT *, (status = 'active' AND until < now()) AS lapsed
+                 FROM paywall_claims WHERE scope = $1 AND tx_id = $2",
                 &[&self.scope, &tx_id.as_slice()],
             )
             .await?
@@ -130,18 +136,31 @@ impl PaywallStore {
             .transpose()
     }
 
-    /// Takes `tx_id` for a request unless another holds or used it (a released claim can be retaken).
-    pub async fn claim(&self, tx_id: B256, request_hash: B256) -> Result<ClaimOutcome, StoreError> {
+    /// Takes `tx_id` for a request, for at most `lease` unless it ends sooner, unless another holds or used
+    /// it (a released claim, or an active one past its lease, can be retaken).
+    pub async fn claim(
+        &self,
+        tx_id: B256,
+        request_hash: B256,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, StoreError> {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "INSERT INTO paywall_claims (scope, tx_id, status, request_hash) VALUES ($1, $2, 'active', $3)
+                "INSERT INTO paywall_claims (scope, tx_id, status, request_hash, until)
+                 VALUES ($1, $2, 'active', $3, now() + make_interval(secs => $4))
                  ON CONFLICT (scope, tx_id) DO UPDATE
-                   SET status = 'active', request_hash = EXCLUDED.request_hash, proof_hash = NULL,
-                       delivery_tx = NULL, failure = NULL
+                   SET status = 'active', request_hash = EXCLUDED.request_hash, until = EXCLUDED.until,
+                       proof_hash = NULL, delivery_tx = NULL, failure = NULL
                    WHERE paywall_claims.status = 'released'
+                      OR (paywall_claims.status = 'active' AND paywall_claims.until < now())
                  RETURNING started",
-                &[&self.scope, &tx_id.as_slice(), &request_hash.as_slice()],
+                &[
+                    &self.scope,
+                    &tx_id.as_slice(),
+                    &request_hash.as_slice(),
+                    &seconds(lease),
+                ],
             )
             .await?;
         Ok(match row {
@@ -203,10 +222,24 @@ impl PaywallStore {
         Ok(seq_of(row.get(0)))
     }
 
-    /// Leases up to `limit` of the oldest deliveries that no other replica holds, for `duration` (the ones
-    /// this replica holds already are renewed).
+    /// Becomes (or stays) the replica that sends the outbox, for `duration`, unless another holds that role;
+    /// then leases up to `limit` of the oldest deliveries, for `duration` (the ones this replica holds already
+    /// are renewed). Empty for a replica that is not the sender.
     pub async fn lease(&self, limit: usize, duration: Duration) -> Result<Vec<Leased>, StoreError> {
         let client = self.client().await?;
+        let sender = client
+            .query_opt(
+                "INSERT INTO paywall_sender (scope, owner, until)
+                 VALUES ($1, $2, now() + make_interval(secs => $3))
+                 ON CONFLICT (scope) DO UPDATE SET owner = $2, until = EXCLUDED.until
+                   WHERE paywall_sender.owner = $2 OR paywall_sender.until < now()
+                 RETURNING 1",
+                &[&self.scope, &self.owner, &seconds(duration)],
+            )
+            .await?;
+        if sender.is_none() {
+            return Ok(Vec::new());
+        }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         client
             .query(
