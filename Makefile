@@ -90,14 +90,16 @@ gas: deps
 	scripts/gas.sh
 
 ## bench: hashing, client pipelining, paywall throughput (per call and session; the crypto floor), batch vs
-## single settlement, 100 sequential calls with an escrow each vs one session (release builds);
-## figures on stdout, JSON in target/bench/
+## single settlement, 100 sequential calls with an escrow each vs one session, the paywall on sled vs
+## PostgreSQL (1 and 4 replicas) and ledger reservations on both (release builds); figures on stdout, JSON in
+## target/bench/
 bench: deps
 	cargo bench --locked -p actp-core --bench hashing
 	cargo bench --locked -p actp-client --bench pipelining
 	cargo bench --locked -p actp-axum --bench paywall
 	cargo bench --locked -p actp-settler --bench settle
 	cargo bench --locked -p actp-e2e --bench sequential
+	cargo bench --locked -p actp-e2e --bench fleet
 
 clean:
 	rm -rf out cache target broadcast

@@ -121,14 +121,18 @@ impl SharedStore {
             return Ok(None);
         };
         if let Some(hold) = ending
-            && !tx.unhold(hold.id).await?
+            && !tx.holds().iter().any(|h| h.id == hold.id)
         {
             // Expired: `f` takes the call's maximum out of what is held, so count it in first.
             state.held = state.held.saturating_add(hold.max);
             state.in_flight = state.in_flight.saturating_add(1);
         }
         let out = f(&mut state);
-        tx.put(&serde_json::to_vec(&state)?).await?;
+        let bytes = serde_json::to_vec(&state)?;
+        match ending {
+            Some(hold) => tx.put_and_unhold(&bytes, hold.id).await?,
+            None => tx.put(&bytes).await?,
+        }
         tx.commit().await?;
         Ok(Some((out, state)))
     }
@@ -146,8 +150,9 @@ impl SharedStore {
         if let Err(refused) = state.hold(max, voucher, now) {
             return Ok(Some(Err(refused)));
         }
-        let hold = tx.hold(max, self.hold_lease).await?;
-        tx.put(&serde_json::to_vec(&state)?).await?;
+        let hold = tx
+            .put_and_hold(&serde_json::to_vec(&state)?, max, self.hold_lease)
+            .await?;
         tx.commit().await?;
         Ok(Some(Ok(CallHold {
             tx_id,

@@ -14,7 +14,7 @@ use deadpool_postgres::Object;
 
 use crate::{
     StoreError,
-    pg::{Pg, Transaction},
+    pg::{Pg, Transaction, prepared},
 };
 
 /// The upper bound of keys starting with `prefix` (keys are compared bytewise: `COLLATE "C"`).
@@ -26,7 +26,11 @@ pub(super) async fn get(pg: &Pg, agent: Address, key: &str) -> Result<Option<Vec
     let client = pg.client().await?;
     Ok(client
         .query_opt(
-            "SELECT value FROM ledger_records WHERE agent = $1 AND key = $2",
+            &prepared(
+                &client,
+                "SELECT value FROM ledger_records WHERE agent = $1 AND key = $2",
+            )
+            .await?,
             &[&agent.as_slice(), &key],
         )
         .await?
@@ -41,8 +45,12 @@ pub(super) async fn scan(
     let client = pg.client().await?;
     Ok(client
         .query(
-            "SELECT key, value FROM ledger_records WHERE agent = $1 AND key >= $2 AND key < $3
+            &prepared(
+                &client,
+                "SELECT key, value FROM ledger_records WHERE agent = $1 AND key >= $2 AND key < $3
              ORDER BY key",
+            )
+            .await?,
             &[&agent.as_slice(), &prefix, &after_prefix(prefix)],
         )
         .await?
@@ -62,9 +70,13 @@ pub(super) async fn agents(pg: &Pg) -> Result<Vec<Address>, StoreError> {
     let client = pg.client().await?;
     client
         .query(
-            "SELECT agent FROM ledger_agents a
+            &prepared(
+                &client,
+                "SELECT agent FROM ledger_agents a
              WHERE EXISTS (SELECT 1 FROM ledger_records r WHERE r.agent = a.agent)
              ORDER BY agent",
+            )
+            .await?,
             &[],
         )
         .await?
@@ -77,7 +89,7 @@ pub(super) async fn find_tx(pg: &Pg, tx_id: B256) -> Result<Option<(Address, Str
     let client = pg.client().await?;
     client
         .query_opt(
-            "SELECT agent, key FROM ledger_tx WHERE tx_id = $1",
+            &prepared(&client, "SELECT agent, key FROM ledger_tx WHERE tx_id = $1").await?,
             &[&tx_id.as_slice()],
         )
         .await?
@@ -93,8 +105,8 @@ pub(super) async fn suspend(
     let client = pg.client().await?;
     client
         .execute(
-            "INSERT INTO ledger_agents (agent, suspended, reason, suspended_at) VALUES ($1, true, $2, now())
-             ON CONFLICT (agent) DO UPDATE SET suspended = true, reason = $2, suspended_at = now()",
+            &prepared(&client, "INSERT INTO ledger_agents (agent, suspended, reason, suspended_at) VALUES ($1, true, $2, now())
+             ON CONFLICT (agent) DO UPDATE SET suspended = true, reason = $2, suspended_at = now()").await?,
             &[&agent.as_slice(), &reason],
         )
         .await?;
@@ -105,8 +117,12 @@ pub(super) async fn resume(pg: &Pg, agent: Address) -> Result<(), StoreError> {
     let client = pg.client().await?;
     client
         .execute(
-            "UPDATE ledger_agents SET suspended = false, reason = NULL, suspended_at = NULL
+            &prepared(
+                &client,
+                "UPDATE ledger_agents SET suspended = false, reason = NULL, suspended_at = NULL
              WHERE agent = $1",
+            )
+            .await?,
             &[&agent.as_slice()],
         )
         .await?;
@@ -120,7 +136,11 @@ pub(super) async fn suspended(
     let client = pg.client().await?;
     Ok(client
         .query_opt(
-            "SELECT reason FROM ledger_agents WHERE agent = $1 AND suspended",
+            &prepared(
+                &client,
+                "SELECT reason FROM ledger_agents WHERE agent = $1 AND suspended",
+            )
+            .await?,
             &[&agent.as_slice()],
         )
         .await?
@@ -137,26 +157,32 @@ pub(super) struct PgTx {
 
 impl PgTx {
     pub(super) async fn begin(pg: &Pg, agent: Address) -> Result<Self, StoreError> {
-        let agent = agent.to_vec();
-        pg.client()
-            .await?
-            .execute(
-                "INSERT INTO ledger_agents (agent) VALUES ($1) ON CONFLICT DO NOTHING",
-                &[&agent],
-            )
-            .await?;
+        const LOCK: &str =
+            "SELECT suspended, reason FROM ledger_agents WHERE agent = $1 FOR UPDATE";
         let mut tx = PgTx {
             tx: Transaction::begin(pg).await?,
-            agent,
+            agent: agent.to_vec(),
             suspended: None,
         };
-        let row = tx
-            .client()?
-            .query_one(
-                "SELECT suspended, reason FROM ledger_agents WHERE agent = $1 FOR UPDATE",
-                &[&tx.agent],
-            )
-            .await?;
+        let client = tx.client()?;
+        let lock = prepared(client, LOCK).await?;
+        let row = match client.query_opt(&lock, &[&tx.agent]).await? {
+            Some(row) => row,
+            // The agent's first transaction: its row, then the lock (another process may have made it first).
+            None => {
+                client
+                    .execute(
+                        &prepared(
+                            client,
+                            "INSERT INTO ledger_agents (agent) VALUES ($1) ON CONFLICT DO NOTHING",
+                        )
+                        .await?,
+                        &[&tx.agent],
+                    )
+                    .await?;
+                client.query_one(&lock, &[&tx.agent]).await?
+            }
+        };
         tx.suspended = row.get::<_, bool>(0).then(|| row.get(1));
         Ok(tx)
     }
@@ -169,7 +195,11 @@ impl PgTx {
         Ok(self
             .client()?
             .query_opt(
-                "SELECT value FROM ledger_records WHERE agent = $1 AND key = $2",
+                &prepared(
+                    self.client()?,
+                    "SELECT value FROM ledger_records WHERE agent = $1 AND key = $2",
+                )
+                .await?,
                 &[&self.agent, &key],
             )
             .await?
@@ -179,8 +209,12 @@ impl PgTx {
     pub(super) async fn put(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.client()?
             .execute(
-                "INSERT INTO ledger_records (agent, key, value) VALUES ($1, $2, $3)
+                &prepared(
+                    self.client()?,
+                    "INSERT INTO ledger_records (agent, key, value) VALUES ($1, $2, $3)
                  ON CONFLICT (agent, key) DO UPDATE SET value = EXCLUDED.value",
+                )
+                .await?,
                 &[&self.agent, &key, &value],
             )
             .await?;
@@ -190,8 +224,12 @@ impl PgTx {
     pub(super) async fn index_tx(&mut self, tx_id: B256, key: &str) -> Result<(), StoreError> {
         self.client()?
             .execute(
-                "INSERT INTO ledger_tx (tx_id, agent, key) VALUES ($1, $2, $3)
+                &prepared(
+                    self.client()?,
+                    "INSERT INTO ledger_tx (tx_id, agent, key) VALUES ($1, $2, $3)
                  ON CONFLICT (tx_id) DO UPDATE SET agent = EXCLUDED.agent, key = EXCLUDED.key",
+                )
+                .await?,
                 &[&tx_id.as_slice(), &self.agent, &key],
             )
             .await?;

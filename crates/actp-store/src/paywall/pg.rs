@@ -9,7 +9,7 @@ use tokio_postgres::Row;
 use super::{Claim, ClaimOutcome, ClaimStatus, Delivery};
 use crate::{
     StoreError,
-    pg::{Pg, Transaction},
+    pg::{Pg, Transaction, prepared},
 };
 
 /// The paywall of one provider on one kernel, in a PostgreSQL database its replicas share. Cheap to clone.
@@ -127,8 +127,12 @@ impl PaywallStore {
         let client = self.client().await?;
         client
             .query_opt(
-                "SELECT *, (status = 'active' AND until < now()) AS lapsed
+                &prepared(
+                    &client,
+                    "SELECT *, (status = 'active' AND until < now()) AS lapsed
                  FROM paywall_claims WHERE scope = $1 AND tx_id = $2",
+                )
+                .await?,
                 &[&self.scope, &tx_id.as_slice()],
             )
             .await?
@@ -147,14 +151,14 @@ impl PaywallStore {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "INSERT INTO paywall_claims (scope, tx_id, status, request_hash, until)
+                &prepared(&client, "INSERT INTO paywall_claims (scope, tx_id, status, request_hash, until)
                  VALUES ($1, $2, 'active', $3, now() + make_interval(secs => $4))
                  ON CONFLICT (scope, tx_id) DO UPDATE
                    SET status = 'active', request_hash = EXCLUDED.request_hash, until = EXCLUDED.until,
                        proof_hash = NULL, delivery_tx = NULL, failure = NULL
                    WHERE paywall_claims.status = 'released'
                       OR (paywall_claims.status = 'active' AND paywall_claims.until < now())
-                 RETURNING started",
+                 RETURNING started").await?,
                 &[
                     &self.scope,
                     &tx_id.as_slice(),
@@ -185,7 +189,11 @@ impl PaywallStore {
         let client = self.client().await?;
         client
             .execute(
-                &format!("UPDATE paywall_claims SET {set} WHERE scope = $1 AND tx_id = $2"),
+                &prepared(
+                    &client,
+                    &format!("UPDATE paywall_claims SET {set} WHERE scope = $1 AND tx_id = $2"),
+                )
+                .await?,
                 &[&self.scope, &tx_id.as_slice()],
             )
             .await?;
@@ -203,7 +211,9 @@ impl PaywallStore {
         let client = self.client().await?;
         let row = client
             .query_one(
-                "WITH queued AS (
+                &prepared(
+                    &client,
+                    "WITH queued AS (
                    INSERT INTO paywall_outbox (scope, tx_id, proof_hash, started, session)
                    VALUES ($1, $2, $3, $4, false) RETURNING seq
                  ), served AS (
@@ -211,6 +221,8 @@ impl PaywallStore {
                    WHERE scope = $1 AND tx_id = $2
                  )
                  SELECT seq FROM queued",
+                )
+                .await?,
                 &[
                     &self.scope,
                     &tx_id.as_slice(),
@@ -229,11 +241,15 @@ impl PaywallStore {
         let client = self.client().await?;
         let sender = client
             .query_opt(
-                "INSERT INTO paywall_sender (scope, owner, until)
+                &prepared(
+                    &client,
+                    "INSERT INTO paywall_sender (scope, owner, until)
                  VALUES ($1, $2, now() + make_interval(secs => $3))
                  ON CONFLICT (scope) DO UPDATE SET owner = $2, until = EXCLUDED.until
                    WHERE paywall_sender.owner = $2 OR paywall_sender.until < now()
                  RETURNING 1",
+                )
+                .await?,
                 &[&self.scope, &self.owner, &seconds(duration)],
             )
             .await?;
@@ -243,7 +259,7 @@ impl PaywallStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         client
             .query(
-                "UPDATE paywall_outbox o
+                &prepared(&client, "UPDATE paywall_outbox o
                  SET lease_owner = $2, lease_until = now() + make_interval(secs => $3),
                      leases = o.leases + CASE WHEN o.lease_owner IS NOT DISTINCT FROM $2 THEN 0 ELSE 1 END
                  WHERE o.seq IN (
@@ -251,7 +267,7 @@ impl PaywallStore {
                    WHERE scope = $1 AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $2)
                    ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED
                  )
-                 RETURNING o.seq, o.tx_id, o.proof_hash, o.started, o.session, o.leases",
+                 RETURNING o.seq, o.tx_id, o.proof_hash, o.started, o.session, o.leases").await?,
                 &[&self.scope, &self.owner, &seconds(duration), &limit],
             )
             .await?
@@ -269,8 +285,12 @@ impl PaywallStore {
         let client = self.client().await?;
         Ok(client
             .query_opt(
-                "SELECT 1 FROM paywall_outbox
+                &prepared(
+                    &client,
+                    "SELECT 1 FROM paywall_outbox
                  WHERE seq = $1 AND scope = $2 AND lease_owner = $3 AND lease_until > now()",
+                )
+                .await?,
                 &[&(seq as i64), &self.scope, &self.owner],
             )
             .await?
@@ -297,7 +317,9 @@ impl PaywallStore {
         };
         let row = client
             .query_one(
-                "WITH done AS (
+                &prepared(
+                    &client,
+                    "WITH done AS (
                    DELETE FROM paywall_outbox WHERE seq = $1 AND scope = $2 AND lease_owner = $3
                    RETURNING tx_id
                  ), recorded AS (
@@ -306,6 +328,8 @@ impl PaywallStore {
                    FROM done WHERE c.scope = $2 AND c.tx_id = $4 AND done.tx_id = $4
                  )
                  SELECT count(*) FROM done",
+                )
+                .await?,
                 &[
                     &(seq as i64),
                     &self.scope,
@@ -325,7 +349,11 @@ impl PaywallStore {
         let client = self.client().await?;
         let row = client
             .query_one(
-                "SELECT count(*) FROM paywall_outbox WHERE scope = $1",
+                &prepared(
+                    &client,
+                    "SELECT count(*) FROM paywall_outbox WHERE scope = $1",
+                )
+                .await?,
                 &[&self.scope],
             )
             .await?;
@@ -337,7 +365,11 @@ impl PaywallStore {
         let client = self.client().await?;
         let Some(row) = client
             .query_opt(
-                "SELECT state FROM paywall_sessions WHERE scope = $1 AND tx_id = $2",
+                &prepared(
+                    &client,
+                    "SELECT state FROM paywall_sessions WHERE scope = $1 AND tx_id = $2",
+                )
+                .await?,
                 &[&self.scope, &tx_id.as_slice()],
             )
             .await?
@@ -353,7 +385,9 @@ impl PaywallStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT s.tx_id, s.state,
+                &prepared(
+                    &client,
+                    "SELECT s.tx_id, s.state,
                         coalesce(array_agg(h.id) FILTER (WHERE h.id IS NOT NULL), '{}'),
                         coalesce(array_agg(h.max) FILTER (WHERE h.id IS NOT NULL), '{}')
                  FROM paywall_sessions s
@@ -362,6 +396,8 @@ impl PaywallStore {
                  WHERE s.scope = $1
                  GROUP BY s.tx_id, s.state
                  ORDER BY s.tx_id",
+                )
+                .await?,
                 &[&self.scope],
             )
             .await?;
@@ -385,14 +421,22 @@ impl PaywallStore {
         let client = self.client().await?;
         client
             .execute(
-                "INSERT INTO paywall_sessions (scope, tx_id, state) VALUES ($1, $2, $3)
+                &prepared(
+                    &client,
+                    "INSERT INTO paywall_sessions (scope, tx_id, state) VALUES ($1, $2, $3)
                  ON CONFLICT DO NOTHING",
+                )
+                .await?,
                 &[&self.scope, &tx_id.as_slice(), &state],
             )
             .await?;
         let row = client
             .query_one(
-                "SELECT state FROM paywall_sessions WHERE scope = $1 AND tx_id = $2",
+                &prepared(
+                    &client,
+                    "SELECT state FROM paywall_sessions WHERE scope = $1 AND tx_id = $2",
+                )
+                .await?,
                 &[&self.scope, &tx_id.as_slice()],
             )
             .await?;
@@ -410,25 +454,26 @@ impl PaywallStore {
             state: Vec::new(),
             holds: Vec::new(),
         };
-        let Some(row) = tx
-            .client()?
+        let client = tx.client()?;
+        let Some(row) = client
             .query_opt(
-                "SELECT state FROM paywall_sessions WHERE scope = $1 AND tx_id = $2 FOR UPDATE",
+                &prepared(
+                    client,
+                    "SELECT state FROM paywall_sessions WHERE scope = $1 AND tx_id = $2 FOR UPDATE",
+                )
+                .await?,
                 &[&self.scope, &tx_id.as_slice()],
             )
             .await?
         else {
             return Ok(None);
         };
+        // The holds in a statement of their own, after the lock: at READ COMMITTED a statement sees what was
+        // committed when it began, and the lock may have waited for a transaction that added a hold. (Expired
+        // holds stay behind until the session's close removes them.)
+        let holds = live_holds(client, &self.scope, tx_id).await?;
         tx.state = row.get(0);
-        let client = tx.client()?;
-        client
-            .execute(
-                "DELETE FROM paywall_holds WHERE scope = $1 AND tx_id = $2 AND until <= now()",
-                &[&self.scope, &tx_id.as_slice()],
-            )
-            .await?;
-        tx.holds = live_holds(client, &self.scope, tx_id).await?;
+        tx.holds = holds;
         Ok(Some(tx))
     }
 }
@@ -446,8 +491,12 @@ fn hold_of(id: i64, max: &str) -> Result<Hold, StoreError> {
 async fn live_holds(client: &Object, scope: &str, tx_id: B256) -> Result<Vec<Hold>, StoreError> {
     client
         .query(
-            "SELECT id, max FROM paywall_holds
+            &prepared(
+                client,
+                "SELECT id, max FROM paywall_holds
              WHERE scope = $1 AND tx_id = $2 AND until > now() ORDER BY id",
+            )
+            .await?,
             &[&scope, &tx_id.as_slice()],
         )
         .await?
@@ -487,7 +536,11 @@ impl SessionTx {
     pub async fn put(&mut self, state: &[u8]) -> Result<(), StoreError> {
         self.client()?
             .execute(
-                "UPDATE paywall_sessions SET state = $3 WHERE scope = $1 AND tx_id = $2",
+                &prepared(
+                    self.client()?,
+                    "UPDATE paywall_sessions SET state = $3 WHERE scope = $1 AND tx_id = $2",
+                )
+                .await?,
                 &[&self.scope, &self.tx_id.as_slice(), &state],
             )
             .await?;
@@ -495,16 +548,32 @@ impl SessionTx {
         Ok(())
     }
 
-    /// Holds `max` for a call, for at most `lease`; returns the hold.
-    pub async fn hold(&mut self, max: U256, lease: Duration) -> Result<Hold, StoreError> {
-        let row = self
-            .client()?
+    /// Replaces the account and holds `max` for a call, for at most `lease`, in one statement; returns the
+    /// hold.
+    pub async fn put_and_hold(
+        &mut self,
+        state: &[u8],
+        max: U256,
+        lease: Duration,
+    ) -> Result<Hold, StoreError> {
+        let client = self.client()?;
+        let row = client
             .query_one(
-                "INSERT INTO paywall_holds (scope, tx_id, max, until)
-                 VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING id",
+                &prepared(
+                    client,
+                    "WITH held AS (
+                       INSERT INTO paywall_holds (scope, tx_id, max, until)
+                       VALUES ($1, $2, $4, now() + make_interval(secs => $5)) RETURNING id
+                     ), put AS (
+                       UPDATE paywall_sessions SET state = $3 WHERE scope = $1 AND tx_id = $2
+                     )
+                     SELECT id FROM held",
+                )
+                .await?,
                 &[
                     &self.scope,
                     &self.tx_id.as_slice(),
+                    &state,
                     &max.to_string(),
                     &seconds(lease),
                 ],
@@ -514,18 +583,28 @@ impl SessionTx {
             id: row.get(0),
             max,
         };
+        state.clone_into(&mut self.state);
         self.holds.push(hold);
         Ok(hold)
     }
 
-    /// Ends hold `id`; `false` if it had expired (and its amount was free for other calls already).
-    pub async fn unhold(&mut self, id: i64) -> Result<bool, StoreError> {
-        let live = self.holds.iter().any(|h| h.id == id);
-        self.client()?
-            .execute("DELETE FROM paywall_holds WHERE id = $1", &[&id])
+    /// Replaces the account and ends hold `id` (whether live or expired), in one statement.
+    pub async fn put_and_unhold(&mut self, state: &[u8], id: i64) -> Result<(), StoreError> {
+        let client = self.client()?;
+        client
+            .execute(
+                &prepared(
+                    client,
+                    "WITH ended AS (DELETE FROM paywall_holds WHERE id = $4)
+                     UPDATE paywall_sessions SET state = $3 WHERE scope = $1 AND tx_id = $2",
+                )
+                .await?,
+                &[&self.scope, &self.tx_id.as_slice(), &state, &id],
+            )
             .await?;
+        state.clone_into(&mut self.state);
         self.holds.retain(|h| h.id != id);
-        Ok(live)
+        Ok(())
     }
 
     /// Queues the session's close in the outbox; returns its place.
@@ -533,8 +612,12 @@ impl SessionTx {
         let row = self
             .client()?
             .query_one(
-                "INSERT INTO paywall_outbox (scope, tx_id, proof_hash, started, session)
+                &prepared(
+                    self.client()?,
+                    "INSERT INTO paywall_outbox (scope, tx_id, proof_hash, started, session)
                  VALUES ($1, $2, $3, $4, true) RETURNING seq",
+                )
+                .await?,
                 &[
                     &self.scope,
                     &self.tx_id.as_slice(),
@@ -546,16 +629,27 @@ impl SessionTx {
         Ok(seq_of(row.get(0)))
     }
 
-    /// Removes the session's close `seq` from the outbox if this replica holds its lease; `false` otherwise.
+    /// Removes the session's close `seq` from the outbox if this replica holds its lease, with whatever holds
+    /// are left on the session (expired ones); `false` if it does not hold the lease.
     pub async fn finish_close(&mut self, seq: u64) -> Result<bool, StoreError> {
-        let removed = self
-            .client()?
-            .execute(
-                "DELETE FROM paywall_outbox WHERE seq = $1 AND scope = $2 AND lease_owner = $3",
+        let client = self.client()?;
+        let row = client
+            .query_one(
+                &prepared(
+                    client,
+                    "WITH done AS (
+                       DELETE FROM paywall_outbox WHERE seq = $1 AND scope = $2 AND lease_owner = $3
+                       RETURNING tx_id
+                     ), holds AS (
+                       DELETE FROM paywall_holds h USING done WHERE h.scope = $2 AND h.tx_id = done.tx_id
+                     )
+                     SELECT count(*) FROM done",
+                )
+                .await?,
                 &[&(seq as i64), &self.scope, &self.owner],
             )
             .await?;
-        Ok(removed > 0)
+        Ok(row.get::<_, i64>(0) > 0)
     }
 
     /// Applies the changes, durably, and lets the session go.
