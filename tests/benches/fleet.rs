@@ -20,11 +20,10 @@
 use std::time::{Duration, Instant};
 
 use actp_axum::{Paywall, Route};
-use actp_client::{Devnet, DevnetOptions, Kernel, OpenSession};
+use actp_client::{Devnet, DevnetOptions, Kernel};
 use actp_core::{
-    Address, Amount, B256, U256,
+    Address, Amount, U256,
     authorization::{AuthorizationHeader, RequestAuthorization},
-    ids::service_hash,
     proof::content_hash,
     session::{SessionVoucher, VoucherHeader},
 };
@@ -35,13 +34,12 @@ use actp_e2e::{
 use actp_pay::{Ledger, SpendPolicy, ledger::Intent};
 use actp_store::StoreUrl;
 use axum::{Router, routing::post};
-use futures::{StreamExt, stream};
 
 #[allow(dead_code)]
 #[path = "../../crates/actp-axum/benches/paywall/support.rs"]
 mod support;
 
-use support::{BODY, Comparison, Headers, Run, Target, drive, env, fund, lanes, ms};
+use support::{BODY, Comparison, Headers, Run, Target, drive, env, fund, lanes, ms, open_sessions};
 
 async fn handler(body: String) -> String {
     body
@@ -89,31 +87,7 @@ async fn requests(
     let ids = fund(consumer, provider, calls).await;
     let price = Amount::from_base_units(100_000);
     let deposit = price.to_u256() * U256::from(session_calls);
-    consumer
-        .approve(deposit * U256::from(clients))
-        .await
-        .unwrap();
-    let now = consumer.chain_time().await.unwrap();
-    let sessions: Vec<B256> = stream::iter(0..clients)
-        .map(|_| {
-            let consumer = consumer.clone();
-            async move {
-                consumer
-                    .open_session(&OpenSession {
-                        provider,
-                        deposit,
-                        deadline: now + 86_400,
-                        dispute_window: 3_600,
-                        service_hash: service_hash("session"),
-                        grace: 600,
-                    })
-                    .await
-                    .unwrap()
-            }
-        })
-        .buffer_unordered(clients)
-        .collect()
-        .await;
+    let sessions = open_sessions(consumer, provider, deposit, clients).await;
     let domain = consumer.domain();
     let requester = devnet.signer(2);
     let expires = std::time::SystemTime::now()

@@ -25,12 +25,10 @@
 use std::time::{Duration, Instant};
 
 use actp_axum::{Paywall, Route};
-use actp_client::OpenSession;
 use actp_client::{Devnet, DevnetOptions};
 use actp_core::{
     Amount, B256, U256,
     authorization::{AuthorizationHeader, RequestAuthorization},
-    ids::service_hash,
     proof::content_hash,
     session::{SessionReceipt, SessionVoucher, VoucherHeader},
 };
@@ -41,7 +39,7 @@ mod support;
 
 use support::{
     Alternated, BODY, Call, Comparison, Headers, Target, alternate, drive, drive_paced, env, fund,
-    lanes, median, ms, time_each,
+    lanes, median, ms, open_sessions, time_each,
 };
 
 async fn handler(body: String) -> String {
@@ -121,31 +119,8 @@ async fn main() {
     let single = 300;
     let deposit =
         price.to_u256() * U256::from((per_lane + 2 * paced_per_lane + direct_per_lane).max(single));
-    consumer
-        .approve(deposit * U256::from(clients + 1))
-        .await
-        .unwrap();
+    let sessions = open_sessions(&consumer, provider, deposit, clients + 1).await;
     let now = consumer.chain_time().await.unwrap();
-    let sessions: Vec<B256> = stream::iter(0..=clients)
-        .map(|_| {
-            let consumer = consumer.clone();
-            async move {
-                consumer
-                    .open_session(&OpenSession {
-                        provider,
-                        deposit,
-                        deadline: now + 86_400,
-                        dispute_window: 3_600,
-                        service_hash: service_hash("session"),
-                        grace: 600,
-                    })
-                    .await
-                    .unwrap()
-            }
-        })
-        .buffer_unordered(clients)
-        .collect()
-        .await;
     let mut session_lanes: Vec<Vec<Headers>> = sessions
         .iter()
         .enumerate()

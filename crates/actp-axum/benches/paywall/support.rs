@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use actp_client::Kernel;
-use actp_core::{Amount, B256, ids::service_hash, model::CreateParams};
+use actp_client::{Kernel, OpenSession};
+use actp_core::{Amount, B256, U256, ids::service_hash, model::CreateParams};
 use futures::{StreamExt, stream};
 
 pub(crate) const BODY: &str = r#"{"prompt":"summarise the ACTP lifecycle in one line"}"#;
@@ -267,6 +267,37 @@ pub(crate) async fn fund(consumer: &Kernel, provider: actp_core::Address, n: usi
             }
         })
         .buffer_unordered(64)
+        .collect()
+        .await
+}
+
+/// Opens `n` sessions of `consumer` with `provider` (service `session`), each with `deposit`, approved first.
+pub(crate) async fn open_sessions(
+    consumer: &Kernel,
+    provider: actp_core::Address,
+    deposit: U256,
+    n: usize,
+) -> Vec<B256> {
+    consumer.approve(deposit * U256::from(n)).await.unwrap();
+    let now = consumer.chain_time().await.unwrap();
+    stream::iter(0..n)
+        .map(|_| {
+            let consumer = consumer.clone();
+            async move {
+                consumer
+                    .open_session(&OpenSession {
+                        provider,
+                        deposit,
+                        deadline: now + 86_400,
+                        dispute_window: 3_600,
+                        service_hash: service_hash("session"),
+                        grace: 600,
+                    })
+                    .await
+                    .unwrap()
+            }
+        })
+        .buffer_unordered(n.max(1))
         .collect()
         .await
 }
