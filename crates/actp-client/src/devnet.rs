@@ -100,7 +100,11 @@ impl Devnet {
         let path = find_anvil()?;
         let mut anvil = Anvil::at(&path)
             .arg("--accounts")
-            .arg(options.accounts.max(2).to_string());
+            .arg(options.accounts.max(2).to_string())
+            // Old states are dropped instead of written under ~/.foundry/anvil/tmp: anvil removes that cache
+            // only when it exits cleanly, and a devnet killed with its test leaves gigabytes behind.
+            .arg("--max-persisted-states")
+            .arg("0");
         if let Some(port) = options.port {
             anvil = anvil.port(port);
         }
