@@ -23,6 +23,12 @@ pub enum StoreError {
         #[source]
         source: sled::Error,
     },
+    /// An operation on an open sled database failed.
+    #[error("sled: {0}")]
+    SledOp(#[from] sled::Error),
+    /// The paywall's write-ahead journal could not be written or read.
+    #[error("journal: {0}")]
+    Journal(String),
     /// The PostgreSQL server refused or failed a statement.
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] tokio_postgres::Error),
@@ -75,6 +81,15 @@ pub enum StoreError {
     /// A blocking task (sled's flush) could not finish.
     #[error("storage task failed: {0}")]
     Task(String),
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt {
+            what: "a record",
+            detail: e.to_string(),
+        }
+    }
 }
 
 impl StoreError {

@@ -1,15 +1,19 @@
 //! The provider's state: one claim per transaction, the delivery outbox, and sessions ([`sessions`]), on one
 //! of two backends behind [`Store`]:
 //!
-//! - [`embedded`]: sled in the data directory, behind a write-ahead [`journal`] with group commit; one process;
-//! - [`shared`]: PostgreSQL ([`actp_store::paywall`]), which any number of replicas of one provider share:
-//!   claims are conditional upserts, the outbox is leased, and a session's headroom changes under its row
-//!   lock.
+//! - embedded: sled in the data directory ([`actp_store::paywall::sled::SledPaywall`]), behind a write-ahead
+//!   journal with group commit; one process;
+//! - [`shared`]: PostgreSQL ([`actp_store::paywall::PaywallStore`]), which any number of replicas of one
+//!   provider share: claims are conditional upserts, the outbox is leased, and a session's headroom changes
+//!   under its row lock.
+//!
+//! The records and both backends are in `actp-store`; what a session's account holds and how a call changes
+//! it are here ([`sessions`]).
 
-mod embedded;
-mod journal;
 mod sessions;
 mod shared;
+
+use actp_store::paywall::sled::{Account, SledPaywall};
 
 use std::{
     path::Path,
@@ -30,15 +34,9 @@ pub use sessions::{CloseReason, SessionState, SessionStatus, SessionVoucherRecor
 /// A storage failure. The source is kept.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The sled database failed.
+    /// The store (sled or PostgreSQL) failed.
     #[error("paywall database: {0}")]
-    Sled(#[from] sled::Error),
-    /// The shared store (PostgreSQL) failed.
-    #[error("paywall database: {0}")]
-    Shared(#[from] actp_store::StoreError),
-    /// The journal could not be written or read.
-    #[error("paywall journal: {0}")]
-    Journal(String),
+    Store(#[from] actp_store::StoreError),
     /// A record does not decode.
     #[error("paywall database: corrupt record: {0}")]
     Corrupt(String),
@@ -49,11 +47,6 @@ impl From<serde_json::Error> for StoreError {
         StoreError::Corrupt(e.to_string())
     }
 }
-
-/// The trees of the embedded backend, by their index in journal batches.
-const CLAIMS: u8 = 0;
-const OUTBOX: u8 = 1;
-const SESSIONS: u8 = 2;
 
 /// A paid request in flight, counted while it lives ([`Store::request`]).
 pub(crate) struct InFlight(Arc<AtomicUsize>);
@@ -67,7 +60,7 @@ impl Drop for InFlight {
 /// Where the paywall keeps its state.
 #[derive(Clone)]
 pub(crate) enum Store {
-    Embedded(embedded::SledStore),
+    Embedded(SledPaywall<SessionState>),
     Shared(shared::SharedStore),
 }
 
@@ -83,7 +76,7 @@ pub(crate) struct Queued {
 impl Store {
     /// The sled database in `path`.
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Store::Embedded(embedded::SledStore::open(path)?))
+        Ok(Store::Embedded(SledPaywall::open(path)?))
     }
 
     /// The shared store `store`, with the leases of outbox entries and of session holds.
@@ -116,7 +109,7 @@ impl Store {
 
     pub(crate) async fn claim_of(&self, tx_id: B256) -> Result<Option<Claim>, StoreError> {
         match self {
-            Store::Embedded(s) => s.claim_of(tx_id),
+            Store::Embedded(s) => Ok(s.claim_of(tx_id)?),
             Store::Shared(s) => Ok(s.store.claim_of(tx_id).await?),
         }
     }
@@ -128,14 +121,14 @@ impl Store {
         request_hash: B256,
     ) -> Result<ClaimOutcome, StoreError> {
         match self {
-            Store::Embedded(s) => s.claim(tx_id, request_hash),
+            Store::Embedded(s) => Ok(s.claim(tx_id, request_hash)?),
             Store::Shared(s) => Ok(s.store.claim(tx_id, request_hash, s.hold_lease()).await?),
         }
     }
 
     pub(crate) async fn mark_started(&self, tx_id: B256) -> Result<(), StoreError> {
         match self {
-            Store::Embedded(s) => s.mark_started(tx_id),
+            Store::Embedded(s) => Ok(s.mark_started(tx_id)?),
             Store::Shared(s) => Ok(s.store.mark_started(tx_id).await?),
         }
     }
@@ -143,7 +136,7 @@ impl Store {
     /// Gives the transaction back: the handler failed or the request was refused after the claim.
     pub(crate) async fn release(&self, tx_id: B256) -> Result<(), StoreError> {
         match self {
-            Store::Embedded(s) => s.release(tx_id),
+            Store::Embedded(s) => Ok(s.release(tx_id)?),
             Store::Shared(s) => Ok(s.store.release(tx_id).await?),
         }
     }
@@ -156,7 +149,7 @@ impl Store {
         started: bool,
     ) -> Result<u64, StoreError> {
         match self {
-            Store::Embedded(s) => s.serve(tx_id, proof_hash, started).await,
+            Store::Embedded(s) => Ok(s.serve(tx_id, proof_hash, started).await?),
             Store::Shared(s) => Ok(s.store.serve(tx_id, proof_hash, started).await?),
         }
     }
@@ -194,7 +187,7 @@ impl Store {
         outcome: Result<Option<B256>, String>,
     ) -> Result<bool, StoreError> {
         match self {
-            Store::Embedded(s) => s.finish(seq, tx_id, outcome),
+            Store::Embedded(s) => Ok(s.finish(seq, tx_id, outcome)?),
             Store::Shared(s) => Ok(s.store.finish(seq, tx_id, outcome).await?),
         }
     }
@@ -210,7 +203,7 @@ impl Store {
     /// waiting; shared: each change is committed when made).
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
         match self {
-            Store::Embedded(s) => s.flush().await,
+            Store::Embedded(s) => Ok(s.flush().await?),
             Store::Shared(_) => Ok(()),
         }
     }
@@ -226,7 +219,7 @@ impl Store {
     /// The session's account, if this provider has seen it.
     pub(crate) async fn session(&self, tx_id: B256) -> Result<Option<SessionState>, StoreError> {
         match self {
-            Store::Embedded(s) => s.session(tx_id),
+            Store::Embedded(s) => Ok(s.session(tx_id)?),
             Store::Shared(s) => s.session(tx_id).await,
         }
     }
@@ -238,7 +231,7 @@ impl Store {
         fresh: SessionState,
     ) -> Result<SessionState, StoreError> {
         match self {
-            Store::Embedded(s) => s.session_or_insert(tx_id, fresh),
+            Store::Embedded(s) => Ok(s.session_or_insert(tx_id, fresh)?),
             Store::Shared(s) => s.session_or_insert(tx_id, fresh).await,
         }
     }
@@ -251,7 +244,7 @@ impl Store {
         f: impl FnOnce(&mut SessionState) -> T + Send,
     ) -> Result<Option<(T, SessionState)>, StoreError> {
         match self {
-            Store::Embedded(s) => s.update_session(tx_id, f),
+            Store::Embedded(s) => Ok(s.update_session(tx_id, f)?),
             Store::Shared(s) => s.update_session(tx_id, None, f).await,
         }
     }
@@ -263,7 +256,7 @@ impl Store {
         f: impl FnOnce(&mut SessionState) -> T + Send,
     ) -> Result<Option<(T, SessionState)>, StoreError> {
         match self {
-            Store::Embedded(s) => s.update_session(hold.tx_id, f),
+            Store::Embedded(s) => Ok(s.update_session(hold.tx_id, f)?),
             Store::Shared(s) => s.update_session(hold.tx_id, Some(hold), f).await,
         }
     }
@@ -277,7 +270,9 @@ impl Store {
         now: u64,
     ) -> Result<Option<Result<CallHold, HoldRefusal>>, StoreError> {
         match self {
-            Store::Embedded(s) => s.hold(tx_id, max, voucher, now),
+            Store::Embedded(s) => Ok(s
+                .hold_in_memory(tx_id, |st| st.hold(max, voucher, now))?
+                .map(|(outcome, _)| outcome.map(|()| CallHold { tx_id, max, id: 0 }))),
             Store::Shared(s) => s.hold(tx_id, max, voucher, now).await,
         }
     }
@@ -285,7 +280,10 @@ impl Store {
     /// Gives a call's hold back without a charge.
     pub(crate) async fn release_hold(&self, hold: CallHold) -> Result<(), StoreError> {
         match self {
-            Store::Embedded(s) => s.release_hold(hold),
+            Store::Embedded(s) => s
+                .hold_in_memory(hold.tx_id, |st| st.release(hold.max))
+                .map(drop)
+                .map_err(StoreError::from),
             Store::Shared(s) => s
                 .update_session(hold.tx_id, Some(hold), |st| st.release(hold.max))
                 .await
@@ -297,7 +295,7 @@ impl Store {
     /// (embedded; shared holds expire with their lease instead, since other replicas' calls may be running).
     pub(crate) fn clear_holds(&self) -> Result<(), StoreError> {
         match self {
-            Store::Embedded(s) => s.clear_holds(),
+            Store::Embedded(s) => Ok(s.clear_holds()?),
             Store::Shared(_) => Ok(()),
         }
     }
@@ -309,7 +307,7 @@ impl Store {
         reason: CloseReason,
     ) -> Result<bool, StoreError> {
         match self {
-            Store::Embedded(s) => s.queue_session_close(tx_id, reason),
+            Store::Embedded(s) => Ok(s.queue_close(tx_id, |st| st.begin_close(reason))?),
             Store::Shared(s) => s.queue_session_close(tx_id, reason).await,
         }
     }
@@ -322,7 +320,7 @@ impl Store {
         outcome: Result<Option<B256>, String>,
     ) -> Result<bool, StoreError> {
         match self {
-            Store::Embedded(s) => s.finish_session_close(seq, tx_id, outcome),
+            Store::Embedded(s) => Ok(s.finish_close(seq, tx_id, |st| st.status = closed(outcome))?),
             Store::Shared(s) => s.finish_session_close(seq, tx_id, outcome).await,
         }
     }
@@ -337,7 +335,7 @@ impl Store {
     /// Every session this provider knows, with its account.
     pub(crate) async fn sessions(&self) -> Result<Vec<(B256, SessionState)>, StoreError> {
         match self {
-            Store::Embedded(s) => s.sessions(),
+            Store::Embedded(s) => Ok(s.sessions()?),
             Store::Shared(s) => s.sessions().await,
         }
     }
@@ -345,3 +343,29 @@ impl Store {
 
 #[cfg(test)]
 mod tests;
+
+/// What a session's close came to, as its status.
+pub(crate) fn closed(outcome: Result<Option<B256>, String>) -> SessionStatus {
+    match outcome {
+        Ok(tx) => SessionStatus::Closed { tx },
+        Err(reason) => SessionStatus::Failed { reason },
+    }
+}
+
+impl Account for SessionState {
+    fn is_done(&self) -> bool {
+        matches!(
+            self.status,
+            SessionStatus::Closed { .. } | SessionStatus::Failed { .. }
+        )
+    }
+
+    fn started(&self) -> bool {
+        self.started
+    }
+
+    fn clear_holds(&mut self) {
+        self.held = U256::ZERO;
+        self.in_flight = 0;
+    }
+}

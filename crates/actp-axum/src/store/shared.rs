@@ -12,8 +12,7 @@ use actp_core::{B256, U256};
 use actp_store::paywall::{Hold, PaywallStore, SessionTx};
 
 use super::{
-    CallHold, CloseReason, HoldRefusal, Queued, SessionState, SessionStatus, SessionVoucherRecord,
-    StoreError,
+    CallHold, CloseReason, HoldRefusal, Queued, SessionState, SessionVoucherRecord, StoreError,
 };
 
 /// How many outbox entries one replica leases at a time.
@@ -190,10 +189,7 @@ impl SharedStore {
         if !tx.finish_close(seq).await? {
             return Ok(false);
         }
-        state.status = match outcome {
-            Ok(tx) => SessionStatus::Closed { tx },
-            Err(reason) => SessionStatus::Failed { reason },
-        };
+        state.status = super::closed(outcome);
         tx.put(&serde_json::to_vec(&state)?).await?;
         tx.commit().await?;
         Ok(true)

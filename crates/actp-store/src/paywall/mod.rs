@@ -1,9 +1,11 @@
-//! A provider's paywall state, for replicas sharing it on PostgreSQL: one claim per transaction, the delivery
-//! outbox with leases, and sessions (their accounts, in the paywall's own encoding, and the holds of calls in
-//! flight). The embedded sled backend lives beside the paywall (`actp-axum`), behind its write-ahead journal;
-//! both keep the records defined here.
+//! A provider's paywall state: one claim per transaction, the delivery outbox, and sessions (their accounts, of
+//! the paywall's own type, and the holds of calls in flight), on two backends:
 //!
-//! Each operation's isolation and locking (READ COMMITTED throughout):
+//! - [`sled::SledPaywall`]: the embedded default, one process, every change through a write-ahead
+//!   journal that makes it durable with one `fdatasync` shared by the requests waiting (group commit);
+//! - [`PaywallStore`]: PostgreSQL, which replicas of one provider share.
+//!
+//! On PostgreSQL, each operation's isolation and locking (READ COMMITTED throughout):
 //! - **a claim** is one conditional upsert: `INSERT … ON CONFLICT DO UPDATE … WHERE status = 'released'` (or
 //!   an active claim whose lease ran out: its replica died while serving). The row lock it takes makes two
 //!   replicas' claims on one transaction exclusive: exactly one gets a row back. No chain transaction, one
@@ -21,7 +23,9 @@
 //!   in that order), to top up and to close. Holds are rows with a lease, so a replica killed mid-call leaves
 //!   a hold that expires.
 
+mod journal;
 mod pg;
+pub mod sled;
 
 use actp_core::B256;
 use serde::{Deserialize, Serialize};

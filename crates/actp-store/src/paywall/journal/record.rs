@@ -2,7 +2,7 @@
 //! batch's operations, little-endian. A file's records are numbered consecutively from its start, so a torn
 //! record, zeros, or an older round's record ends it.
 
-use super::StoreError;
+use crate::StoreError;
 
 /// A record's header: its body's length and CRC-32.
 pub(super) const HEADER: usize = 8;

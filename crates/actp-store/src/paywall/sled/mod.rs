@@ -1,8 +1,9 @@
-//! The embedded backend: the provider's sled database, one process at a time. Per-call transactions use two
-//! trees: `claims` maps a txId to its [`Claim`]; `outbox` maps a sequence number to a delivery still to be put
-//! on chain. Every change goes through the [`journal`](super::journal): serving a request writes both in one
-//! batch, and the batch is committed (one `fdatasync` shared by every request waiting) before the response
-//! leaves, so a crash after serving never loses the delivery. Sessions are in [`sessions`].
+//! The paywall's embedded backend: the provider's sled database, one process at a time. Per-call transactions
+//! use two trees: `claims` maps a txId to its [`Claim`]; `outbox` maps a sequence number to a delivery still to
+//! be put on chain. Every change goes through the write-ahead journal: serving a request writes both in
+//! one batch, and the batch is committed (one `fdatasync` shared by every request waiting) before the response
+//! leaves, so a crash after serving never loses the delivery. Sessions are in [`sessions`]: their accounts are
+//! the paywall's own type, an [`Account`].
 
 mod sessions;
 
@@ -10,10 +11,18 @@ use std::{collections::HashMap, path::Path};
 
 use actp_core::B256;
 
+pub use sessions::Account;
+
 use super::{
-    CLAIMS, Claim, ClaimOutcome, ClaimStatus, Delivery, OUTBOX, SessionState, StoreError,
+    Claim, ClaimOutcome, ClaimStatus, Delivery,
     journal::{self, APPLIED, Batch, Journal},
 };
+use crate::StoreError;
+
+/// The trees, by their index in journal batches.
+const CLAIMS: u8 = 0;
+const OUTBOX: u8 = 1;
+const SESSIONS: u8 = 2;
 
 /// The record under `key` in `tree`, decoded.
 fn read<T: serde::de::DeserializeOwned>(
@@ -32,23 +41,42 @@ fn records(tree: &sled::Tree) -> impl Iterator<Item = sled::Result<(sled::IVec, 
         .filter(|item| !matches!(item, Ok((key, _)) if key.as_ref() == APPLIED))
 }
 
-#[derive(Clone)]
-pub(crate) struct SledStore {
+/// The paywall's sled database, its session accounts of type `S`. Cheap to clone.
+pub struct SledPaywall<S> {
     db: sled::Db,
     claims: sled::Tree,
     outbox: sled::Tree,
     sessions: sled::Tree,
     /// The accounts of sessions in use, authoritative while loaded (this process holds the database alone):
     /// holds change them in memory only; charges, closes and top-ups are written through to `sessions`.
-    accounts: std::sync::Arc<std::sync::Mutex<HashMap<B256, SessionState>>>,
+    accounts: std::sync::Arc<std::sync::Mutex<HashMap<B256, S>>>,
     journal: std::sync::Arc<Journal>,
     /// Paid requests in flight, which the journal reads to decide whether a sync waits for more commits.
     requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl SledStore {
-    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(path).flush_every_ms(None).open()?;
+impl<S> Clone for SledPaywall<S> {
+    fn clone(&self) -> Self {
+        SledPaywall {
+            db: self.db.clone(),
+            claims: self.claims.clone(),
+            outbox: self.outbox.clone(),
+            sessions: self.sessions.clone(),
+            accounts: std::sync::Arc::clone(&self.accounts),
+            journal: std::sync::Arc::clone(&self.journal),
+            requests: std::sync::Arc::clone(&self.requests),
+        }
+    }
+}
+
+impl<S: Account> SledPaywall<S> {
+    /// Opens (or creates) the database in `path`, replaying its journal.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| StoreError::sled(path, e))?;
         let (claims, outbox, sessions) = (
             db.open_tree("claims")?,
             db.open_tree("outbox")?,
@@ -63,7 +91,7 @@ impl SledStore {
             journal::FILE_CAPACITY,
             std::sync::Arc::clone(&requests),
         )?;
-        Ok(SledStore {
+        Ok(SledPaywall {
             requests,
             claims,
             outbox,
@@ -75,20 +103,17 @@ impl SledStore {
     }
 
     /// Paid requests in flight (the journal reads them to decide whether a sync waits for more commits).
-    pub(super) fn requests(&self) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    pub fn requests(&self) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
         std::sync::Arc::clone(&self.requests)
     }
 
-    pub(crate) fn claim_of(&self, tx_id: B256) -> Result<Option<Claim>, StoreError> {
+    /// The record of `tx_id`'s use, if any.
+    pub fn claim_of(&self, tx_id: B256) -> Result<Option<Claim>, StoreError> {
         read(&self.claims, tx_id)
     }
 
     /// Atomically takes `tx_id` for a request if nobody holds or used it (a released claim can be retaken).
-    pub(crate) fn claim(
-        &self,
-        tx_id: B256,
-        request_hash: B256,
-    ) -> Result<ClaimOutcome, StoreError> {
+    pub fn claim(&self, tx_id: B256, request_hash: B256) -> Result<ClaimOutcome, StoreError> {
         self.journal.write(|| {
             let started = match read::<Claim>(&self.claims, tx_id)? {
                 None => false,
@@ -131,17 +156,18 @@ impl SledStore {
             .write(|| Ok((self.with_update(Batch::new(), tx_id, f)?, ())))
     }
 
-    pub(crate) fn mark_started(&self, tx_id: B256) -> Result<(), StoreError> {
+    /// Records that this provider moved `tx_id` to IN_PROGRESS.
+    pub fn mark_started(&self, tx_id: B256) -> Result<(), StoreError> {
         self.update(tx_id, |c| c.started = true)
     }
 
     /// Gives the transaction back: the handler failed or the request was refused after the claim.
-    pub(crate) fn release(&self, tx_id: B256) -> Result<(), StoreError> {
+    pub fn release(&self, tx_id: B256) -> Result<(), StoreError> {
         self.update(tx_id, |c| c.status = ClaimStatus::Released)
     }
 
     /// Queues the delivery and records the request as served, in one batch, then commits it.
-    pub(crate) async fn serve(
+    pub async fn serve(
         &self,
         tx_id: B256,
         proof_hash: B256,
@@ -167,7 +193,7 @@ impl SledStore {
     }
 
     /// Every delivery still queued, oldest first.
-    pub(crate) fn pending(&self) -> Result<Vec<(u64, Delivery)>, StoreError> {
+    pub fn pending(&self) -> Result<Vec<(u64, Delivery)>, StoreError> {
         let mut out = Vec::new();
         for item in records(&self.outbox) {
             let (key, value) = item?;
@@ -179,7 +205,7 @@ impl SledStore {
 
     /// Closes a delivery: records the outcome on the claim and removes it from the outbox, in one batch.
     /// `false` if it was closed already (nothing is counted twice).
-    pub(crate) fn finish(
+    pub fn finish(
         &self,
         seq: u64,
         tx_id: B256,
@@ -207,22 +233,23 @@ impl SledStore {
     }
 
     /// Whether delivery `seq` is still queued (a snapshot of the queue may be older than a finished send).
-    pub(crate) fn is_pending(&self, seq: u64) -> bool {
+    pub fn is_pending(&self, seq: u64) -> bool {
         self.outbox.contains_key(seq.to_be_bytes()).unwrap_or(false)
     }
 
-    pub(crate) fn outbox_len(&self) -> usize {
+    /// How many deliveries wait in the outbox.
+    pub fn outbox_len(&self) -> usize {
         records(&self.outbox).count()
     }
 
     /// Makes every write made before this call durable, sharing one journal sync with every request that
     /// waits at the same time (group commit).
-    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+    pub async fn flush(&self) -> Result<(), StoreError> {
         self.journal.commit().await
     }
 
     /// How many times the store synced its journal to disk.
-    pub(crate) fn flushes(&self) -> u64 {
+    pub fn flushes(&self) -> u64 {
         self.journal.syncs()
     }
 }
@@ -232,19 +259,33 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// An account with nothing in it: these tests are about claims and the outbox.
+    #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    struct Plain;
+
+    impl Account for Plain {
+        fn is_done(&self) -> bool {
+            false
+        }
+        fn started(&self) -> bool {
+            false
+        }
+        fn clear_holds(&mut self) {}
+    }
+
     #[tokio::test]
     async fn outbox_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let id = B256::repeat_byte(9);
         {
-            let store = SledStore::open(dir.path()).unwrap();
+            let store = SledPaywall::<Plain>::open(dir.path()).unwrap();
             store.claim(id, B256::ZERO).unwrap();
             store.serve(id, B256::repeat_byte(5), false).await.unwrap();
         }
         // sled releases its lock file from a background thread after the last handle drops: wait for it.
         let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
         let store = loop {
-            match SledStore::open(dir.path()) {
+            match SledPaywall::<Plain>::open(dir.path()) {
                 Ok(store) => break store,
                 Err(_) if std::time::Instant::now() < until => {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -264,7 +305,7 @@ mod tests {
     #[allow(clippy::await_holding_lock)]
     async fn requests_waiting_for_a_flush_share_one() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledPaywall::<Plain>::open(dir.path()).unwrap();
         let sync = store.journal.hold_sync(); // a sync in progress
         let waiting: Vec<_> = (0..20u8)
             .map(|i| {

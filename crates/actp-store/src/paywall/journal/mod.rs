@@ -28,7 +28,7 @@ use std::{
     },
 };
 
-use super::StoreError;
+use crate::StoreError;
 
 mod record;
 
