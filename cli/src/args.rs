@@ -71,7 +71,8 @@ pub(crate) struct Global {
     /// Where actp keeps what must survive a restart (the gateway's claims, outbox and sessions; the settler's
     /// checkpoint and pending set; the paying agents' spend ledger): a sled directory (default: under
     /// --data-dir; one process at a time) or postgres://user:password@host/database, which any number of
-    /// processes share (gateway replicas behind one load balancer, agents with one budget, several settlers).
+    /// processes share (gateway replicas behind one load balancer, agents with one budget, several settlers);
+    /// over TCP add ?sslmode=require&sslrootcert=ca.pem for TLS with the database's own CA.
     #[arg(long, env = "ACTP_STORE", global = true)]
     pub(crate) store: Option<actp_store::StoreUrl>,
     /// Machine-readable output: JSON on stdout, errors as JSON on stderr.

@@ -181,6 +181,8 @@ pub struct TestCa {
     ca_pem: String,
     cert_der: rustls::pki_types::CertificateDer<'static>,
     key_der: Vec<u8>,
+    cert_pem: String,
+    key_pem: String,
 }
 
 impl TestCa {
@@ -208,12 +210,19 @@ impl TestCa {
             ca_pem: ca.pem(),
             cert_der: cert.der().clone(),
             key_der: server_key.serialize_der(),
+            cert_pem: cert.pem(),
+            key_pem: server_key.serialize_pem(),
         })
     }
 
     /// The CA certificate, PEM.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// The server certificate and its key, PEM (for a server that terminates TLS itself).
+    pub fn server_pem(&self) -> (&str, &str) {
+        (&self.cert_pem, &self.key_pem)
     }
 
     /// Writes the CA certificate to `dir/ca.pem` and returns the path.

@@ -25,6 +25,8 @@ const NOBODY: u32 = 65_534;
 pub struct Postgres {
     dir: PathBuf,
     databases: AtomicU32,
+    /// The TCP port of a server started with TLS ([`Postgres::start_tls`]).
+    tcp: Option<u16>,
 }
 
 /// Whether the server makes commits durable: off for the test suites (fsync and synchronous commit off, which
@@ -103,6 +105,22 @@ fn remove_stale(parent: &Path) {
 impl Postgres {
     /// Starts a server in a fresh directory (use [`shared`] in tests).
     pub fn start(durability: Durability) -> Result<Self, String> {
+        Self::start_with(durability, None)
+    }
+
+    /// Starts a server that also listens on a loopback TCP port the OS gave, with TLS on: `cert_pem` and
+    /// `key_pem` are its certificate and key (see [`crate::TestCa::server_pem`]). Clients may still connect in
+    /// the clear.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Result<Self, String> {
+        Self::start_with(Durability::Off, Some((cert_pem, key_pem)))
+    }
+
+    /// The TCP port of a server started with [`Postgres::start_tls`].
+    pub fn tcp_port(&self) -> Option<u16> {
+        self.tcp
+    }
+
+    fn start_with(durability: Durability, tls: Option<(&str, &str)>) -> Result<Self, String> {
         let bin = bin_dir();
         if !bin.join("postgres").exists() {
             return Err(format!(
@@ -147,14 +165,46 @@ impl Postgres {
             ));
         }
         let mut server = command(&bin.join("postgres"));
-        server.arg("-D").arg(&data).arg("-k").arg(&dir).args([
-            "-p",
-            "5432",
-            "-c",
-            "listen_addresses=",
-            "-c",
-            "max_connections=300",
-        ]);
+        server
+            .arg("-D")
+            .arg(&data)
+            .arg("-k")
+            .arg(&dir)
+            .args(["-c", "max_connections=300"]);
+        let mut tcp = None;
+        match tls {
+            None => {
+                server.args(["-p", "5432", "-c", "listen_addresses="]);
+            }
+            Some((cert, key)) => {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .map_err(|e| format!("no loopback port: {e}"))?
+                    .port();
+                let (cert_file, key_file) = (dir.join("server.crt"), dir.join("server.key"));
+                std::fs::write(&cert_file, cert).map_err(|e| e.to_string())?;
+                std::fs::write(&key_file, key).map_err(|e| e.to_string())?;
+                // The server refuses a key others may read.
+                std::fs::set_permissions(
+                    &key_file,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )
+                .map_err(|e| e.to_string())?;
+                if is_root() {
+                    for file in [&cert_file, &key_file] {
+                        std::os::unix::fs::chown(file, Some(NOBODY), Some(NOBODY))
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+                server
+                    .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+                    .args(["-c", "ssl=on", "-c"])
+                    .arg(format!("ssl_cert_file={}", cert_file.display()))
+                    .arg("-c")
+                    .arg(format!("ssl_key_file={}", key_file.display()));
+                tcp = Some(port);
+            }
+        }
         if durability == Durability::Off {
             server.args([
                 "-c",
@@ -188,7 +238,7 @@ impl Postgres {
             .map_err(|e| format!("cannot start the server's thread: {e}"))?;
         rx.recv()
             .map_err(|_| "the server's thread stopped".to_string())??;
-        let socket = dir.join(".s.PGSQL.5432");
+        let socket = dir.join(format!(".s.PGSQL.{}", tcp.unwrap_or(5432)));
         let until = Instant::now() + Duration::from_secs(120);
         while !socket.exists()
             || !std::fs::read_to_string(dir.join("log"))
@@ -205,6 +255,7 @@ impl Postgres {
         Ok(Postgres {
             dir,
             databases: AtomicU32::new(0),
+            tcp,
         })
     }
 
@@ -219,7 +270,10 @@ impl Postgres {
                 b => (b as char).to_string(),
             })
             .collect();
-        format!("postgres://postgres@{host}/{name}")
+        match self.tcp {
+            None => format!("postgres://postgres@{host}/{name}"),
+            Some(port) => format!("postgres://postgres@{host}:{port}/{name}"),
+        }
     }
 
     /// Creates a database no one else uses and returns its URL.

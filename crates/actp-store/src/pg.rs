@@ -7,7 +7,6 @@
 use std::str::FromStr;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 
 use crate::StoreError;
 
@@ -49,12 +48,18 @@ impl std::fmt::Debug for Pg {
 
 impl Pg {
     /// Connects to `url` (a pool of up to `connections`) and migrates the schema.
+    ///
+    /// Over TCP the connection is encrypted as the URL's `sslmode` says (`prefer` by default: TLS when the server
+    /// offers it; `require`: TLS or nothing; `disable`: never), and the server's certificate is always verified:
+    /// against the system's roots, plus the CA certificates in the PEM file `sslrootcert=/path` names (libpq's
+    /// parameter), e.g. a managed database's own CA.
     pub async fn connect(url: &str, connections: usize) -> Result<Self, StoreError> {
-        let config = tokio_postgres::Config::from_str(url)
+        let (url, root) = take_root_cert(url);
+        let config = tokio_postgres::Config::from_str(&url)
             .map_err(|e| StoreError::Url(format!("the PostgreSQL URL does not parse: {e}")))?;
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls(root.as_deref())?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -115,6 +120,64 @@ impl Pg {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// `url` without its `sslrootcert` parameter (which tokio-postgres does not know), and that parameter's value.
+fn take_root_cert(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut root = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.strip_prefix("sslrootcert=") {
+            Some(path) => {
+                root = Some(path.to_owned());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (url, root)
+}
+
+/// TLS for connections over TCP: the system's roots, plus the CA certificates of the PEM file `root`.
+fn tls(root: Option<&str>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        // A system certificate rustls cannot use is skipped, as every TLS client does.
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = root {
+        let bad = |why: String| {
+            StoreError::Url(format!(
+                "sslrootcert={path}: {why}: give a PEM file of CA certificates"
+            ))
+        };
+        let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| bad(e.to_string()))?;
+            roots.add(cert).map_err(|e| bad(e.to_string()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(bad("no certificate in it".into()));
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Url(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// `sql` prepared on `client`, once per connection (the pool keeps each connection's statements): a statement
