@@ -57,13 +57,19 @@ impl Pg {
         let (url, root) = take_root_cert(url);
         let config = tokio_postgres::Config::from_str(&url)
             .map_err(|e| StoreError::Url(format!("the PostgreSQL URL does not parse: {e}")))?;
-        let manager = Manager::from_config(
-            config,
-            tls(root.as_deref())?,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let recycling = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        // A Unix socket never carries TLS, and a TLS connector cannot even be made for a path.
+        let local = config
+            .get_hosts()
+            .iter()
+            .all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)));
+        let manager = if local {
+            Manager::from_config(config, tokio_postgres::NoTls, recycling())
+        } else {
+            Manager::from_config(config, tls(root.as_deref())?, recycling())
+        };
         let pool = Pool::builder(manager)
             .max_size(connections.max(1))
             .build()
