@@ -137,12 +137,13 @@ impl Signer {
     }
 
     /// Signs an EIP-712 struct in `domain` (its signing hash).
-    pub async fn sign_typed<T: SolStruct>(
+    pub async fn sign_typed<T: SolStruct + 'static>(
         &self,
         value: &T,
         domain: &Eip712Domain,
     ) -> Result<Signature> {
-        self.sign_hash(&value.eip712_signing_hash(domain)).await
+        self.sign_hash(&actp_core::eip712::signing_hash(value, domain))
+            .await
     }
 
     /// The transaction signer, for alloy's wallet.

@@ -39,7 +39,7 @@ use std::{fmt, str::FromStr};
 
 use alloy_primitives::{Address, B256, Signature, U256, keccak256};
 use alloy_signer::SignerSync;
-use alloy_sol_types::{Eip712Domain, SolStruct, SolValue, sol};
+use alloy_sol_types::{Eip712Domain, SolValue, sol};
 
 /// Header carrying the transaction id.
 pub const TX_ID_HEADER: &str = "x-agirails-tx-id";
@@ -170,7 +170,7 @@ impl AuthorizationHeader {
         requester: &impl SignerSync,
     ) -> Result<Self, AuthorizationError> {
         let signature = requester
-            .sign_hash_sync(&request.eip712_signing_hash(domain))
+            .sign_hash_sync(&crate::eip712::signing_hash(request, domain))
             .map_err(|e| AuthorizationError::Signing(e.to_string()))?;
         Ok(AuthorizationHeader {
             expires_at: request.expiresAt.saturating_to(),
@@ -191,7 +191,7 @@ impl AuthorizationHeader {
         check_expiry(self.expires_at, now, max_validity)?;
         check_signer(
             &self.signature,
-            &request.eip712_signing_hash(domain),
+            &crate::eip712::signing_hash(request, domain),
             requester,
         )
     }

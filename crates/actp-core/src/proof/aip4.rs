@@ -9,7 +9,7 @@
 //! signatures are 65 bytes `r ‖ s ‖ v` with `v` 27 or 28, and verifiers refuse high-`s` twins.
 
 use alloy_primitives::{Address, B256, Signature, U256};
-use alloy_sol_types::{Eip712Domain, SolStruct, sol};
+use alloy_sol_types::{Eip712Domain, sol};
 use serde::{Deserialize, Serialize};
 
 use super::ProofError;
@@ -107,7 +107,7 @@ impl DeliveryProof {
 
     /// The EIP-712 signing hash in `domain`: what the provider signs.
     pub fn signing_hash(&self, domain: &Eip712Domain) -> B256 {
-        self.eip712_signing_hash(domain)
+        crate::eip712::signing_hash(self, domain)
     }
 }
 
@@ -227,6 +227,8 @@ mod number {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use alloy_sol_types::SolStruct;
+
     use super::*;
     use crate::eip712::actp_domain;
 

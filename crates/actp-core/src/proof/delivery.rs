@@ -10,7 +10,7 @@
 
 use alloy_primitives::{Address, B256, Signature};
 use alloy_signer::SignerSync;
-use alloy_sol_types::{Eip712Domain, SolStruct, sol};
+use alloy_sol_types::{Eip712Domain, sol};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
@@ -166,8 +166,7 @@ impl SignedDeliveryProof {
 
     /// The hash the provider signs to bind this proof to `request_hash`.
     pub fn binding_hash(&self, domain: &Eip712Domain, request_hash: B256) -> B256 {
-        self.binding_for(domain, request_hash)
-            .eip712_signing_hash(domain)
+        crate::eip712::signing_hash(&self.binding_for(domain, request_hash), domain)
     }
 
     /// Adds the provider's binding signature over [`Self::binding_hash`].

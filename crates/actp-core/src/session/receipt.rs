@@ -3,7 +3,7 @@
 
 use alloy_primitives::{Address, B256, Signature, U256};
 use alloy_signer::SignerSync;
-use alloy_sol_types::{Eip712Domain, SolStruct, sol};
+use alloy_sol_types::{Eip712Domain, sol};
 use serde::{Deserialize, Serialize};
 
 /// Header carrying the receipt of a call paid from a session.
@@ -78,7 +78,7 @@ impl SessionReceipt {
     /// The receipt's hash: its EIP-712 signing hash. The next receipt names it, and the provider records the
     /// last one's as the proof hash when it closes the session.
     pub fn hash(&self, domain: &Eip712Domain) -> B256 {
-        self.eip712_signing_hash(domain)
+        crate::eip712::signing_hash(self, domain)
     }
 }
 

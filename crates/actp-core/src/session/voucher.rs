@@ -5,7 +5,7 @@ use std::{fmt, str::FromStr};
 
 use alloy_primitives::{Address, B256, Signature, U256};
 use alloy_signer::SignerSync;
-use alloy_sol_types::{Eip712Domain, SolStruct, sol};
+use alloy_sol_types::{Eip712Domain, sol};
 
 use crate::authorization::{AuthorizationError, check_expiry, check_signer, request_hash};
 
@@ -58,7 +58,7 @@ impl SessionVoucher {
 
     /// The EIP-712 signing hash the requester signs and the kernel recomputes.
     pub fn signing_hash(&self, domain: &Eip712Domain) -> B256 {
-        self.eip712_signing_hash(domain)
+        crate::eip712::signing_hash(self, domain)
     }
 }
 
@@ -210,6 +210,8 @@ impl FromStr for VoucherHeader {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use alloy_sol_types::SolStruct;
+
     use super::*;
     use crate::eip712::actp_domain;
     use alloy_primitives::keccak256;
