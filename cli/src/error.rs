@@ -169,11 +169,19 @@ impl From<actp_store::StoreError> for CliError {
 
 impl From<actp_axum::PaywallError> for CliError {
     fn from(e: actp_axum::PaywallError) -> Self {
+        use actp_axum::PaywallError;
+        let message = e.to_string();
         match e {
-            actp_axum::PaywallError::Route(_) | actp_axum::PaywallError::NoSigner => {
-                CliError::usage(e.to_string())
+            PaywallError::Route(_) | PaywallError::NoSigner | PaywallError::DurabilityOfShared => {
+                CliError::usage(message)
             }
-            other => CliError::failure(other.to_string()),
+            // The store's own kind decides the code: an unreachable PostgreSQL server is a network failure,
+            // a bad URL or a store of another kernel a usage error.
+            PaywallError::Store(actp_axum::StoreError::Store(store)) => CliError {
+                message,
+                ..CliError::from(store)
+            },
+            PaywallError::Store(_) => CliError::failure(message),
         }
     }
 }

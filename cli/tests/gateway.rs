@@ -312,4 +312,18 @@ fn gateway_refuses_bad_routes_and_upstreams() {
         .args(["--route", "POST /v1=0.10", "--route", "POST /v1=0.20"]);
     let bad = actp_e2e::process::run(cmd).code(2);
     assert!(bad.stderr.contains("twice"), "{bad:?}");
+    // A durability is the embedded store's: with PostgreSQL the server decides, and saying otherwise is refused.
+    let mut cmd = dev.as_account(1);
+    cmd.env("ACTP_STORE", "postgres://actp@127.0.0.1:1/none")
+        .args(["gateway", "--upstream", "http://127.0.0.1:1"])
+        .args(["--route", "POST /v1=0.10", "--durability", "buffered"]);
+    let bad = actp_e2e::process::run(cmd).code(2);
+    assert!(bad.stderr.contains("synchronous_commit"), "{bad:?}");
+    // A PostgreSQL server that cannot be reached is a network failure.
+    let mut cmd = dev.as_account(1);
+    cmd.env("ACTP_STORE", "postgres://actp@127.0.0.1:1/none")
+        .args(["gateway", "--upstream", "http://127.0.0.1:1"])
+        .args(["--route", "POST /v1=0.10"]);
+    let unreachable = actp_e2e::process::run(cmd).code(4);
+    assert!(!unreachable.stderr.is_empty(), "{unreachable:?}");
 }

@@ -20,9 +20,10 @@ use std::{
 use actp_client::{Devnet, DevnetOptions};
 use actp_core::{Amount, B256, State};
 use actp_e2e::{PATIENCE, balancer::Balancer, chain, process::gateway_process};
-use actp_pay::{Ledger, PayConfig, PayingClient, SpendPolicy};
-use actp_store::StoreUrl;
-use axum::{Router, routing::post};
+use actp_pay::{PayingClient, SpendPolicy};
+use common::{agent, echo_upstream};
+
+mod common;
 
 const REPLICAS: usize = 4;
 /// Per-call consumers (dev accounts 2..6) and their calls.
@@ -59,30 +60,6 @@ async fn outbox_len(store: &str) -> i64 {
         .get(0)
 }
 
-async fn consumer(
-    devnet: &Devnet,
-    account: usize,
-    policy: SpendPolicy,
-) -> (PayingClient, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::open(&StoreUrl::Sled(dir.path().join("pay")))
-        .await
-        .unwrap();
-    let kernel = devnet.kernel(account).await.unwrap();
-    ledger
-        .set_policy(kernel.signer_address().unwrap(), &policy)
-        .await
-        .unwrap();
-    let config = PayConfig {
-        session_close_wait: Duration::ZERO,
-        ..PayConfig::default()
-    };
-    let client = PayingClient::with_config(kernel, ledger, config)
-        .await
-        .unwrap();
-    (client, dir)
-}
-
 /// Four gateway replicas of one provider, each its own process, share one PostgreSQL store behind a
 /// round-robin balancer. 1,000 paid requests: 200 paid per call by four consumers, 800 paid from sessions by
 /// ten. In the middle, the replica sending the outbox is SIGKILLed; the balancer stops sending it requests,
@@ -99,11 +76,7 @@ async fn four_replicas_share_claims_sessions_and_the_outbox_through_a_sigkill() 
     .unwrap();
     let d = devnet.deployment();
     let store = actp_e2e::postgres::shared().fresh_database().await;
-    let upstream = actp_e2e::serve(Router::new().route(
-        "/v1/echo",
-        post(|body: String| async move { format!("echo: {body}") }),
-    ))
-    .await;
+    let upstream = echo_upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let key = devnet.dev_private_keys()[1].clone();
     let kernel = d.kernel.to_string();
@@ -138,7 +111,7 @@ async fn four_replicas_share_claims_sessions_and_the_outbox_through_a_sigkill() 
     let killed = Arc::new(AtomicBool::new(false));
     let retried = Arc::new(AtomicUsize::new(0));
     let per_call: Vec<_> = futures::future::join_all(
-        (0..PER_CALL_AGENTS).map(|i| consumer(&devnet, 2 + i, SpendPolicy::default())),
+        (0..PER_CALL_AGENTS).map(|i| agent(&devnet, 2 + i, SpendPolicy::default())),
     )
     .await;
     let session_policy = SpendPolicy {
@@ -148,7 +121,7 @@ async fn four_replicas_share_claims_sessions_and_the_outbox_through_a_sigkill() 
     };
     let sessions: Vec<_> = futures::future::join_all(
         (0..SESSION_AGENTS)
-            .map(|i| consumer(&devnet, 2 + PER_CALL_AGENTS + i, session_policy.clone())),
+            .map(|i| agent(&devnet, 2 + PER_CALL_AGENTS + i, session_policy.clone())),
     )
     .await;
 

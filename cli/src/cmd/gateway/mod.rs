@@ -79,6 +79,19 @@ pub(crate) struct GatewayArgs {
     /// timeout.
     #[arg(long, default_value = "10m")]
     pub(crate) hold_lease: args::Duration,
+    /// With the embedded store: when an answer leaves. "synced": once what it changed (a claim, a charge, a
+    /// delivery queued) is on disk. "buffered": once it is written to the operating system, synced within
+    /// 10 ms; no disk wait per answer, and a crash of the gateway loses nothing, but a crash of the machine
+    /// may lose the last 10 ms of charges and claims (the provider's loss, never the consumer's).
+    #[arg(long, env = "ACTP_DURABILITY", value_enum)]
+    pub(crate) durability: Option<Durability>,
+}
+
+/// `--durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Durability {
+    Synced,
+    Buffered,
 }
 
 /// A gateway route: `METHOD PATH=PRICE[@SERVICE]`.
@@ -193,6 +206,12 @@ pub(crate) async fn run(ctx: &Ctx, args: GatewayArgs) -> Result<()> {
     } else {
         ClaimMode::Local
     });
+    if let Some(durability) = args.durability {
+        builder = builder.durability(match durability {
+            Durability::Synced => actp_axum::Durability::Synced,
+            Durability::Buffered => actp_axum::Durability::Buffered,
+        });
+    }
     for spec in &args.routes {
         let mut route = Route::new(spec.method.clone(), spec.path.clone());
         match &spec.price {

@@ -22,7 +22,7 @@ use crate::{
     metrics::Metrics,
     outbox::Outbox,
     route::{Route, RouteError, Routes},
-    store::{Store, StoreError},
+    store::{Durability, Store, StoreError},
 };
 
 /// Builds a [`Paywall`].
@@ -32,6 +32,7 @@ pub struct PaywallBuilder {
     routes: Vec<Route>,
     data_dir: PathBuf,
     shared: Option<String>,
+    durability: Option<Durability>,
     outbox_lease: Duration,
     hold_lease: Duration,
     claim_mode: ClaimMode,
@@ -58,6 +59,7 @@ impl PaywallBuilder {
             routes: Vec::new(),
             data_dir: PathBuf::from(".actp/paywall"),
             shared: None,
+            durability: None,
             outbox_lease: Duration::from_secs(30),
             hold_lease: Duration::from_secs(600),
             claim_mode: ClaimMode::Local,
@@ -102,6 +104,17 @@ impl PaywallBuilder {
     /// key and kernel.
     pub fn shared_store(mut self, url: impl Into<String>) -> Self {
         self.shared = Some(url.into());
+        self
+    }
+
+    /// When a response may leave, on the embedded store: once what it changed is on disk
+    /// ([`Durability::Synced`], the default), or once it is written to the operating system and synced in the
+    /// background within [`BUFFERED_SYNC_INTERVAL`](actp_store::paywall::BUFFERED_SYNC_INTERVAL)
+    /// ([`Durability::Buffered`]: no disk wait in the response; a crash of the machine, not of the process,
+    /// may lose the charges and claims of that interval, a loss for the provider alone). On the shared store
+    /// the server's `synchronous_commit` decides instead, and setting this is refused at build.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = Some(durability);
         self
     }
 
@@ -243,7 +256,8 @@ impl PaywallBuilder {
         let routes = Routes::new(self.routes)?;
         let provider = signer.address();
         let store = match &self.shared {
-            None => Store::open(&self.data_dir)?,
+            None => Store::open(&self.data_dir, self.durability.unwrap_or_default())?,
+            Some(_) if self.durability.is_some() => return Err(PaywallError::DurabilityOfShared),
             Some(url) => {
                 let shared = actp_store::paywall::PaywallStore::open(
                     url,

@@ -76,6 +76,11 @@ pub enum PaywallError {
     /// The claim database could not be opened.
     #[error("{0}: check that the data directory is writable and not used by another process")]
     Store(#[from] StoreError),
+    /// A durability was set for the shared store, whose commits are the server's.
+    #[error(
+        "durability applies to the embedded store only: with PostgreSQL, set the server's synchronous_commit (for example `options=-c synchronous_commit=off` in the store URL)"
+    )]
+    DurabilityOfShared,
 }
 
 /// The payment a handler is serving, in the request's extensions (`axum::Extension<Payment>`).

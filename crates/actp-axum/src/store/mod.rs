@@ -26,7 +26,7 @@ use std::{
 
 use actp_core::{B256, U256};
 
-pub use actp_store::paywall::{Claim, ClaimStatus};
+pub use actp_store::paywall::{Claim, ClaimStatus, Durability};
 pub(crate) use actp_store::paywall::{ClaimOutcome, Delivery};
 pub(crate) use sessions::{CallHold, HoldRefusal};
 pub use sessions::{CloseReason, SessionState, SessionStatus, SessionVoucherRecord};
@@ -74,9 +74,9 @@ pub(crate) struct Queued {
 }
 
 impl Store {
-    /// The sled database in `path`.
-    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Store::Embedded(SledPaywall::open(path)?))
+    /// The sled database in `path`, its commits as durable as `durability` says.
+    pub(crate) fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        Ok(Store::Embedded(SledPaywall::open(path, durability)?))
     }
 
     /// The shared store `store`, with the leases of outbox entries and of session holds.

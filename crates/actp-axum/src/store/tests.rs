@@ -1,4 +1,4 @@
-//! The store's contract, run on both backends: sled in a temporary directory, and a fresh database on a real
+//! The store's contract, run on both backends: sled in a temporary directory (with each durability), and a fresh database on a real
 //! PostgreSQL server. Then what only the shared store promises: replicas on one database.
 #![allow(clippy::unwrap_used)]
 
@@ -27,10 +27,12 @@ async fn replica(url: &str, owner: &str, lease: Duration) -> Store {
     Store::shared(store, lease, lease)
 }
 
-/// Runs `check` on a sled store and on a shared store.
+/// Runs `check` on a sled store (its commits synced, then buffered) and on a shared store.
 async fn on_both(check: impl AsyncFn(Store)) {
-    let dir = tempfile::tempdir().unwrap();
-    check(Store::open(dir.path()).unwrap()).await;
+    for durability in [Durability::Synced, Durability::Buffered] {
+        let dir = tempfile::tempdir().unwrap();
+        check(Store::open(dir.path(), durability).unwrap()).await;
+    }
     let url = actp_e2e::postgres::shared().fresh_database().await;
     check(replica(&url, "one", Duration::from_secs(30)).await).await;
 }

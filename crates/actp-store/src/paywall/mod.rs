@@ -2,7 +2,8 @@
 //! the paywall's own type, and the holds of calls in flight), on two backends:
 //!
 //! - [`sled::SledPaywall`]: the embedded default, one process, every change through a write-ahead
-//!   journal that makes it durable with one `fdatasync` shared by the requests waiting (group commit);
+//!   journal that makes it durable with one `fdatasync` shared by the requests waiting (group commit), or
+//!   ([`Durability::Buffered`]) written to the operating system at once and synced in the background;
 //! - [`PaywallStore`]: PostgreSQL, which replicas of one provider share.
 //!
 //! On PostgreSQL, each operation's isolation and locking (READ COMMITTED throughout):
@@ -30,6 +31,7 @@ pub mod sled;
 use actp_core::B256;
 use serde::{Deserialize, Serialize};
 
+pub use journal::{BUFFERED_SYNC_INTERVAL, Durability};
 pub use pg::{Hold, Leased, PaywallStore, SessionTx};
 
 /// Where a transaction's one request stands at this provider.

@@ -8,6 +8,10 @@ use super::*;
 /// disk change only when the journal flushes sled (at open and at a checkpoint).
 /// sled releases a database's lock only once every handle is gone, so a reopen waits for that.
 fn open(dir: &Path, capacity: u64) -> (sled::Db, Journal) {
+    open_with(dir, capacity, Durability::Synced)
+}
+
+fn open_with(dir: &Path, capacity: u64, durability: Durability) -> (sled::Db, Journal) {
     let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let db = loop {
         match sled::Config::new().path(dir).flush_every_ms(None).open() {
@@ -19,7 +23,8 @@ fn open(dir: &Path, capacity: u64) -> (sled::Db, Journal) {
         }
     };
     let trees = vec![db.open_tree("a").unwrap(), db.open_tree("b").unwrap()];
-    let journal = Journal::open(db.clone(), trees, dir, capacity, Arc::default()).unwrap();
+    let journal =
+        Journal::open(db.clone(), trees, dir, capacity, Arc::default(), durability).unwrap();
     (db, journal)
 }
 
@@ -179,9 +184,20 @@ async fn a_torn_record_ends_the_journal() {
 /// a copy of the directory taken after a commit (what a crash would leave) holds every committed value.
 #[tokio::test]
 async fn files_turn_over_behind_checkpoints() {
+    turn_over(Durability::Synced).await;
+}
+
+/// The same when commits only write to the operating system: what a crash of the process leaves (the files
+/// as the system has them) holds every committed value.
+#[tokio::test]
+async fn buffered_files_turn_over_behind_checkpoints() {
+    turn_over(Durability::Buffered).await;
+}
+
+async fn turn_over(durability: Durability) {
     let dir = tempfile::tempdir().unwrap();
     let capacity = 4096;
-    let (_db, journal) = open(dir.path(), capacity);
+    let (_db, journal) = open_with(dir.path(), capacity, durability);
     let value = |i: u32| format!("{i:0>200}").into_bytes();
     for i in 0..400u32 {
         put(&journal, (i % 2) as u8, &(i % 37).to_be_bytes(), &value(i));
@@ -240,4 +256,36 @@ fn records_decode_as_written() {
         Op::Remove { tree: 0, key: removed },
     ] if key == b"key" && value == b"value" && removed == &[9u8; 32]));
     assert!(read_records(&[0u8; 64]).is_empty());
+}
+
+/// A buffered commit returns once its batches are in the journal's files, without waiting for a sync: a copy
+/// of the files taken right after it (what a crash of the process leaves) has them. The sync follows in the
+/// background, and syncs are at least the interval apart however many commits come.
+#[tokio::test]
+async fn buffered_commits_are_in_the_files_and_synced_soon_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, journal) = open_with(dir.path(), FILE_CAPACITY, Durability::Buffered);
+    let started = std::time::Instant::now();
+    for i in 0..200u32 {
+        put(&journal, 0, &i.to_be_bytes(), b"v");
+        journal.commit().await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    // A copy of the files alone, beside a sled that lost everything: the journal brings every commit back.
+    let crashed = tempfile::tempdir().unwrap();
+    copy_journal(dir.path(), crashed.path(), None);
+    let (db, _copy) = open(crashed.path(), FILE_CAPACITY);
+    for i in 0..200u32 {
+        assert_eq!(get(&db, "a", &i.to_be_bytes()), Some(b"v".to_vec()), "{i}");
+    }
+    let most = 1 + (elapsed.as_nanos() / BUFFERED_SYNC_INTERVAL.as_nanos()) as u64 + 1;
+    assert!(
+        journal.syncs() <= most,
+        "{} syncs in {elapsed:?}: more than one per interval",
+        journal.syncs()
+    );
+    actp_e2e::eventually("the background sync covered every commit", || async {
+        journal.durable() == 200
+    })
+    .await;
 }

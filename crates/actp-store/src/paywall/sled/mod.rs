@@ -15,7 +15,7 @@ pub use sessions::Account;
 
 use super::{
     Claim, ClaimOutcome, ClaimStatus, Delivery,
-    journal::{self, APPLIED, Batch, Journal},
+    journal::{self, APPLIED, Batch, Durability, Journal},
 };
 use crate::StoreError;
 
@@ -70,8 +70,9 @@ impl<S> Clone for SledPaywall<S> {
 }
 
 impl<S: Account> SledPaywall<S> {
-    /// Opens (or creates) the database in `path`, replaying its journal.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    /// Opens (or creates) the database in `path`, replaying its journal; commits are as durable as
+    /// `durability` says.
+    pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(path)
             .flush_every_ms(None)
@@ -90,6 +91,7 @@ impl<S: Account> SledPaywall<S> {
             path,
             journal::FILE_CAPACITY,
             std::sync::Arc::clone(&requests),
+            durability,
         )?;
         Ok(SledPaywall {
             requests,
@@ -278,14 +280,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let id = B256::repeat_byte(9);
         {
-            let store = SledPaywall::<Plain>::open(dir.path()).unwrap();
+            let store = SledPaywall::<Plain>::open(dir.path(), Durability::Synced).unwrap();
             store.claim(id, B256::ZERO).unwrap();
             store.serve(id, B256::repeat_byte(5), false).await.unwrap();
         }
         // sled releases its lock file from a background thread after the last handle drops: wait for it.
         let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
         let store = loop {
-            match SledPaywall::<Plain>::open(dir.path()) {
+            match SledPaywall::<Plain>::open(dir.path(), Durability::Synced) {
                 Ok(store) => break store,
                 Err(_) if std::time::Instant::now() < until => {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -305,7 +307,7 @@ mod tests {
     #[allow(clippy::await_holding_lock)]
     async fn requests_waiting_for_a_flush_share_one() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledPaywall::<Plain>::open(dir.path()).unwrap();
+        let store = SledPaywall::<Plain>::open(dir.path(), Durability::Synced).unwrap();
         let sync = store.journal.hold_sync(); // a sync in progress
         let waiting: Vec<_> = (0..20u8)
             .map(|i| {
