@@ -1,20 +1,24 @@
 //! The paywall's cost per request. On a devnet with 2,000 pre-funded transactions, many concurrent clients
-//! drive one handler three times, side by side in one run: unpaid; paid per call (local claims, one paid
-//! request per transaction); and paid from sessions (one session per client, a voucher per request). Reports
-//! requests per second of each and their ratio to unpaid; the latency the paywall adds at p50 and p99 (closed
-//! loop, where it is mostly queueing; open loop at 1,000 session calls/s and at half the sessions' rate, each
-//! interleaved with as many unpaid calls; one client alone); the per-call rate against the bare chain-read rate; how long the outbox takes to get every delivery
-//! mined; and the CPU per session call as a multiple of the crypto floor (one signature recovery, one
-//! signature, and the hashing one call needs, timed alone in the same run), both for the whole process over
-//! HTTP (server and client) and for the paywall alone, its router called in process.
+//! drive one handler, side by side in one run: unpaid; paid from sessions (one session per client, a voucher
+//! per request), on a paywall whose commits are synced to disk before a response leaves (the default) and on
+//! one whose commits are buffered by the operating system (`Durability::Buffered`); and paid per call (local
+//! claims, one paid request per transaction).
+//!
+//! For each durability it reports the session/unpaid throughput (median of closed-loop rounds); the latency
+//! sessions add at p50 and p99 (closed loop, where it is mostly queueing; open loop at 1,000 session calls/s
+//! and at half the sessions' rate, each interleaved with as many unpaid calls; one client alone); and the CPU
+//! per session call as a multiple of the crypto floor (one signature recovery, one signature, and the hashing
+//! one call needs, timed alone in the same run), for the whole process over HTTP (server and client) and, on
+//! the synced paywall, for the paywall alone, its router called in process. Per call: the rate against the
+//! bare chain-read rate, and how long the outbox takes to get every delivery mined.
 //!
 //! `make bench` runs it. The setup changes with `ACTP_BENCH_TXS`, `ACTP_BENCH_CLIENTS`, `ACTP_BENCH_OUTBOX`
-//! (deliveries in flight), `ACTP_BENCH_SESSION_CALLS` (per session in the closed-loop runs), `ACTP_BENCH_ROUNDS`
-//! (closed-loop rounds, unpaid and from sessions in turn; default 3), `ACTP_BENCH_RATE` and
-//! `ACTP_BENCH_PACED` (the open-loop rate, and calls per session in each open-loop run), `ACTP_BENCH_DIRECT`
-//! (calls per session in process) and
-//! `ACTP_BENCH_BLOCK_TIME` (seconds; default 0.5, 0 mines per transaction). The figures go to stdout and `target/bench/paywall.json`. Everything shares the machine (anvil, server,
-//! clients), so read the ratio, not the absolute numbers.
+//! (deliveries in flight), `ACTP_BENCH_SESSION_CALLS` (per session in the closed-loop runs),
+//! `ACTP_BENCH_ROUNDS` (closed-loop rounds, unpaid and from sessions in turn; default 3), `ACTP_BENCH_RATE`
+//! and `ACTP_BENCH_PACED` (the open-loop rate, and calls per session in each open-loop run),
+//! `ACTP_BENCH_DIRECT` (calls per session in process) and `ACTP_BENCH_BLOCK_TIME` (seconds; default 0.5, 0
+//! mines per transaction). The figures go to stdout and `target/bench/paywall.json`. Everything shares the
+//! machine (anvil, server, clients), so read the ratios, not the absolute numbers.
 #![allow(
     clippy::print_stdout,
     clippy::unwrap_used,
@@ -24,7 +28,7 @@
 
 use std::time::{Duration, Instant};
 
-use actp_axum::{Paywall, Route};
+use actp_axum::{Durability, Paywall, Route};
 use actp_client::{Devnet, DevnetOptions};
 use actp_core::{
     Amount, B256, U256,
@@ -35,11 +39,12 @@ use actp_core::{
 use axum::{Router, routing::post};
 use futures::{StreamExt, stream};
 
+mod sessions;
 mod support;
 
+use sessions::Sizes;
 use support::{
-    Alternated, BODY, Call, Comparison, Headers, Target, alternate, drive, drive_paced, env, fund,
-    lanes, median, ms, open_sessions, time_each,
+    BODY, Headers, Target, drive, env, fund, lanes, median, ms, open_sessions, time_each,
 };
 
 async fn handler(body: String) -> String {
@@ -77,12 +82,14 @@ async fn main() {
 
     let t = Instant::now();
     let first_block = consumer.block_number().await.unwrap();
-    // Two sets: one paid while the outbox waits, one while it sends.
-    let mut ids = fund(&consumer, provider, 2 * n).await;
+    // Three sets: one paid while the outbox waits, one while it sends, one on the paywall whose commits are
+    // buffered (its outbox waits).
+    let mut ids = fund(&consumer, provider, 3 * n).await;
+    let buffered_ids = ids.split_off(2 * n);
     let deferred_ids = ids.split_off(n);
     println!(
         "funded {} transactions in {:.1}s",
-        2 * n,
+        3 * n,
         t.elapsed().as_secs_f64()
     );
     let domain = consumer.domain();
@@ -105,74 +112,39 @@ async fn main() {
     };
     let paid_requests: Vec<Headers> = ids.iter().map(authorize).collect();
     let deferred_requests: Vec<Headers> = deferred_ids.iter().map(authorize).collect();
+    let buffered_requests: Vec<Headers> = buffered_ids.iter().map(authorize).collect();
 
-    // One session per client, each with a deposit for its share of the calls; each call's voucher raises the
-    // cumulative by the price (the calls of one session go in order).
+    // One session per client, each with a deposit for its share of the calls, and one more for the client
+    // alone; each call's voucher raises the cumulative by the price (the calls of one session go in order).
+    // Two such sets: one for a paywall whose commits are synced to disk before a response leaves (the
+    // default), one for a paywall whose commits are buffered by the operating system.
     let price = Amount::from_base_units(100_000);
-    // 300 calls per session by default: 3,200 calls per round over 3 rounds, long enough (about a second) that
-    // one hiccup of this shared machine does not decide a round.
-    let per_lane = env("ACTP_BENCH_SESSION_CALLS", 300);
-    // Then two open-loop runs of this many calls per session, then the in-process runs.
-    let paced_per_lane = env("ACTP_BENCH_PACED", 100);
-    let direct_per_lane = env("ACTP_BENCH_DIRECT", 60);
-    // One more session, for the run with a single client; every deposit covers the longest lane.
-    let single = 300;
-    let deposit =
-        price.to_u256() * U256::from((per_lane + 2 * paced_per_lane + direct_per_lane).max(single));
-    let sessions = open_sessions(&consumer, provider, deposit, clients + 1).await;
-    let now = consumer.chain_time().await.unwrap();
-    let mut session_lanes: Vec<Vec<Headers>> = sessions
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            (0..if i == clients {
-                single
-            } else {
-                per_lane + 2 * paced_per_lane + direct_per_lane
-            })
-                .map(|k| {
-                    let cumulative = price.to_u256() * U256::from(k + 1);
-                    let voucher = SessionVoucher::for_request(
-                        *id,
-                        cumulative,
-                        "POST",
-                        "/paid",
-                        content_hash(BODY.as_bytes()),
-                        expires,
-                    );
-                    let signature = futures::executor::block_on(
-                        requester.sign_hash(&voucher.signing_hash(&domain)),
-                    )
-                    .unwrap();
-                    vec![
-                        ("X-AGIRAILS-TX-ID", id.to_string()),
-                        (
-                            "X-AGIRAILS-VOUCHER",
-                            VoucherHeader::from_signature(&voucher, signature).to_string(),
-                        ),
-                    ]
-                })
-                .collect()
-        })
-        .collect();
-    let single_lane = session_lanes.pop().unwrap_or_default();
-    let session_requests = per_lane * clients;
-    // Each session's calls in order: the closed-loop runs', each paced run's, the in-process runs'.
-    let mut paced_fixed_lanes = Vec::new();
-    let mut paced_half_lanes = Vec::new();
-    let mut direct_lanes = Vec::new();
-    for lane in &mut session_lanes {
-        let mut rest = lane.split_off(per_lane);
-        let mut half = rest.split_off(paced_per_lane);
-        direct_lanes.push(half.split_off(paced_per_lane));
-        paced_half_lanes.push(half);
-        paced_fixed_lanes.push(rest);
-    }
-    let paced_requests = paced_per_lane * clients;
+    let sizes = Sizes {
+        // 300 calls per session by default: 3,200 calls per round over 3 rounds, long enough (about a second)
+        // that one hiccup of this shared machine does not decide a round.
+        closed: env("ACTP_BENCH_SESSION_CALLS", 300),
+        paced: env("ACTP_BENCH_PACED", 100),
+        direct: env("ACTP_BENCH_DIRECT", 60),
+        single: 300,
+    };
+    let deposit = price.to_u256() * U256::from(sizes.calls_per_deposit());
+    let synced_sessions = open_sessions(&consumer, provider, deposit, clients + 1).await;
+    let buffered_sessions = open_sessions(&consumer, provider, deposit, clients + 1).await;
+    let synced_lanes = sessions::sign(&synced_sessions, sizes, &requester, &domain, price, expires);
+    let buffered_lanes = sessions::sign(
+        &buffered_sessions,
+        Sizes { direct: 0, ..sizes },
+        &requester,
+        &domain,
+        price,
+        expires,
+    );
+    let session_requests = sizes.closed * clients;
+    let paced_requests = sizes.paced * clients;
 
     let dir = tempfile::tempdir().unwrap();
-    let paywall = Paywall::builder(provider_kernel)
-        .data_dir(dir.path())
+    let paywall = Paywall::builder(provider_kernel.clone())
+        .data_dir(dir.path().join("synced"))
         .route(
             Route::post("/paid")
                 .flat(Amount::from_base_units(100_000))
@@ -187,81 +159,64 @@ async fn main() {
         .build()
         .await
         .unwrap();
+    // The same provider with its commits buffered, for the second set of sessions and the third set of
+    // transactions.
+    let buffered = Paywall::builder(provider_kernel)
+        .data_dir(dir.path().join("buffered"))
+        .durability(Durability::Buffered)
+        .route(Route::post("/paid").flat(price).service("summarise"))
+        .follow_events_from(first_block)
+        .run_outbox(false)
+        .build()
+        .await
+        .unwrap();
     let t = Instant::now();
-    while paywall.funded_known() < 2 * n {
+    while paywall.funded_known() < 3 * n || buffered.funded_known() < 3 * n {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     println!(
-        "the paywall learned {} funded transactions from events in {:.1}s",
-        2 * n,
+        "the paywalls learned {} funded transactions from events in {:.1}s",
+        3 * n,
         t.elapsed().as_secs_f64()
     );
-    let app = Router::new()
-        .route("/paid", post(handler))
-        .route("/unpaid", post(handler))
-        .layer(paywall.layer());
-    let in_process = Target::Service(app.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(clients)
-        .build()
-        .unwrap();
-    let web = Target::Http(http, url);
+    let (web, in_process) = serve(&paywall, clients).await;
+    let (web_buffered, _) = serve(&buffered, clients).await;
 
-    // Warm up connections and code paths, then the runs back to back: unpaid, from sessions, per call.
+    // Warm up connections and code paths, then the runs back to back: from sessions (synced, then buffered,
+    // each beside unpaid calls), per call.
     drive(&web, "/unpaid", lanes(vec![vec![]; 200], clients)).await;
+    drive(&web_buffered, "/unpaid", lanes(vec![vec![]; 200], clients)).await;
     // Unpaid and from sessions in turn, several rounds: each figure is the median over the rounds, so that a
-    // burst of noise on this shared machine moves one round, not the result.
-    let session_rounds = env("ACTP_BENCH_ROUNDS", 3).clamp(1, per_lane);
-    let flushes_before = paywall.disk_flushes();
-    let Alternated {
-        unpaid,
-        session,
-        ratios: round_ratios,
-        cpu: round_cpu,
-    } = alternate(&web, session_lanes, session_rounds).await;
-    let session_flushes = paywall.disk_flushes() - flushes_before;
-    // Open loop at a fixed rate, then at half the rate the sessions reached above, each beside as many unpaid
-    // calls: the latency the paywall adds under load without the queueing of a saturated server (closed-loop
-    // latency is mostly that).
+    // burst of noise on this shared machine moves one round, not the result. Then open loop at a fixed rate
+    // and at half the rate the rounds reached, each beside as many unpaid calls: the latency the paywall adds
+    // under load without the queueing of a saturated server (closed-loop latency is mostly that). Then the
+    // same rounds in process, without HTTP (the paywall's own CPU per session call), and one client alone.
+    let session_rounds = env("ACTP_BENCH_ROUNDS", 3).clamp(1, sizes.closed);
     let fixed_rate = env("ACTP_BENCH_RATE", 1_000) as f64;
-    let half_rate = session.rps() / 2.0;
-    let mut paced = Vec::new();
-    for (rate, lanes_paid) in [
-        (fixed_rate, paced_fixed_lanes),
-        (half_rate, paced_half_lanes),
-    ] {
-        // Each lane alternates an unpaid call and a session call, so both meet the same moments of the
-        // machine; each kind runs at `rate`.
-        let mixed: Vec<Vec<Call>> = lanes_paid
-            .into_iter()
-            .map(|lane| {
-                lane.into_iter()
-                    .flat_map(|h| [("/unpaid", Vec::new()), ("/paid", h)])
-                    .collect()
-            })
-            .collect();
-        let syncs_before = paywall.disk_flushes();
-        let mut runs = drive_paced(&web, mixed, 2.0 * rate).await;
-        let syncs = paywall.disk_flushes() - syncs_before;
-        let unpaid_paced = runs.remove("/unpaid").unwrap_or_default();
-        let session_paced = runs.remove("/paid").unwrap_or_default();
-        assert_eq!(session_paced.ok, paced_requests);
-        paced.push((rate, unpaid_paced, session_paced, syncs));
-    }
-    // The same in process, without HTTP: the paywall's own CPU per session call.
-    let direct = alternate(&in_process, direct_lanes, session_rounds).await;
-    let direct_cpu_per_call = median(direct.cpu.clone());
-    // One client alone: the latency the paywall adds to a request when nothing queues.
-    let unpaid_single = drive(&web, "/unpaid", vec![vec![vec![]; single]]).await;
-    let session_single = drive(&web, "/paid", vec![single_lane]).await;
-    assert_eq!(session_single.ok, single);
+    let synced = sessions::run(
+        &web,
+        Some(&in_process),
+        &paywall,
+        synced_lanes,
+        session_rounds,
+        fixed_rate,
+    )
+    .await;
+    let buffered_runs = sessions::run(
+        &web_buffered,
+        None,
+        &buffered,
+        buffered_lanes,
+        session_rounds,
+        fixed_rate,
+    )
+    .await;
     // Per call, the outbox waiting: the paywall's own path (recovery, claim, two signatures, group commit; the
     // transaction was learned from events) without the chain also mining its deliveries.
     let deferred = drive(&web, "/paid", lanes(deferred_requests, clients)).await;
     assert_eq!(deferred.ok, n, "every paid request must be served");
+    let deferred_buffered = drive(&web_buffered, "/paid", lanes(buffered_requests, clients)).await;
+    assert_eq!(deferred_buffered.ok, n, "every paid request must be served");
     let runner = paywall.clone();
     tokio::spawn(async move { runner.run_outbox().await });
     let t = Instant::now();
@@ -314,19 +269,19 @@ async fn main() {
 
     // The crypto floor of one session call, timed alone: the voucher's recovery, the receipt's signature,
     // and the hashing (request body, response body, the voucher's and the receipt's EIP-712 hashes).
+    let session = synced_sessions[0];
     let provider_signer = devnet.signer(1);
-    let voucher_header: VoucherHeader =
-        session_lanes_header(&sessions[0], &requester, &domain, expires).await;
-    let rebuilt =
-        voucher_header.voucher(sessions[0], "POST", "/paid", content_hash(BODY.as_bytes()));
+    let voucher_header: VoucherHeader = first_voucher(&session, &requester, &domain, expires).await;
+    let rebuilt = voucher_header.voucher(session, "POST", "/paid", content_hash(BODY.as_bytes()));
     let answer = handler(BODY.to_owned()).await;
     let receipt = SessionReceipt::first(
-        sessions[0],
+        session,
         price.to_u256(),
         deposit - price.to_u256(),
         rebuilt.requestHash,
         content_hash(answer.as_bytes()),
     );
+    let now = consumer.chain_time().await.unwrap();
     let rounds = 2_000;
     let recover = time_each(rounds, || async {
         voucher_header
@@ -351,94 +306,122 @@ async fn main() {
     })
     .await;
     let floor = recover + sign + hashing;
-    let paywall_cpu_per_call = median(round_cpu.clone());
-    let floor_multiple = paywall_cpu_per_call.as_secs_f64() / floor.as_secs_f64();
-    let direct_multiple = direct_cpu_per_call.as_secs_f64() / floor.as_secs_f64();
-
-    let ratio = paid.rps() / unpaid.rps();
-    let session_ratio = median(round_ratios.clone());
-    let (p50_session, p99_session) = (session.percentile(0.5), session.percentile(0.99));
-    let (p50_paid, p50_unpaid) = (paid.percentile(0.5), unpaid.percentile(0.5));
-    let (p99_paid, p99_unpaid) = (paid.percentile(0.99), unpaid.percentile(0.99));
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(
-        "\npaywall, {n} requests per call ({session_requests} unpaid and from sessions), {clients} concurrent clients, local claims"
+        "\ncrypto floor per session call: {:.1} us (recover {:.1}, sign {:.1}, hashing {:.1})",
+        us(floor),
+        us(recover),
+        us(sign),
+        us(hashing),
     );
+
+    println!(
+        "\nsessions, {session_requests} calls each way over {session_rounds} closed-loop rounds, {clients} concurrent clients"
+    );
+    let mut modes = serde_json::Map::new();
+    for (name, runs) in [("synced", &synced), ("buffered", &buffered_runs)] {
+        let closed = &runs.closed;
+        let ratio = median(closed.ratios.clone());
+        let cpu = median(closed.cpu.clone());
+        let added = |p: f64| {
+            ms(closed
+                .session
+                .percentile(p)
+                .saturating_sub(closed.unpaid.percentile(p)))
+        };
+        println!("{name}:");
+        println!(
+            "  session/unpaid throughput {ratio:.3} (rounds {}): {:.0}/s against {:.0}/s; {} syncs",
+            closed
+                .ratios
+                .iter()
+                .map(|r| format!("{r:.3}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            closed.session.rps(),
+            closed.unpaid.rps(),
+            runs.closed_syncs,
+        );
+        println!(
+            "  closed loop, added p50 {:.2} ms, p99 {:.2} ms (mostly queueing)",
+            added(0.5),
+            added(0.99)
+        );
+        println!(
+            "  CPU per session call over HTTP (server and client, beyond an unpaid call): closed loop {:.1} us = {:.2}x the floor; at {fixed_rate:.0}/s each kind alone {:.1} us = {:.2}x",
+            us(cpu),
+            cpu.as_secs_f64() / floor.as_secs_f64(),
+            us(runs.cpu_at_rate),
+            runs.cpu_at_rate.as_secs_f64() / floor.as_secs_f64(),
+        );
+        let mut row = serde_json::json!({
+            "session_ratio": ratio,
+            "session_ratio_rounds": closed.ratios,
+            "session_rps": closed.session.rps(),
+            "unpaid_rps": closed.unpaid.rps(),
+            "closed_loop_syncs": runs.closed_syncs,
+            "closed_loop_added_p50_ms": added(0.5),
+            "closed_loop_added_p99_ms": added(0.99),
+            "cpu_per_session_call_us": us(cpu),
+            "floor_multiple": cpu.as_secs_f64() / floor.as_secs_f64(),
+            "cpu_per_session_call_at_rate_us": us(runs.cpu_at_rate),
+            "floor_multiple_at_rate": runs.cpu_at_rate.as_secs_f64() / floor.as_secs_f64(),
+            "single_client": runs.single.to_json(),
+            "open_loop": runs.paced.iter().map(|p| {
+                let mut row = p.comparison.to_json();
+                row["rate"] = serde_json::json!(p.rate);
+                row["syncs"] = serde_json::json!(p.syncs);
+                row
+            }).collect::<Vec<_>>(),
+        });
+        if let Some(direct) = &runs.direct {
+            let cpu = median(direct.cpu.clone());
+            println!(
+                "  in process, without HTTP: the paywall's CPU per session call {:.1} us = {:.2}x the floor",
+                us(cpu),
+                cpu.as_secs_f64() / floor.as_secs_f64()
+            );
+            row["in_process_cpu_per_session_call_us"] = serde_json::json!(us(cpu));
+            row["in_process_floor_multiple"] =
+                serde_json::json!(cpu.as_secs_f64() / floor.as_secs_f64());
+        }
+        for p in &runs.paced {
+            println!(
+                "  open loop, {:.0} of each per second: {}; {} syncs for {paced_requests} session calls",
+                p.rate, p.comparison, p.syncs
+            );
+        }
+        println!(
+            "  one client alone ({} calls): {}",
+            sizes.single, runs.single
+        );
+        modes.insert(name.to_owned(), row);
+    }
+
+    let ratio = paid.rps() / deferred.rps().max(1.0);
+    println!("\nper call, {n} requests, {clients} concurrent clients, local claims");
     println!("| run | req/s | p50 ms | p99 ms |");
     println!("|---|---:|---:|---:|");
-    println!(
-        "| unpaid | {:.0} | {:.2} | {:.2} |",
-        unpaid.rps(),
-        ms(p50_unpaid),
-        ms(p99_unpaid)
-    );
-    println!(
-        "| paid from sessions | {:.0} | {:.2} | {:.2} |",
-        session.rps(),
-        ms(p50_session),
-        ms(p99_session)
-    );
-    println!(
-        "| paid per call, outbox deferred | {:.0} | {:.2} | {:.2} |",
-        deferred.rps(),
-        ms(deferred.percentile(0.5)),
-        ms(deferred.percentile(0.99))
-    );
-    println!(
-        "| paid per call, outbox sending | {:.0} | {:.2} | {:.2} |",
-        paid.rps(),
-        ms(p50_paid),
-        ms(p99_paid)
-    );
-    println!(
-        "session/unpaid throughput, median of {session_rounds} rounds: {session_ratio:.3} (rounds {}); {session_flushes} flushes for {session_requests} calls",
-        round_ratios
-            .iter()
-            .map(|r| format!("{r:.3}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    println!(
-        "closed loop, added latency p50 {:.2} ms, p99 {:.2} ms",
-        ms(p50_session.saturating_sub(p50_unpaid)),
-        ms(p99_session.saturating_sub(p99_unpaid))
-    );
-    let single_client = Comparison::of(&unpaid_single, &session_single);
-    println!("one client alone ({single} requests): {single_client}");
-    println!(
-        "crypto floor per session call: {:.1} us (recover {:.1}, sign {:.1}, hashing {:.1}); paywall CPU per call (median of {session_rounds} rounds) {:.1} us = {floor_multiple:.2}x the floor",
-        floor.as_secs_f64() * 1e6,
-        recover.as_secs_f64() * 1e6,
-        sign.as_secs_f64() * 1e6,
-        hashing.as_secs_f64() * 1e6,
-        paywall_cpu_per_call.as_secs_f64() * 1e6,
-    );
-    println!(
-        "in process, without HTTP (median of {session_rounds} rounds): the paywall's CPU per session call {:.1} us = {direct_multiple:.2}x the floor; session/unpaid throughput {:.3}",
-        direct_cpu_per_call.as_secs_f64() * 1e6,
-        median(direct.ratios.clone()),
-    );
-    let open_loop: Vec<(f64, Comparison)> = paced
-        .iter()
-        .map(|(rate, u, p, _)| (*rate, Comparison::of(u, p)))
-        .collect();
-    for ((rate, comparison), (.., syncs)) in open_loop.iter().zip(&paced) {
+    for (label, run) in [
+        ("paid per call, outbox deferred", &deferred),
+        (
+            "paid per call, outbox deferred, buffered",
+            &deferred_buffered,
+        ),
+        ("paid per call, outbox sending", &paid),
+    ] {
         println!(
-            "open loop, {clients} clients alternating unpaid and session calls, {rate:.0} of each per second: {comparison}; {syncs} syncs for {paced_requests} session calls"
+            "| {label} | {:.0} | {:.2} | {:.2} |",
+            run.rps(),
+            ms(run.percentile(0.5)),
+            ms(run.percentile(0.99))
         );
     }
-    println!("per-call paid/unpaid throughput: {ratio:.3}");
     println!(
-        "chain reads alone (getTransaction, same concurrency): {reads_per_second:.0}/s; paid/reads {:.2}",
-        paid.rps() / reads_per_second
-    );
-    println!(
-        "per call with the outbox deferred / chain reads: {:.2}",
-        deferred.rps() / reads_per_second
-    );
-    println!(
-        "added latency: p50 {:.2} ms, p99 {:.2} ms",
-        ms(p50_paid.saturating_sub(p50_unpaid)),
-        ms(p99_paid.saturating_sub(p99_unpaid))
+        "chain reads alone (getTransaction, same concurrency): {reads_per_second:.0}/s; per call with the outbox deferred / reads: synced {:.2}, buffered {:.2}; with it sending / reads {:.2}",
+        deferred.rps() / reads_per_second,
+        deferred_buffered.rps() / reads_per_second,
+        paid.rps() / reads_per_second,
     );
     println!(
         "outbox: every delivery mined {:.1}s after the last response ({:.1}s after the first request; {} start + deliver transactions)",
@@ -449,36 +432,16 @@ async fn main() {
     let json = serde_json::json!({
         "requests": n,
         "clients": clients,
-        "unpaid_rps": unpaid.rps(),
+        "crypto_floor_us": us(floor),
+        "sessions": modes,
         "paid_rps": paid.rps(),
         "paid_outbox_deferred_rps": deferred.rps(),
+        "paid_sending_over_deferred": ratio,
         "paid_outbox_deferred_over_reads": deferred.rps() / reads_per_second,
+        "paid_outbox_deferred_buffered_rps": deferred_buffered.rps(),
+        "paid_outbox_deferred_buffered_over_reads": deferred_buffered.rps() / reads_per_second,
         "deferred_deliveries_mined_s": deferred_drain.as_secs_f64(),
-        "ratio": ratio,
-        "session_rps": session.rps(),
-        "session_ratio": session_ratio,
-        "session_ratio_rounds": round_ratios,
-        "session_flushes": session_flushes,
-        "session_p50_ms": ms(p50_session),
-        "session_p99_ms": ms(p99_session),
-        "session_added_p50_ms": ms(p50_session.saturating_sub(p50_unpaid)),
-        "session_added_p99_ms": ms(p99_session.saturating_sub(p99_unpaid)),
-        "single_client_added_p50_ms": single_client.added().0,
-        "single_client_added_p99_ms": single_client.added().1,
-        "open_loop": open_loop.iter().map(|(rate, c)| {
-            let mut row = c.to_json();
-            row["rate"] = serde_json::json!(rate);
-            row
-        }).collect::<Vec<_>>(),
-        "crypto_floor_us": floor.as_secs_f64() * 1e6,
-        "paywall_cpu_per_session_call_us": paywall_cpu_per_call.as_secs_f64() * 1e6,
-        "floor_multiple": floor_multiple,
-        "in_process_cpu_per_session_call_us": direct_cpu_per_call.as_secs_f64() * 1e6,
-        "in_process_floor_multiple": direct_multiple,
-        "in_process_session_ratio": median(direct.ratios.clone()),
         "chain_reads_per_second": reads_per_second,
-        "p50_ms": {"unpaid": ms(p50_unpaid), "paid": ms(p50_paid)},
-        "p99_ms": {"unpaid": ms(p99_unpaid), "paid": ms(p99_paid)},
         "outbox_drain_after_load_s": drain_after_load.as_secs_f64(),
         "outbox_all_mined_from_first_request_s": deliveries_total.as_secs_f64(),
     });
@@ -491,8 +454,26 @@ async fn main() {
     .unwrap();
 }
 
-/// A voucher for the first call of session `id`, as the session run sends it.
-async fn session_lanes_header(
+/// `paywall` behind its own HTTP server on loopback, with a client pool for `clients`; and its router called
+/// in process.
+async fn serve(paywall: &Paywall, clients: usize) -> (Target, Target) {
+    let app = Router::new()
+        .route("/paid", post(handler))
+        .route("/unpaid", post(handler))
+        .layer(paywall.layer());
+    let in_process = Target::Service(app.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()
+        .unwrap();
+    (Target::Http(http, url), in_process)
+}
+
+/// A voucher for the first call of session `id`, as the session runs send it.
+async fn first_voucher(
     id: &B256,
     requester: &actp_client::Signer,
     domain: &alloy_sol_types::Eip712Domain,
