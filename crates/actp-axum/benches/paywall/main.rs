@@ -47,6 +47,10 @@ use support::{
     BODY, Headers, Target, drive, env, fund, lanes, median, ms, open_sessions, time_each,
 };
 
+/// The allocator the `actp` binary (and so `actp gateway`) uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 async fn handler(body: String) -> String {
     format!("{{\"result\":\"{} bytes summarised\"}}", body.len())
 }
@@ -123,7 +127,9 @@ async fn main() {
         // 300 calls per session by default: 3,200 calls per round over 3 rounds, long enough (about a second)
         // that one hiccup of this shared machine does not decide a round.
         closed: env("ACTP_BENCH_SESSION_CALLS", 300),
-        paced: env("ACTP_BENCH_PACED", 100),
+        // 250 per session: 8,000 calls in each open-loop run, so that its p99 is not decided by a handful of
+        // calls.
+        paced: env("ACTP_BENCH_PACED", 250),
         direct: env("ACTP_BENCH_DIRECT", 60),
         single: 300,
     };
@@ -211,6 +217,10 @@ async fn main() {
         fixed_rate,
     )
     .await;
+    // The reference for per-call requests: the transaction read the paywall once made per request, alone, at the
+    // same concurrency, right before them (anvil's rate moves by half from one moment to the next here).
+    let reader = devnet.kernel(0).await.unwrap();
+    let reads_before = read_rate(&reader, &ids, clients).await;
     // Per call, the outbox waiting: the paywall's own path (recovery, claim, two signatures, group commit; the
     // transaction was learned from events) without the chain also mining its deliveries.
     let deferred = drive(&web, "/paid", lanes(deferred_requests, clients)).await;
@@ -254,18 +264,9 @@ async fn main() {
     let deliveries_total = paid_start.elapsed();
     assert_eq!(paywall.metrics().deliveries("delivered"), 2 * n as u64);
 
-    // The reference: the transaction read the paywall makes per request, alone, at the same concurrency.
-    let reader = devnet.kernel(0).await.unwrap();
-    let t = Instant::now();
-    let reads: Vec<_> = stream::iter(ids.iter().copied())
-        .map(|id| {
-            let reader = reader.clone();
-            async move { reader.get(id).await.unwrap() }
-        })
-        .buffer_unordered(clients)
-        .collect()
-        .await;
-    let reads_per_second = reads.len() as f64 / t.elapsed().as_secs_f64();
+    // The reference, read again now that the outbox is done: the faster of the two reads counts.
+    let reads_after = read_rate(&reader, &ids, clients).await;
+    let reads_per_second = reads_before.max(reads_after);
 
     // The crypto floor of one session call, timed alone: the voucher's recovery, the receipt's signature,
     // and the hashing (request body, response body, the voucher's and the receipt's EIP-712 hashes).
@@ -418,7 +419,7 @@ async fn main() {
         );
     }
     println!(
-        "chain reads alone (getTransaction, same concurrency): {reads_per_second:.0}/s; per call with the outbox deferred / reads: synced {:.2}, buffered {:.2}; with it sending / reads {:.2}",
+        "chain reads alone (getTransaction, same concurrency): {reads_before:.0}/s before, {reads_after:.0}/s after; the faster {reads_per_second:.0}/s; per call with the outbox deferred / reads: synced {:.2}, buffered {:.2}; with it sending / reads {:.2}",
         deferred.rps() / reads_per_second,
         deferred_buffered.rps() / reads_per_second,
         paid.rps() / reads_per_second,
@@ -452,6 +453,20 @@ async fn main() {
         serde_json::to_string_pretty(&json).unwrap(),
     )
     .unwrap();
+}
+
+/// `getTransaction` of each of `ids`, `clients` at a time: reads per second.
+async fn read_rate(reader: &actp_client::Kernel, ids: &[B256], clients: usize) -> f64 {
+    let t = Instant::now();
+    let reads: Vec<_> = stream::iter(ids.iter().copied())
+        .map(|id| {
+            let reader = reader.clone();
+            async move { reader.get(id).await.unwrap() }
+        })
+        .buffer_unordered(clients)
+        .collect()
+        .await;
+    reads.len() as f64 / t.elapsed().as_secs_f64()
 }
 
 /// `paywall` behind its own HTTP server on loopback, with a client pool for `clients`; and its router called
