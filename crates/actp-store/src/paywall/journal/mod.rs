@@ -13,8 +13,8 @@
 //! zero-filled to its full size when created, so an `fdatasync` does not also commit a new size. [`record`]
 //! has the format of what is written in them.
 //!
-//! Each tree keeps, under the one-byte key [`APPLIED`] and written after the change, the number of the last
-//! record applied to it. Opening the store replays the journal: a record's operations on a tree are applied
+//! The number of the last record applied to each tree is kept in a tree of its own ([`MARKS`]), written after
+//! the change (the first layout kept it in each tree under [`APPLIED`], still read). Opening the store replays the journal: a record's operations on a tree are applied
 //! only if their number is above that tree's. Since sled recovers a prefix of its own log, the state after a
 //! crash is a prefix of the batches written (the last one possibly in part, as sled's single writes were
 //! before), and it includes every committed one.
@@ -38,9 +38,14 @@ pub(crate) use record::Batch;
 use record::HEADER;
 use record::{Op, read_records};
 
-/// The key under which each tree records the number of the last journal record applied to it. Record keys are
-/// 8 or 32 bytes long, so it is never one of theirs.
+/// The key under which each tree recorded, in the first layout, the number of the last journal record applied
+/// to it (read at open when the marks tree has none). Record keys are 8 or 32 bytes long, so it is never one
+/// of theirs.
 pub(crate) const APPLIED: &[u8] = &[0xff];
+/// The tree of the marks: under the one-byte key `[i]`, the number of the last journal record applied to tree
+/// `i`. Kept apart from the trees it describes, whose large nodes sled copies on every insert: a mark written
+/// into a tree of thousands of claims cost as much as the claim itself.
+const MARKS: &str = "journal-marks";
 
 /// How large a journal file gets before the writes move to the other one.
 pub(crate) const FILE_CAPACITY: u64 = 8 << 20;
@@ -112,6 +117,7 @@ struct Writer {
 pub(crate) struct Journal {
     db: sled::Db,
     trees: Vec<sled::Tree>,
+    marks: sled::Tree,
     /// How large a file gets ([`FILE_CAPACITY`]; smaller in tests).
     capacity: u64,
     shared: Arc<Shared>,
@@ -280,9 +286,10 @@ impl Journal {
             files.push(file);
         }
         records.sort_by_key(|r| r.lsn);
+        let marks = db.open_tree(MARKS)?;
         let mut applied = Vec::with_capacity(trees.len());
-        for tree in &trees {
-            applied.push(applied_in(tree)?);
+        for (index, tree) in trees.iter().enumerate() {
+            applied.push(applied_in(&marks, index, tree)?);
         }
         let mut highest = applied.iter().copied().max().unwrap_or(0);
         for record in records {
@@ -299,7 +306,7 @@ impl Journal {
                     })
                     .collect(),
             };
-            apply(&trees, &fresh, record.lsn)?;
+            apply(&trees, &marks, &fresh, record.lsn)?;
         }
         db.flush()?;
         let files: [File; 2] = files
@@ -343,6 +350,7 @@ impl Journal {
         Ok(Journal {
             db,
             trees,
+            marks,
             capacity,
             shared,
             durability,
@@ -378,7 +386,7 @@ impl Journal {
         if w.end + len > self.capacity {
             self.rotate(&mut w)?;
         }
-        apply(&self.trees, &batch, lsn)?;
+        apply(&self.trees, &self.marks, &batch, lsn)?;
         let (active, offset) = (w.active, w.end);
         match w.pending.last_mut() {
             Some(last)
@@ -523,9 +531,14 @@ impl Drop for Journal {
     }
 }
 
-/// The number of the last record applied to `tree`.
-fn applied_in(tree: &sled::Tree) -> Result<u64, StoreError> {
-    Ok(match tree.get(APPLIED)? {
+/// The number of the last record applied to tree `index`: its mark in `marks`, else the mark the first layout
+/// kept in the tree itself.
+fn applied_in(marks: &sled::Tree, index: usize, tree: &sled::Tree) -> Result<u64, StoreError> {
+    let mark = match marks.get([mark_key(index)?])? {
+        Some(bytes) => Some(bytes),
+        None => tree.get(APPLIED)?,
+    };
+    Ok(match mark {
         Some(bytes) => u64::from_be_bytes(
             bytes
                 .as_ref()
@@ -536,12 +549,23 @@ fn applied_in(tree: &sled::Tree) -> Result<u64, StoreError> {
     })
 }
 
-/// Applies `batch` to sled, operation by operation, then records `lsn` as applied in each tree it touched.
+fn mark_key(index: usize) -> Result<u8, StoreError> {
+    u8::try_from(index).map_err(|_| StoreError::Journal(format!("no tree {index} in a journal")))
+}
+
+/// Applies `batch` to sled, operation by operation, then records `lsn` in `marks` as applied to each tree it
+/// touched.
 ///
 /// No sled batch or transaction: once a process uses either, sled 0.34 makes every later operation take one
-/// global lock. A tree's mark is written after its changes, so the mark sled recovers is at most one record
-/// behind the changes it recovers, and replaying from it only repeats a record's own writes.
-fn apply(trees: &[sled::Tree], batch: &Batch, lsn: u64) -> Result<(), StoreError> {
+/// global lock. sled recovers a prefix of its one log, whatever the tree, and a tree's mark is written after
+/// its changes: the mark sled recovers is at most one record behind the changes it recovers, and replaying
+/// from it only repeats a record's own writes.
+fn apply(
+    trees: &[sled::Tree],
+    marks: &sled::Tree,
+    batch: &Batch,
+    lsn: u64,
+) -> Result<(), StoreError> {
     let mut touched = vec![false; trees.len()];
     for op in &batch.ops {
         let index = usize::from(op.tree());
@@ -559,9 +583,9 @@ fn apply(trees: &[sled::Tree], batch: &Batch, lsn: u64) -> Result<(), StoreError
             *t = true;
         }
     }
-    for (tree, touched) in trees.iter().zip(touched) {
+    for (index, touched) in touched.into_iter().enumerate() {
         if touched {
-            tree.insert(APPLIED, &lsn.to_be_bytes())?;
+            marks.insert([mark_key(index)?], &lsn.to_be_bytes())?;
         }
     }
     Ok(())

@@ -161,6 +161,33 @@ async fn replay_gives_the_longer_prefix() {
     assert_eq!(journal.last_written(), 5);
 }
 
+/// A database of the first layout keeps its marks in its trees: they are read when the marks tree has none,
+/// so what they cover is not replayed again.
+#[tokio::test]
+async fn marks_of_the_first_layout_are_honoured() {
+    let original = tempfile::tempdir().unwrap();
+    five_batches(original.path()).await;
+    let old = tempfile::tempdir().unwrap();
+    {
+        let db = sled::Config::new().path(old.path()).open().unwrap();
+        let a = db.open_tree("a").unwrap();
+        a.insert(b"k", b"old".to_vec()).unwrap();
+        a.insert(APPLIED, &5u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    copy_journal(original.path(), old.path(), None);
+    let (db, journal) = open(old.path(), FILE_CAPACITY);
+    // Tree a had applied all five records: none replays over it. Tree b had no mark: its records replay.
+    assert_eq!(get(&db, "a", b"k").as_deref(), Some(&b"old"[..]));
+    assert_eq!(get(&db, "b", b"x").as_deref(), Some(&b"5"[..]));
+    // New marks go to the marks tree.
+    put(&journal, 0, b"z", b"6");
+    assert_eq!(
+        get(&db, MARKS, &[0]).as_deref(),
+        Some(&6u64.to_be_bytes()[..])
+    );
+}
+
 #[tokio::test]
 async fn a_torn_record_ends_the_journal() {
     let original = tempfile::tempdir().unwrap();
