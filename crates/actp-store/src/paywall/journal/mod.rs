@@ -32,11 +32,13 @@ use std::{
 use crate::StoreError;
 
 mod record;
+mod sync;
 
 pub(crate) use record::Batch;
 #[cfg(test)]
 use record::HEADER;
 use record::{Op, read_records};
+use sync::{Chunk, Files, Shared, Synced};
 
 /// The key under which each tree recorded, in the first layout, the number of the last journal record applied
 /// to it (read at open when the marks tree has none). Record keys are 8 or 32 bytes long, so it is never one
@@ -76,28 +78,6 @@ pub enum Durability {
     Buffered,
 }
 
-/// What the journal files hold, guarded by the lock every write to them takes.
-#[derive(Debug)]
-struct Files {
-    /// How far each file is filled with zeros or records.
-    filled: [u64; 2],
-    /// The file written last: before a record goes to the other one, this one is synced, so a record on disk
-    /// in the newer file implies every record before it is on disk too.
-    last: Option<usize>,
-    /// Written since their last sync.
-    dirty: [bool; 2],
-    /// The highest record number written to the files.
-    written: u64,
-}
-
-/// Bytes appended to a file and not yet written to it.
-#[derive(Debug)]
-struct Chunk {
-    file: usize,
-    offset: u64,
-    bytes: Vec<u8>,
-}
-
 /// What the lock in [`Journal::write`] guards.
 #[derive(Debug)]
 struct Writer {
@@ -129,116 +109,10 @@ pub(crate) struct Journal {
     syncer: Option<std::thread::JoinHandle<()>>,
 }
 
-/// What the writers, the committers and the sync thread share.
-struct Shared {
-    writer: Mutex<Writer>,
-    files: [File; 2],
-    /// Held while writing to them (not while syncing them).
-    state: Mutex<Files>,
-    /// Whether the sync thread has work (a commit waits) or must stop.
-    wake: Mutex<Wake>,
-    wakeup: Condvar,
-    /// The highest number on disk, or why the journal can no longer be written.
-    synced: tokio::sync::watch::Sender<Synced>,
-    syncs: AtomicU64,
-    /// Paid requests in flight (see [`COMMIT_SIBLINGS`]).
-    requests: Arc<AtomicUsize>,
-    durability: Durability,
-}
-
-#[derive(Debug, Default)]
-struct Wake {
-    wanted: bool,
-    stop: bool,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Synced {
-    durable: u64,
-    /// A write or sync failed: nothing written since can be trusted to be on disk, so every later commit fails.
-    failed: Option<String>,
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Each of these locks guards state that is changed only after every fallible step, so a panic elsewhere
     // leaves it whole.
     mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Shared {
-    fn writer(&self) -> MutexGuard<'_, Writer> {
-        lock(&self.writer)
-    }
-
-    /// Writes every batch appended and not yet written to the files; the caller holds `files`.
-    fn write_pending(&self, files: &mut Files) -> Result<(), StoreError> {
-        let (chunks, upto) = {
-            let mut w = self.writer();
-            (std::mem::take(&mut w.pending), w.pending_upto)
-        };
-        if !chunks.is_empty() {
-            write_out(&self.files, files, &chunks)?;
-            files.written = files.written.max(upto);
-        }
-        Ok(())
-    }
-
-    /// The journal can no longer be trusted: every later commit fails.
-    fn fail(&self, e: &StoreError) {
-        tracing::error!(error = %e, "the journal cannot be written; restart the provider");
-        self.synced.send_modify(|s| s.failed = Some(e.to_string()));
-    }
-
-    /// The sync thread: whenever a commit wants it, writes everything pending and syncs what was written, so
-    /// the commits that arrive while one sync runs share the next. Under [`Durability::Buffered`] the syncs
-    /// are at least [`BUFFERED_SYNC_INTERVAL`] apart. Writes and syncs what is left when told to stop.
-    fn run(&self) {
-        loop {
-            let stop = {
-                let mut wake = lock(&self.wake);
-                while !wake.wanted && !wake.stop {
-                    wake = self.wakeup.wait(wake).unwrap_or_else(|p| p.into_inner());
-                }
-                wake.wanted = false;
-                wake.stop
-            };
-            if !stop
-                && self.durability == Durability::Synced
-                && self.requests.load(SeqCst) > COMMIT_SIBLINGS
-            {
-                std::thread::sleep(COMMIT_DELAY);
-            }
-            if let Err(e) = self.sync() {
-                return self.fail(&e);
-            }
-            if stop {
-                return;
-            }
-            if self.durability == Durability::Buffered {
-                std::thread::sleep(BUFFERED_SYNC_INTERVAL);
-            }
-        }
-    }
-
-    /// Writes what is pending, then syncs every file written since its last sync (outside the lock, so that
-    /// buffered commits go on writing meanwhile) and publishes what is now durable.
-    fn sync(&self) -> Result<(), StoreError> {
-        let (dirty, upto) = {
-            let mut files = lock(&self.state);
-            self.write_pending(&mut files)?;
-            (std::mem::take(&mut files.dirty), files.written)
-        };
-        for (file, dirty) in self.files.iter().zip(dirty) {
-            if dirty {
-                file.sync_data().map_err(io_error)?;
-            }
-        }
-        if dirty != [false; 2] {
-            self.syncs.fetch_add(1, SeqCst);
-        }
-        self.synced.send_modify(|s| s.durable = s.durable.max(upto));
-        Ok(())
-    }
 }
 
 impl Journal {
@@ -587,42 +461,6 @@ fn apply(
         if touched {
             marks.insert([mark_key(index)?], &lsn.to_be_bytes())?;
         }
-    }
-    Ok(())
-}
-
-fn io_error(e: std::io::Error) -> StoreError {
-    StoreError::Journal(format!("journal write failed: {e}"))
-}
-
-/// Writes `chunks` to their files in order, first filling with zeros whatever they reach beyond what is filled,
-/// and marks the files written as dirty. Before the first record that goes to the other file than the last
-/// one written, that file is synced, so a record on disk in the newer file implies every record before it is
-/// on disk too (a sync the journal's thread has in flight on it included: this one waits for it).
-fn write_out(files: &[File; 2], state: &mut Files, chunks: &[Chunk]) -> Result<(), StoreError> {
-    for chunk in chunks {
-        let other = 1 - chunk.file;
-        if state.last == Some(other) {
-            files[other].sync_data().map_err(io_error)?;
-            state.dirty[other] = false;
-        }
-        state.last = Some(chunk.file);
-        let file = &files[chunk.file];
-        let end = chunk.offset + chunk.bytes.len() as u64;
-        if end > state.filled[chunk.file] {
-            let to = end.div_ceil(GROW).max(1) * GROW;
-            let zeros = vec![
-                0u8;
-                usize::try_from(to - state.filled[chunk.file])
-                    .map_err(|_| StoreError::Journal("journal size".into()))?
-            ];
-            file.write_all_at(&zeros, state.filled[chunk.file])
-                .map_err(io_error)?;
-            state.filled[chunk.file] = to;
-        }
-        file.write_all_at(&chunk.bytes, chunk.offset)
-            .map_err(io_error)?;
-        state.dirty[chunk.file] = true;
     }
     Ok(())
 }
