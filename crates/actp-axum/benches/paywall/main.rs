@@ -9,14 +9,16 @@
 //! and at half the sessions' rate, each interleaved with as many unpaid calls; one client alone); and the CPU
 //! per session call as a multiple of the crypto floor (one signature recovery, one signature, and the hashing
 //! one call needs, timed alone in the same run), for the whole process over HTTP (server and client) and, on
-//! the synced paywall, for the paywall alone, its router called in process. Per call: the rate against the
-//! bare chain-read rate, and how long the outbox takes to get every delivery mined.
+//! the synced paywall, for the paywall alone, its router called in process; beside them, the disk's own sync.
+//! Per call: the rate against the bare chain-read rate (median of rounds, each reading then paying on both
+//! paywalls), and how long the outbox takes to get every delivery mined.
 //!
 //! `make bench` runs it. The setup changes with `ACTP_BENCH_TXS`, `ACTP_BENCH_CLIENTS`, `ACTP_BENCH_OUTBOX`
 //! (deliveries in flight), `ACTP_BENCH_SESSION_CALLS` (per session in the closed-loop runs),
-//! `ACTP_BENCH_ROUNDS` (closed-loop rounds, unpaid and from sessions in turn; default 3), `ACTP_BENCH_RATE`
+//! `ACTP_BENCH_ROUNDS` (closed-loop rounds, unpaid and from sessions in turn; default 5), `ACTP_BENCH_RATE`
 //! and `ACTP_BENCH_PACED` (the open-loop rate, and calls per session in each open-loop run),
-//! `ACTP_BENCH_DIRECT` (calls per session in process) and `ACTP_BENCH_BLOCK_TIME` (seconds; default 0.5, 0
+//! `ACTP_BENCH_DIRECT` (calls per session in process), `ACTP_BENCH_PER_CALL_ROUNDS` (default 5),
+//! `ACTP_BENCH_DISK_SYNCS` (default 2,000) and `ACTP_BENCH_BLOCK_TIME` (seconds; default 0.5, 0
 //! mines per transaction). The figures go to stdout and `target/bench/paywall.json`. Everything shares the
 //! machine (anvil, server, clients), so read the ratios, not the absolute numbers.
 #![allow(
@@ -37,14 +39,14 @@ use actp_core::{
     session::{SessionReceipt, SessionVoucher, VoucherHeader},
 };
 use axum::{Router, routing::post};
-use futures::{StreamExt, stream};
 
+mod percall;
 mod sessions;
 mod support;
 
 use sessions::Sizes;
 use support::{
-    BODY, Headers, Target, drive, env, fund, lanes, median, ms, open_sessions, time_each,
+    BODY, Headers, Target, drive, env, fund, joined, lanes, median, ms, open_sessions, time_each,
 };
 
 /// The allocator the `actp` binary (and so `actp gateway`) uses.
@@ -124,9 +126,10 @@ async fn main() {
     // default), one for a paywall whose commits are buffered by the operating system.
     let price = Amount::from_base_units(100_000);
     let sizes = Sizes {
-        // 300 calls per session by default: 3,200 calls per round over 3 rounds, long enough (about a second)
-        // that one hiccup of this shared machine does not decide a round.
-        closed: env("ACTP_BENCH_SESSION_CALLS", 300),
+        // 500 calls per session by default: 3,200 calls per round over 5 rounds, each long enough (about half
+        // a second) that one hiccup of this shared machine does not decide it, and enough of them that the
+        // median does not follow one either.
+        closed: env("ACTP_BENCH_SESSION_CALLS", 500),
         // 250 per session: 8,000 calls in each open-loop run, so that its p99 is not decided by a handful of
         // calls.
         paced: env("ACTP_BENCH_PACED", 250),
@@ -197,7 +200,7 @@ async fn main() {
     // and at half the rate the rounds reached, each beside as many unpaid calls: the latency the paywall adds
     // under load without the queueing of a saturated server (closed-loop latency is mostly that). Then the
     // same rounds in process, without HTTP (the paywall's own CPU per session call), and one client alone.
-    let session_rounds = env("ACTP_BENCH_ROUNDS", 3).clamp(1, sizes.closed);
+    let session_rounds = env("ACTP_BENCH_ROUNDS", 5).clamp(1, sizes.closed);
     let fixed_rate = env("ACTP_BENCH_RATE", 1_000) as f64;
     let synced = sessions::run(
         &web,
@@ -217,16 +220,22 @@ async fn main() {
         fixed_rate,
     )
     .await;
-    // The reference for per-call requests: the transaction read the paywall once made per request, alone, at the
-    // same concurrency, right before them (anvil's rate moves by half from one moment to the next here).
-    let reader = devnet.kernel(0).await.unwrap();
-    let reads_before = read_rate(&reader, &ids, clients).await;
     // Per call, the outbox waiting: the paywall's own path (recovery, claim, two signatures, group commit; the
-    // transaction was learned from events) without the chain also mining its deliveries.
-    let deferred = drive(&web, "/paid", lanes(deferred_requests, clients)).await;
-    assert_eq!(deferred.ok, n, "every paid request must be served");
-    let deferred_buffered = drive(&web_buffered, "/paid", lanes(buffered_requests, clients)).await;
-    assert_eq!(deferred_buffered.ok, n, "every paid request must be served");
+    // transaction was learned from events) without the chain also mining its deliveries, in rounds beside the
+    // transaction read the paywall once made per request, alone, at the same concurrency.
+    let reader = devnet.kernel(0).await.unwrap();
+    let per_call = percall::run(
+        &reader,
+        &ids,
+        (&web, &web_buffered),
+        (deferred_requests, buffered_requests),
+        env("ACTP_BENCH_PER_CALL_ROUNDS", 5).clamp(1, n),
+        clients,
+    )
+    .await;
+    let deferred = per_call.merged(false);
+    let deferred_buffered = per_call.merged(true);
+    let reads_per_second = median(per_call.reads.clone());
     let runner = paywall.clone();
     tokio::spawn(async move { runner.run_outbox().await });
     let t = Instant::now();
@@ -262,11 +271,10 @@ async fn main() {
     }
     let drain_after_load = load_end.elapsed();
     let deliveries_total = paid_start.elapsed();
-    assert_eq!(paywall.metrics().deliveries("delivered"), 2 * n as u64);
-
-    // The reference, read again now that the outbox is done: the faster of the two reads counts.
-    let reads_after = read_rate(&reader, &ids, clients).await;
-    let reads_per_second = reads_before.max(reads_after);
+    assert_eq!(
+        paywall.metrics().deliveries("delivered"),
+        (n + deferred.ok) as u64
+    );
 
     // The crypto floor of one session call, timed alone: the voucher's recovery, the receipt's signature,
     // and the hashing (request body, response body, the voucher's and the receipt's EIP-712 hashes).
@@ -316,6 +324,17 @@ async fn main() {
         us(hashing),
     );
 
+    // The disk's own sync, alone: what every answer of the synced paywall waits for at least once.
+    let syncs = percall::disk_syncs(dir.path(), env("ACTP_BENCH_DISK_SYNCS", 2_000));
+    let sync_at = |p: f64| ms(syncs[((syncs.len() as f64 - 1.0) * p).round() as usize]);
+    println!(
+        "the disk alone (900 bytes written in place, then fdatasync), {} times: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+        syncs.len(),
+        sync_at(0.5),
+        sync_at(0.99),
+        sync_at(0.999)
+    );
+
     println!(
         "\nsessions, {session_requests} calls each way over {session_rounds} closed-loop rounds, {clients} concurrent clients"
     );
@@ -333,12 +352,7 @@ async fn main() {
         println!("{name}:");
         println!(
             "  session/unpaid throughput {ratio:.3} (rounds {}): {:.0}/s against {:.0}/s; {} syncs",
-            closed
-                .ratios
-                .iter()
-                .map(|r| format!("{r:.3}"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            joined(&closed.ratios, 3),
             closed.session.rps(),
             closed.unpaid.rps(),
             runs.closed_syncs,
@@ -419,9 +433,13 @@ async fn main() {
         );
     }
     println!(
-        "chain reads alone (getTransaction, same concurrency): {reads_before:.0}/s before, {reads_after:.0}/s after; the faster {reads_per_second:.0}/s; per call with the outbox deferred / reads: synced {:.2}, buffered {:.2}; with it sending / reads {:.2}",
-        deferred.rps() / reads_per_second,
-        deferred_buffered.rps() / reads_per_second,
+        "chain reads alone (getTransaction, same concurrency), each round: {}/s; per call with the outbox deferred / the round's reads, median of {} rounds: synced {:.2} ({}), buffered {:.2} ({}); with it sending / the median reads {:.2}",
+        joined(&per_call.reads, 0),
+        per_call.reads.len(),
+        per_call.median_ratio(false),
+        joined(&per_call.ratios(false), 2),
+        per_call.median_ratio(true),
+        joined(&per_call.ratios(true), 2),
         paid.rps() / reads_per_second,
     );
     println!(
@@ -434,13 +452,17 @@ async fn main() {
         "requests": n,
         "clients": clients,
         "crypto_floor_us": us(floor),
+        "disk_sync_ms": { "p50": sync_at(0.5), "p99": sync_at(0.99), "p999": sync_at(0.999) },
         "sessions": modes,
         "paid_rps": paid.rps(),
         "paid_outbox_deferred_rps": deferred.rps(),
         "paid_sending_over_deferred": ratio,
-        "paid_outbox_deferred_over_reads": deferred.rps() / reads_per_second,
+        "paid_outbox_deferred_over_reads": per_call.median_ratio(false),
+        "paid_outbox_deferred_over_reads_rounds": per_call.ratios(false),
         "paid_outbox_deferred_buffered_rps": deferred_buffered.rps(),
-        "paid_outbox_deferred_buffered_over_reads": deferred_buffered.rps() / reads_per_second,
+        "paid_outbox_deferred_buffered_over_reads": per_call.median_ratio(true),
+        "paid_outbox_deferred_buffered_over_reads_rounds": per_call.ratios(true),
+        "chain_reads_per_second_rounds": per_call.reads,
         "deferred_deliveries_mined_s": deferred_drain.as_secs_f64(),
         "chain_reads_per_second": reads_per_second,
         "outbox_drain_after_load_s": drain_after_load.as_secs_f64(),
@@ -453,20 +475,6 @@ async fn main() {
         serde_json::to_string_pretty(&json).unwrap(),
     )
     .unwrap();
-}
-
-/// `getTransaction` of each of `ids`, `clients` at a time: reads per second.
-async fn read_rate(reader: &actp_client::Kernel, ids: &[B256], clients: usize) -> f64 {
-    let t = Instant::now();
-    let reads: Vec<_> = stream::iter(ids.iter().copied())
-        .map(|id| {
-            let reader = reader.clone();
-            async move { reader.get(id).await.unwrap() }
-        })
-        .buffer_unordered(clients)
-        .collect()
-        .await;
-    reads.len() as f64 / t.elapsed().as_secs_f64()
 }
 
 /// `paywall` behind its own HTTP server on loopback, with a client pool for `clients`; and its router called

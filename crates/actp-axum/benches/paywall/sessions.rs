@@ -179,7 +179,11 @@ pub(crate) async fn run(
     let cpu_at_rate =
         session_cpu.saturating_sub(unpaid_cpu) / u32::try_from(cpu_calls.max(1)).unwrap_or(1);
     let direct = match in_process {
-        Some(target) => Some(alternate(target, lanes.direct, rounds).await),
+        Some(target) => {
+            // A mark for a profiler to attach at.
+            println!("sessions in process: starting");
+            Some(alternate(target, lanes.direct, rounds).await)
+        }
         None => None,
     };
     let single = lanes.single.len();

@@ -28,6 +28,15 @@ pub(crate) fn median<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
     values[values.len() / 2]
 }
 
+/// `values` with `decimals` decimals, separated by commas.
+pub(crate) fn joined(values: &[f64], decimals: usize) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.decimals$}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Run {
     /// Adds another run's requests, as if run back to back.
     pub(crate) fn merge(&mut self, other: Run) {
