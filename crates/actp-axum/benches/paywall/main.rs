@@ -442,6 +442,14 @@ async fn main() {
         joined(&per_call.ratios(true), 2),
         paid.rps() / reads_per_second,
     );
+    let cpu = |pick: fn(&(Duration, Duration)) -> Duration| {
+        us(median(per_call.cpu.iter().map(pick).collect()))
+    };
+    println!(
+        "CPU per request paid per call, outbox deferred (process, server and client), median of the rounds: synced {:.0} us, buffered {:.0} us",
+        cpu(|c| c.0),
+        cpu(|c| c.1)
+    );
     println!(
         "outbox: every delivery mined {:.1}s after the last response ({:.1}s after the first request; {} start + deliver transactions)",
         drain_after_load.as_secs_f64(),

@@ -13,13 +13,15 @@ use std::{
 use actp_core::B256;
 use futures::{StreamExt, stream};
 
-use crate::support::{Headers, Run, Target, drive, lanes, median};
+use crate::support::{Headers, Run, Target, cpu_time, drive, lanes, median};
 
 /// The rounds of one run: reads per second, and the paid runs on each paywall.
 pub(crate) struct PerCall {
     pub(crate) reads: Vec<f64>,
     pub(crate) synced: Vec<Run>,
     pub(crate) buffered: Vec<Run>,
+    /// The process's CPU per request in each round (server and client), synced and buffered.
+    pub(crate) cpu: Vec<(Duration, Duration)>,
 }
 
 impl PerCall {
@@ -69,19 +71,28 @@ pub(crate) async fn run(
     rounds: usize,
     clients: usize,
 ) -> PerCall {
+    // A mark for a profiler to attach at.
+    println!("per call: {rounds} rounds");
     let share = synced.len().min(buffered.len()) / rounds.max(1);
     let mut out = PerCall {
         reads: Vec::new(),
         synced: Vec::new(),
         buffered: Vec::new(),
+        cpu: Vec::new(),
     };
+    let per_request = |cpu: Duration| cpu / u32::try_from(share.max(1)).unwrap_or(1);
     for _ in 0..rounds {
         let reads = read_rate(reader, ids, clients).await;
         let these: Vec<_> = synced.drain(..share).collect();
+        let cpu = cpu_time();
         let on_synced = drive(web, "/paid", lanes(these, clients)).await;
+        let synced_cpu = per_request(cpu_time().saturating_sub(cpu));
         assert_eq!(on_synced.ok, share, "every paid request must be served");
         let these: Vec<_> = buffered.drain(..share).collect();
+        let cpu = cpu_time();
         let on_buffered = drive(web_buffered, "/paid", lanes(these, clients)).await;
+        out.cpu
+            .push((synced_cpu, per_request(cpu_time().saturating_sub(cpu))));
         assert_eq!(on_buffered.ok, share, "every paid request must be served");
         out.reads.push(reads);
         out.synced.push(on_synced);
