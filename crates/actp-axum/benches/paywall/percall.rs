@@ -25,14 +25,19 @@ pub(crate) struct PerCall {
 }
 
 impl PerCall {
-    /// Each round's paid rate over its reads.
-    pub(crate) fn ratios(&self, buffered: bool) -> Vec<f64> {
-        let runs = if buffered {
+    /// The rounds' runs on one paywall.
+    fn runs(&self, buffered: bool) -> &[Run] {
+        if buffered {
             &self.buffered
         } else {
             &self.synced
-        };
-        runs.iter()
+        }
+    }
+
+    /// Each round's paid rate over its reads.
+    pub(crate) fn ratios(&self, buffered: bool) -> Vec<f64> {
+        self.runs(buffered)
+            .iter()
             .zip(&self.reads)
             .map(|(run, reads)| run.rps() / reads)
             .collect()
@@ -44,13 +49,8 @@ impl PerCall {
 
     /// Every round's requests on one paywall, as one run (for the percentiles).
     pub(crate) fn merged(&self, buffered: bool) -> Run {
-        let runs = if buffered {
-            &self.buffered
-        } else {
-            &self.synced
-        };
         let mut all = Run::default();
-        for run in runs {
+        for run in self.runs(buffered) {
             all.merge(Run {
                 seconds: run.seconds,
                 latencies: run.latencies.clone(),
@@ -116,14 +116,15 @@ pub(crate) async fn read_rate(reader: &actp_client::Kernel, ids: &[B256], client
 }
 
 /// The disk's own sync: `n` times, 900 bytes written in place into a file of the journal's size in `dir`,
-/// then `fdatasync` (what one synced commit of a session call costs the disk). Sorted durations.
-pub(crate) fn disk_syncs(dir: &std::path::Path, n: usize) -> Vec<Duration> {
+/// then `fdatasync` (what one synced commit of a session call costs the disk): one run of `n` syncs.
+pub(crate) fn disk_syncs(dir: &std::path::Path, n: usize) -> Run {
     let path = dir.join("disk-sync-floor");
     let mut file = std::fs::File::create(&path).unwrap();
     file.write_all(&vec![0u8; 1 << 20]).unwrap();
     file.sync_all().unwrap();
     let record = [0x5au8; 900];
-    let mut times: Vec<Duration> = (0..n)
+    let t = Instant::now();
+    let latencies: Vec<Duration> = (0..n)
         .map(|i| {
             let t = Instant::now();
             file.write_all_at(&record, (i as u64 * 900) % ((1 << 20) - 900))
@@ -132,8 +133,12 @@ pub(crate) fn disk_syncs(dir: &std::path::Path, n: usize) -> Vec<Duration> {
             t.elapsed()
         })
         .collect();
+    let seconds = t.elapsed().as_secs_f64();
     drop(file);
     let _ = std::fs::remove_file(path);
-    times.sort();
-    times
+    Run {
+        seconds,
+        latencies,
+        ok: n,
+    }
 }
