@@ -177,8 +177,13 @@ impl Outbox {
         }
         let sent = match (&state.best, state.charged.is_zero()) {
             (Some(best), false) => {
-                let Ok(voucher) =
+                // The paywall checked the voucher by `r` and `s`; the kernel recovers with `v` too.
+                let Some(voucher) =
                     VoucherHeader::from_parts(best.cumulative, best.expires_at, &best.signature)
+                        .ok()
+                        .and_then(|v| {
+                            v.for_chain(&best.voucher(id), &self.kernel.domain(), state.requester)
+                        })
                 else {
                     return self
                         .close(seq, id, true, Err("the stored voucher is corrupt".into()))

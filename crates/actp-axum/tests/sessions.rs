@@ -364,6 +364,57 @@ async fn one_hundred_concurrent_calls_on_a_session_that_covers_37_serve_exactly_
     );
 }
 
+/// The paywall checks a known requester's vouchers by `r` and `s` alone (no recovery), so a voucher may carry
+/// the other recovery bit; the close sets the bit the kernel's `ecrecover` needs.
+#[tokio::test]
+async fn a_voucher_with_the_other_recovery_bit_still_closes_on_chain() {
+    let w = world(Amount::from_base_units(100_000)).await;
+    let id = w.open(10 * ECHO_PRICE, "session").await;
+    // The first call makes the requester's key known.
+    assert_eq!(
+        w.call(id, ECHO_PRICE, "/v1/echo", "first").await.status(),
+        200
+    );
+    // The second, with the best voucher of the session, carries the other bit.
+    let sent: VoucherHeader = w
+        .voucher(&w.signer, id, 2 * ECHO_PRICE, "/v1/echo", "second")
+        .await
+        .parse()
+        .unwrap();
+    let flipped = VoucherHeader {
+        signature: actp_core::Signature::new(
+            sent.signature.r(),
+            sent.signature.s(),
+            !sent.signature.v(),
+        ),
+        ..sent
+    };
+    let response = w
+        .http
+        .post(format!("{}/v1/echo", w.url))
+        .header(TX_ID_HEADER, id.to_string())
+        .header(VOUCHER_HEADER, flipped.to_string())
+        .body("second")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let best = w.paywall.session(id).await.unwrap().unwrap().best.unwrap();
+    assert_eq!(
+        best.signature.as_ref(),
+        flipped.signature.as_bytes().as_slice()
+    );
+    assert_eq!(w.ask_close(id, 2 * ECHO_PRICE).await.status(), 202);
+    actp_e2e::eventually("the session is closed on chain", || async {
+        w.state(id).await == State::Delivered
+    })
+    .await;
+    assert_eq!(
+        w.consumer.session_of(id).await.unwrap().unwrap().claimed,
+        U256::from(2 * ECHO_PRICE)
+    );
+}
+
 /// Every session refusal, each against the devnet, in one table.
 #[tokio::test]
 async fn every_session_refusal_has_its_status_code_and_message() {

@@ -215,18 +215,20 @@ pub(crate) fn check_expiry(
     Ok(())
 }
 
-/// `signature` over `hash` recovers to `requester` (one recovery).
+/// `requester` signed `hash` with `signature` (at most one recovery: [`crate::ecdsa::check`]).
 pub(crate) fn check_signer(
     signature: &Signature,
     hash: &B256,
     requester: Address,
 ) -> Result<(), AuthorizationError> {
-    let signer = crate::ecdsa::recover(hash, signature)
-        .map_err(|e| AuthorizationError::BadSignature(e.to_string()))?;
-    if signer != requester {
-        return Err(AuthorizationError::WrongSigner { signer, requester });
-    }
-    Ok(())
+    crate::ecdsa::check(hash, signature, requester).map_err(|e| match e {
+        crate::ecdsa::CheckError::Unrecoverable(e) => {
+            AuthorizationError::BadSignature(e.to_string())
+        }
+        crate::ecdsa::CheckError::OtherSigner { signer, .. } => {
+            AuthorizationError::WrongSigner { signer, requester }
+        }
+    })
 }
 
 impl fmt::Display for AuthorizationHeader {

@@ -28,7 +28,7 @@ mod rejection;
 pub mod session;
 mod state;
 
-pub use alloy_primitives::{Address, B256, Bytes, U256};
+pub use alloy_primitives::{Address, B256, Bytes, Signature, U256};
 pub use amount::{Amount, AmountError};
 pub use rejection::Rejection;
 pub use state::{State, UnknownState};

@@ -311,13 +311,18 @@ impl ReceiptChain {
         result_hash: B256,
     ) -> Result<(), ReceiptError> {
         let r = &signed.receipt;
-        let signer = signed.signer(&self.domain)?;
-        if signer != self.provider {
-            return Err(ReceiptError::WrongSigner {
-                signer,
-                provider: self.provider,
-            });
-        }
+        // At most one recovery per provider: later receipts verify against its key.
+        crate::ecdsa::check(&signed.hash(&self.domain), &signed.signature, self.provider).map_err(
+            |e| match e {
+                crate::ecdsa::CheckError::Unrecoverable(e) => {
+                    ReceiptError::BadSignature(e.to_string())
+                }
+                crate::ecdsa::CheckError::OtherSigner { signer, .. } => ReceiptError::WrongSigner {
+                    signer,
+                    provider: self.provider,
+                },
+            },
+        )?;
         if r.txId != self.tx_id {
             return Err(ReceiptError::WrongSession {
                 got: r.txId,

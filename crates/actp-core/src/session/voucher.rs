@@ -131,7 +131,9 @@ impl VoucherHeader {
     }
 
     /// Checks that this header's signature is `requester`'s over `voucher` (rebuilt from the call received) at
-    /// `now`, expiring at most `max_validity` seconds ahead. One signature recovery.
+    /// `now`, expiring at most `max_validity` seconds ahead. At most one signature recovery: once this thread
+    /// knows `requester`'s key, the signature is verified against it by `r` and `s`, so its recovery bit is
+    /// not checked; [`VoucherHeader::for_chain`] sets it before the voucher goes on chain.
     pub fn verify(
         &self,
         voucher: &SessionVoucher,
@@ -147,6 +149,22 @@ impl VoucherHeader {
             ));
         }
         check_signer(&self.signature, &voucher.signing_hash(domain), requester)
+    }
+
+    /// This header with the recovery bit that makes the kernel's `ecrecover` find `requester` over `voucher`
+    /// in `domain`; `None` if no bit does (the signature is not `requester`'s).
+    pub fn for_chain(
+        self,
+        voucher: &SessionVoucher,
+        domain: &Eip712Domain,
+        requester: Address,
+    ) -> Option<Self> {
+        let signature = crate::ecdsa::with_recovery_bit_of(
+            &voucher.signing_hash(domain),
+            &self.signature,
+            requester,
+        )?;
+        Some(VoucherHeader { signature, ..self })
     }
 }
 
@@ -324,6 +342,27 @@ mod tests {
             ),
             Err(AuthorizationError::WrongSigner { .. })
         ));
+    }
+
+    #[test]
+    fn the_recovery_bit_is_set_for_the_chain() {
+        let (signer, domain, voucher) = setup();
+        let h = VoucherHeader::sign(&voucher, &domain, &signer).unwrap();
+        let who = signer.address();
+        let flipped = VoucherHeader {
+            signature: Signature::new(h.signature.r(), h.signature.s(), !h.signature.v()),
+            ..h
+        };
+        // Once the requester's key is known, a voucher is checked by `r` and `s`: the bit may be the other one.
+        assert_eq!(h.verify(&voucher, &domain, who, 900, 300), Ok(()));
+        assert_eq!(flipped.verify(&voucher, &domain, who, 900, 300), Ok(()));
+        // The chain gets the bit that recovers the requester, whichever was sent.
+        assert_eq!(flipped.for_chain(&voucher, &domain, who), Some(h));
+        assert_eq!(h.for_chain(&voucher, &domain, who), Some(h));
+        assert_eq!(
+            h.for_chain(&voucher, &domain, Address::repeat_byte(3)),
+            None
+        );
     }
 
     #[test]
