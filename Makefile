@@ -66,9 +66,10 @@ check-package:
 # registry: it unpacks them into $CARGO_HOME/registry/src/-<hash>/ once and never checks a registry crate's
 # files again (registry crates are immutable), so after a change under the same version it would build against
 # the stale copy and its stale build (a crate would pass or fail for code it does not contain). Both are removed
-# first: the unpacked copies, and the builds whose dep-info lists no source file (only registry builds do).
+# first: the unpacked copies, and the builds whose dep-info lists no source file (only registry builds do), in
+# the target directory cargo uses ($CARGO_TARGET_DIR when set).
 	rm -rf "$${CARGO_HOME:-$$HOME/.cargo}"/registry/src/-*/actp-*
-	@for f in target/debug/.fingerprint/actp-*/dep-lib-*; do \
+	@for f in "$${CARGO_TARGET_DIR:-target}"/debug/.fingerprint/actp-*/dep-lib-*; do \
 	  [ -f "$$f" ] && [ "$$(stat -c %s "$$f")" -le 16 ] && rm -rf "$$(dirname "$$f")"; \
 	done; true
 	cargo package --locked --offline --allow-dirty $(addprefix -p ,$(LIBRARY_CRATES))
