@@ -2,11 +2,15 @@
 //! deployment code, and funded well-known dev accounts. Tests, the demo and the CLI use it. It stops anvil
 //! when dropped. Dev keys are anvil's public test keys: never use them anywhere else.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use actp_core::{Address, Amount, U256};
 use alloy::{
     node_bindings::{Anvil, AnvilInstance},
+    primitives::U64,
     providers::{DynProvider, Provider, ProviderBuilder},
     signers::local::PrivateKeySigner,
 };
@@ -46,6 +50,72 @@ pub struct Devnet {
     provider: DynProvider,
     deployment: Deployment,
     accounts: Vec<Signer>,
+    /// Mines what anvil's automine leaves behind (`None` with a block time, where anvil mines by itself).
+    _nudge: Option<Nudge>,
+}
+
+/// How often the nudge looks at anvil's pool.
+const NUDGE_EVERY: Duration = Duration::from_secs(1);
+
+/// A task that mines a block when anvil's automine leaves ready transactions in its pool. Its miner can
+/// miss a transaction that turns ready while a block is being built, and then waits for the next one to
+/// arrive (foundry-rs/foundry#10122): the last transaction of a burst gets no receipt, ever. The task asks
+/// for the pool's status every second; ready transactions seen twice in a row with no block mined in
+/// between are stuck, and it mines a block, with a warning that says so. Stopped with the devnet.
+struct Nudge(tokio::task::JoinHandle<()>);
+
+impl Drop for Nudge {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `txpool_status`: transactions ready to be mined, and transactions waiting for an earlier nonce.
+#[derive(Debug, serde::Deserialize)]
+struct PoolStatus {
+    pending: U64,
+    queued: U64,
+}
+
+impl Nudge {
+    fn start(provider: DynProvider) -> Self {
+        Nudge(tokio::spawn(async move {
+            let mut seen: Option<u64> = None;
+            loop {
+                tokio::time::sleep(NUDGE_EVERY).await;
+                // A node that does not answer (stopped, or busy) is asked again next time.
+                let (Ok(status), Ok(block)) = (
+                    provider
+                        .raw_request::<_, PoolStatus>("txpool_status".into(), ())
+                        .await,
+                    provider.get_block_number().await,
+                ) else {
+                    seen = None;
+                    continue;
+                };
+                if status.pending.is_zero() {
+                    seen = None;
+                    continue;
+                }
+                if seen == Some(block) {
+                    tracing::warn!(
+                        ready = %status.pending,
+                        queued = %status.queued,
+                        block,
+                        "anvil left ready transactions unmined; mining a block"
+                    );
+                    let mined: std::result::Result<serde_json::Value, _> =
+                        provider.raw_request("evm_mine".into(), ()).await;
+                    if let Err(e) = mined {
+                        tracing::warn!(error = %e, "could not mine the stuck transactions");
+                    }
+                    seen = None;
+                } else {
+                    seen = Some(block);
+                }
+            }
+        }))
+    }
 }
 
 impl std::fmt::Debug for Devnet {
@@ -124,6 +194,10 @@ impl Devnet {
             .disable_recommended_fillers()
             .connect_http(url)
             .erased();
+        let nudge = options
+            .block_time
+            .is_none()
+            .then(|| Nudge::start(provider.clone()));
         let admin = accounts
             .first()
             .cloned()
@@ -153,6 +227,7 @@ impl Devnet {
             provider,
             deployment,
             accounts,
+            _nudge: nudge,
         })
     }
 

@@ -126,6 +126,27 @@ async fn many_calls_from_one_signer_in_flight_at_once() {
     );
 }
 
+/// Anvil's automine can leave a ready transaction in its pool, unmined until another arrives
+/// (foundry-rs/foundry#10122). The devnet mines it: here the miner is switched off outright, and the
+/// transaction still gets its receipt.
+#[tokio::test]
+async fn the_devnet_mines_a_transaction_that_automine_left_in_the_pool() {
+    use alloy::providers::Provider as _;
+    let devnet = Devnet::start().await.unwrap();
+    let consumer = devnet.kernel(1).await.unwrap();
+    let _: serde_json::Value = devnet
+        .provider()
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let before = devnet.provider().get_block_number().await.unwrap();
+    consumer
+        .approve(Amount::from_tokens(1).to_u256())
+        .await
+        .unwrap();
+    assert!(devnet.provider().get_block_number().await.unwrap() > before);
+}
+
 #[tokio::test]
 async fn anyone_settles_after_time_travel_past_the_window() {
     let devnet = Devnet::start().await.unwrap();
