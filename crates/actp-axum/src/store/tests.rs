@@ -211,6 +211,68 @@ async fn a_session_is_created_once_closed_once_and_read_back() {
     .await;
 }
 
+/// On the embedded store a session's account reaches sled only at checkpoints (the journal holds it until
+/// then): what a charge wrote and flushed is there after a reopen, without a checkpoint in between, and the
+/// holds of calls that died with the process are gone.
+#[tokio::test]
+async fn an_embedded_session_is_read_back_after_a_reopen_from_its_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = B256::repeat_byte(6);
+    {
+        let store = Store::open(dir.path(), Durability::Synced).unwrap();
+        store
+            .session_or_insert(id, open_session(100))
+            .await
+            .unwrap();
+        for cumulative in [10, 20] {
+            let hold = store
+                .hold(id, u(10), voucher(cumulative), 2)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            store
+                .charge(hold, |s| {
+                    s.held = s.held.saturating_sub(hold.max);
+                    s.in_flight -= 1;
+                    s.charged += u(7);
+                })
+                .await
+                .unwrap();
+        }
+        // A call in flight when the process ends.
+        store
+            .hold(id, u(10), voucher(30), 3)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        store.flush().await.unwrap();
+    }
+    let until = std::time::Instant::now() + Duration::from_secs(120);
+    let store = loop {
+        match Store::open(dir.path(), Durability::Synced) {
+            Ok(store) => break store,
+            Err(_) if std::time::Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    store.clear_holds().unwrap();
+    let state = store.session(id).await.unwrap().unwrap();
+    assert_eq!(
+        (state.charged, state.held, state.in_flight),
+        (u(14), U256::ZERO, 0)
+    );
+    assert_eq!(
+        state.best.unwrap().cumulative,
+        u(20),
+        "the last voucher written through"
+    );
+    assert_eq!(store.sessions().await.unwrap().len(), 1);
+}
+
 /// Two replicas on one database: a transaction serves one request across both; an outbox entry is leased by
 /// one at a time, and taken over (marked doubtful) once its owner's lease has run out; a dead replica's claim
 /// and its hold on a session expire.

@@ -18,8 +18,19 @@
 //! only if their number is above that tree's. Since sled recovers a prefix of its own log, the state after a
 //! crash is a prefix of the batches written (the last one possibly in part, as sled's single writes were
 //! before), and it includes every committed one.
+//!
+//! A tree can be *deferred* (the paywall's session accounts, rewritten whole on every call): a batch that only
+//! changes deferred trees is journaled but not applied to sled; the journal keeps each key's latest value in
+//! memory, and [`Journal::get`] reads it there first. The deferred values go to sled, then the trees' marks
+//! (the last record written), before anything that needs them there: a batch on any other tree (so sled's log
+//! keeps the order of the batches, and what it recovers is still a prefix), a checkpoint's flush (so no file
+//! is reused while it holds a record that sled does not have), and [`Journal::apply_deferred`] (before a
+//! scan of the tree). Each write of a deferred tree replaces a whole value, so applying each key's latest
+//! value is applying every one of its writes in order; and after a crash, the records above a deferred
+//! tree's mark are still in the files, and replay.
 
 use std::{
+    collections::HashMap,
     fs::{File, OpenOptions},
     os::unix::fs::FileExt,
     path::Path,
@@ -31,9 +42,11 @@ use std::{
 
 use crate::StoreError;
 
+mod apply;
 mod record;
 mod sync;
 
+use apply::{applied_in, apply};
 pub(crate) use record::Batch;
 #[cfg(test)]
 use record::HEADER;
@@ -53,10 +66,12 @@ const MARKS: &str = "journal-marks";
 pub(crate) const FILE_CAPACITY: u64 = 8 << 20;
 /// How far ahead of the records a file is filled with zeros.
 const GROW: u64 = 1 << 20;
-/// With more than this many paid requests in flight, a sync waits [`COMMIT_DELAY`] first, so that it covers
-/// the commits those requests are about to ask for (PostgreSQL's `commit_siblings` and `commit_delay`). Each
-/// sync costs about 70 us of CPU here: under load, fewer syncs leave the CPU to the requests, and a request's
-/// latency is then mostly queueing anyway. With few requests in flight, a commit is synced at once.
+/// With more than this many paid requests in flight, a sync waits up to [`COMMIT_DELAY`] first, so that it
+/// covers the commits those requests are about to ask for (PostgreSQL's `commit_siblings` and
+/// `commit_delay`), and no longer than until every request in flight waits for it: no more commits are then
+/// coming, and waiting on would only leave the CPU idle. Each sync costs about 70 us of CPU here: under load,
+/// fewer syncs leave the CPU to the requests, and a request's latency is then mostly queueing anyway. With
+/// few requests in flight, a commit is synced at once.
 const COMMIT_SIBLINGS: usize = 8;
 const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(1_000);
 /// Under [`Durability::Buffered`], the longest a written batch waits for its background sync: what a crash of
@@ -91,12 +106,16 @@ struct Writer {
     /// Appended, not yet written; and the highest number among them.
     pending: Vec<Chunk>,
     pending_upto: u64,
+    /// The latest value (`None`: removed) of each key written in a deferred tree and not yet applied to sled.
+    deferred: HashMap<(u8, Vec<u8>), Option<Vec<u8>>>,
 }
 
 /// The journal of one store. See the module's documentation.
 pub(crate) struct Journal {
     db: sled::Db,
     trees: Vec<sled::Tree>,
+    /// Whether each tree is deferred (see the module's documentation).
+    deferred: Vec<bool>,
     marks: sled::Tree,
     /// How large a file gets ([`FILE_CAPACITY`]; smaller in tests).
     capacity: u64,
@@ -117,10 +136,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Journal {
     /// Opens the journal beside `db`, replays it into `trees` (what the journal holds beyond what sled has
-    /// applied), and flushes sled so both files are free again.
+    /// applied), and flushes sled so both files are free again. The trees whose indices are in `deferred` are
+    /// applied to sled lazily (see the module's documentation).
     pub(crate) fn open(
         db: sled::Db,
         trees: Vec<sled::Tree>,
+        deferred: &[u8],
         dir: &Path,
         capacity: u64,
         requests: Arc<AtomicUsize>,
@@ -194,6 +215,7 @@ impl Journal {
                 last_in: [0; 2],
                 pending: Vec::new(),
                 pending_upto: highest,
+                deferred: HashMap::new(),
             }),
             files,
             state: Mutex::new(Files {
@@ -210,6 +232,10 @@ impl Journal {
             }),
             syncs: AtomicU64::new(0),
             requests,
+            waiting: AtomicUsize::new(0),
+            commit_delay_us: AtomicU64::new(
+                u64::try_from(COMMIT_DELAY.as_micros()).unwrap_or(u64::MAX),
+            ),
             durability,
         });
         let syncer = {
@@ -221,9 +247,13 @@ impl Journal {
                     StoreError::Journal(format!("cannot start the journal's thread: {e}"))
                 })?
         };
+        let deferred = (0..trees.len())
+            .map(|i| u8::try_from(i).is_ok_and(|i| deferred.contains(&i)))
+            .collect();
         Ok(Journal {
             db,
             trees,
+            deferred,
             marks,
             capacity,
             shared,
@@ -260,7 +290,19 @@ impl Journal {
         if w.end + len > self.capacity {
             self.rotate(&mut w)?;
         }
-        apply(&self.trees, &self.marks, &batch, lsn)?;
+        if batch.ops.iter().all(|op| self.is_deferred(op.tree())) {
+            for op in batch.ops {
+                let (tree, key, value) = match op {
+                    Op::Put { tree, key, value } => (tree, key, Some(value)),
+                    Op::Remove { tree, key } => (tree, key, None),
+                };
+                w.deferred.insert((tree, key), value);
+            }
+        } else {
+            // sled gets the batches in the order they were written: the deferred ones before this one.
+            self.apply_deferred_upto(&mut w, lsn - 1)?;
+            apply(&self.trees, &self.marks, &batch, lsn)?;
+        }
         let (active, offset) = (w.active, w.end);
         match w.pending.last_mut() {
             Some(last)
@@ -279,7 +321,7 @@ impl Journal {
         w.pending_upto = lsn;
         w.next = lsn + 1;
         if w.end > self.capacity / 2 && w.last_in[1 - active] > self.checkpointed.load(SeqCst) {
-            self.checkpoint(lsn);
+            self.checkpoint(&mut w, lsn);
         }
         Ok(out)
     }
@@ -289,6 +331,8 @@ impl Journal {
         let other = 1 - w.active;
         if w.last_in[other] > self.checkpointed.load(SeqCst) {
             // The background checkpoint has not finished (or not started): flush here.
+            let upto = w.next - 1;
+            self.apply_deferred_upto(w, upto)?;
             self.db.flush()?;
             self.checkpointed.fetch_max(w.next - 1, SeqCst);
         }
@@ -298,9 +342,15 @@ impl Journal {
         Ok(())
     }
 
-    /// Flushes sled in the background; every record up to `upto` is then in sled's files.
-    fn checkpoint(&self, upto: u64) {
+    /// Flushes sled in the background, the deferred values applied first; every record up to `upto` (the last
+    /// written) is then in sled's files.
+    fn checkpoint(&self, w: &mut Writer, upto: u64) {
         if self.checkpointing.swap(true, SeqCst) {
+            return;
+        }
+        if let Err(e) = self.apply_deferred_upto(w, upto) {
+            tracing::warn!(error = %e, "journal checkpoint failed; it is retried");
+            self.checkpointing.store(false, SeqCst);
             return;
         }
         let (db, checkpointed, running) = (
@@ -348,6 +398,7 @@ impl Journal {
         let mut synced = self.shared.synced.subscribe();
         let done = |s: &Synced| s.durable >= target || s.failed.is_some();
         if !done(&synced.borrow()) {
+            let _waiting = Waiting::new(&self.shared);
             self.want_sync();
             synced
                 .wait_for(done)
@@ -384,10 +435,41 @@ impl Journal {
         lock(&self.shared.state)
     }
 
+    /// Makes a sync gather commits for up to `delay` (tests: long enough that only the early end is seen).
+    #[cfg(test)]
+    pub(crate) fn set_commit_delay(&self, delay: std::time::Duration) {
+        self.shared
+            .commit_delay_us
+            .store(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX), SeqCst);
+    }
+
     /// The highest number durable on disk.
     #[cfg(test)]
     pub(crate) fn durable(&self) -> u64 {
         self.shared.synced.borrow().durable
+    }
+}
+
+/// A commit waiting for its sync, counted while it waits (a sync that gathers commits stops waiting for more
+/// once every paid request in flight waits). The last request to wait wakes the journal's thread.
+struct Waiting<'a>(&'a Shared);
+
+impl<'a> Waiting<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        let waiting = shared.waiting.fetch_add(1, SeqCst) + 1;
+        if waiting >= shared.requests.load(SeqCst) {
+            // Under the lock the thread checks the count with, so the wake-up cannot fall between its check
+            // and its wait.
+            drop(lock(&shared.wake));
+            shared.wakeup.notify_one();
+        }
+        Waiting(shared)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, SeqCst);
     }
 }
 
@@ -403,66 +485,6 @@ impl Drop for Journal {
             tracing::error!("the journal's thread panicked");
         }
     }
-}
-
-/// The number of the last record applied to tree `index`: its mark in `marks`, else the mark the first layout
-/// kept in the tree itself.
-fn applied_in(marks: &sled::Tree, index: usize, tree: &sled::Tree) -> Result<u64, StoreError> {
-    let mark = match marks.get([mark_key(index)?])? {
-        Some(bytes) => Some(bytes),
-        None => tree.get(APPLIED)?,
-    };
-    Ok(match mark {
-        Some(bytes) => u64::from_be_bytes(
-            bytes
-                .as_ref()
-                .try_into()
-                .map_err(|_| StoreError::Journal("corrupt journal mark".into()))?,
-        ),
-        None => 0,
-    })
-}
-
-fn mark_key(index: usize) -> Result<u8, StoreError> {
-    u8::try_from(index).map_err(|_| StoreError::Journal(format!("no tree {index} in a journal")))
-}
-
-/// Applies `batch` to sled, operation by operation, then records `lsn` in `marks` as applied to each tree it
-/// touched.
-///
-/// No sled batch or transaction: once a process uses either, sled 0.34 makes every later operation take one
-/// global lock. sled recovers a prefix of its one log, whatever the tree, and a tree's mark is written after
-/// its changes: the mark sled recovers is at most one record behind the changes it recovers, and replaying
-/// from it only repeats a record's own writes.
-fn apply(
-    trees: &[sled::Tree],
-    marks: &sled::Tree,
-    batch: &Batch,
-    lsn: u64,
-) -> Result<(), StoreError> {
-    let mut touched = vec![false; trees.len()];
-    for op in &batch.ops {
-        let index = usize::from(op.tree());
-        let tree = trees.get(index).ok_or_else(|| {
-            StoreError::Journal(format!(
-                "journal names tree {} that does not exist",
-                op.tree()
-            ))
-        })?;
-        match op {
-            Op::Put { key, value, .. } => tree.insert(key.as_slice(), value.as_slice())?,
-            Op::Remove { key, .. } => tree.remove(key.as_slice())?,
-        };
-        if let Some(t) = touched.get_mut(index) {
-            *t = true;
-        }
-    }
-    for (index, touched) in touched.into_iter().enumerate() {
-        if touched {
-            marks.insert([mark_key(index)?], &lsn.to_be_bytes())?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

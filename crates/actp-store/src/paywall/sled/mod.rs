@@ -88,6 +88,9 @@ impl<S: Account> SledPaywall<S> {
         let journal = Journal::open(
             db.clone(),
             trees,
+            // A session's account is rewritten whole on every call: it goes to sled at checkpoints (the
+            // journal makes it durable), not on each call.
+            &[SESSIONS],
             path,
             journal::FILE_CAPACITY,
             std::sync::Arc::clone(&requests),

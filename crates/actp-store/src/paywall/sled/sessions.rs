@@ -33,6 +33,22 @@ fn session_key(key: &[u8]) -> Result<B256, StoreError> {
 }
 
 impl<S: Account> SledPaywall<S> {
+    /// The stored account of `tx_id` (a deferred write included).
+    fn stored(&self, tx_id: B256) -> Result<Option<S>, StoreError> {
+        match self.journal.get(SESSIONS, tx_id.as_slice())? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The stored accounts, as a scan of the tree (the deferred writes applied first).
+    fn scan(
+        &self,
+    ) -> Result<impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>, StoreError> {
+        self.journal.apply_deferred()?;
+        Ok(records(&self.sessions))
+    }
+
     fn accounts(&self) -> std::sync::MutexGuard<'_, HashMap<B256, S>> {
         // A panic while holding the lock leaves whole accounts behind: each change replaces one at once.
         self.accounts.lock().unwrap_or_else(|p| p.into_inner())
@@ -44,7 +60,7 @@ impl<S: Account> SledPaywall<S> {
         if let Some(state) = accounts.get(&tx_id) {
             return Ok(Some(state.clone()));
         }
-        let Some(state) = super::read::<S>(&self.sessions, tx_id)? else {
+        let Some(state) = self.stored(tx_id)? else {
             return Ok(None);
         };
         accounts.insert(tx_id, state.clone());
@@ -57,7 +73,7 @@ impl<S: Account> SledPaywall<S> {
         if let Some(state) = accounts.get(&tx_id) {
             return Ok(state.clone());
         }
-        let state = match super::read::<S>(&self.sessions, tx_id)? {
+        let state = match self.stored(tx_id)? {
             Some(stored) => stored,
             None => {
                 let bytes = serde_json::to_vec(&fresh)?;
@@ -100,7 +116,7 @@ impl<S: Account> SledPaywall<S> {
         let mut accounts = self.accounts();
         let state = match accounts.entry(tx_id) {
             Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(v) => match super::read::<S>(&self.sessions, tx_id)? {
+            Entry::Vacant(v) => match self.stored(tx_id)? {
                 Some(stored) => v.insert(stored),
                 None => return Ok(None),
             },
@@ -122,7 +138,7 @@ impl<S: Account> SledPaywall<S> {
 
     /// Every call in flight died with the process that served it: at start, all holds go back.
     pub fn clear_holds(&self) -> Result<(), StoreError> {
-        for item in records(&self.sessions) {
+        for item in self.scan()? {
             let (key, _) = item?;
             self.update_session(session_key(&key)?, S::clear_holds)?;
         }
@@ -182,7 +198,8 @@ impl<S: Account> SledPaywall<S> {
 
     /// Every session this provider knows, with its account (as in use, for the ones in memory).
     pub fn sessions(&self) -> Result<Vec<(B256, S)>, StoreError> {
-        let stored = records(&self.sessions)
+        let stored = self
+            .scan()?
             .map(|item| {
                 let (key, value) = item?;
                 Ok((session_key(&key)?, value))
