@@ -66,12 +66,10 @@ const MARKS: &str = "journal-marks";
 pub(crate) const FILE_CAPACITY: u64 = 8 << 20;
 /// How far ahead of the records a file is filled with zeros.
 const GROW: u64 = 1 << 20;
-/// With more than this many paid requests in flight, a sync waits up to [`COMMIT_DELAY`] first, so that it
-/// covers the commits those requests are about to ask for (PostgreSQL's `commit_siblings` and
-/// `commit_delay`), and no longer than until every request in flight waits for it: no more commits are then
-/// coming, and waiting on would only leave the CPU idle. Each sync costs about 70 us of CPU here: under load,
-/// fewer syncs leave the CPU to the requests, and a request's latency is then mostly queueing anyway. With
-/// few requests in flight, a commit is synced at once.
+/// With more than this many paid requests in flight, a sync waits [`COMMIT_DELAY`] first, so that it covers
+/// the commits those requests are about to ask for (PostgreSQL's `commit_siblings` and `commit_delay`). Each
+/// sync costs about 70 us of CPU here: under load, fewer syncs leave the CPU to the requests, and a request's
+/// latency is then mostly queueing anyway. With few requests in flight, a commit is synced at once.
 const COMMIT_SIBLINGS: usize = 8;
 const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(1_000);
 /// Under [`Durability::Buffered`], the longest a written batch waits for its background sync: what a crash of
@@ -232,10 +230,6 @@ impl Journal {
             }),
             syncs: AtomicU64::new(0),
             requests,
-            waiting: AtomicUsize::new(0),
-            commit_delay_us: AtomicU64::new(
-                u64::try_from(COMMIT_DELAY.as_micros()).unwrap_or(u64::MAX),
-            ),
             durability,
         });
         let syncer = {
@@ -398,7 +392,6 @@ impl Journal {
         let mut synced = self.shared.synced.subscribe();
         let done = |s: &Synced| s.durable >= target || s.failed.is_some();
         if !done(&synced.borrow()) {
-            let _waiting = Waiting::new(&self.shared);
             self.want_sync();
             synced
                 .wait_for(done)
@@ -435,41 +428,10 @@ impl Journal {
         lock(&self.shared.state)
     }
 
-    /// Makes a sync gather commits for up to `delay` (tests: long enough that only the early end is seen).
-    #[cfg(test)]
-    pub(crate) fn set_commit_delay(&self, delay: std::time::Duration) {
-        self.shared
-            .commit_delay_us
-            .store(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX), SeqCst);
-    }
-
     /// The highest number durable on disk.
     #[cfg(test)]
     pub(crate) fn durable(&self) -> u64 {
         self.shared.synced.borrow().durable
-    }
-}
-
-/// A commit waiting for its sync, counted while it waits (a sync that gathers commits stops waiting for more
-/// once every paid request in flight waits). The last request to wait wakes the journal's thread.
-struct Waiting<'a>(&'a Shared);
-
-impl<'a> Waiting<'a> {
-    fn new(shared: &'a Shared) -> Self {
-        let waiting = shared.waiting.fetch_add(1, SeqCst) + 1;
-        if waiting >= shared.requests.load(SeqCst) {
-            // Under the lock the thread checks the count with, so the wake-up cannot fall between its check
-            // and its wait.
-            drop(lock(&shared.wake));
-            shared.wakeup.notify_one();
-        }
-        Waiting(shared)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, SeqCst);
     }
 }
 

@@ -10,9 +10,9 @@ use std::{
     },
 };
 
-#[cfg(doc)]
-use super::COMMIT_DELAY;
-use super::{BUFFERED_SYNC_INTERVAL, COMMIT_SIBLINGS, Durability, GROW, Writer, lock};
+use super::{
+    BUFFERED_SYNC_INTERVAL, COMMIT_DELAY, COMMIT_SIBLINGS, Durability, GROW, Writer, lock,
+};
 use crate::StoreError;
 
 /// What the journal files hold, guarded by the lock every write to them takes.
@@ -51,10 +51,6 @@ pub(super) struct Shared {
     pub(super) syncs: AtomicU64,
     /// Paid requests in flight (see [`COMMIT_SIBLINGS`]).
     pub(super) requests: Arc<AtomicUsize>,
-    /// Commits waiting for a sync.
-    pub(super) waiting: AtomicUsize,
-    /// The longest a sync gathers commits, in microseconds ([`COMMIT_DELAY`]; longer in tests).
-    pub(super) commit_delay_us: AtomicU64,
     pub(super) durability: Durability,
 }
 
@@ -112,7 +108,7 @@ impl Shared {
                 && self.durability == Durability::Synced
                 && self.requests.load(SeqCst) > COMMIT_SIBLINGS
             {
-                self.gather();
+                std::thread::sleep(COMMIT_DELAY);
             }
             if let Err(e) = self.sync() {
                 return self.fail(&e);
@@ -123,27 +119,6 @@ impl Shared {
             if self.durability == Durability::Buffered {
                 std::thread::sleep(BUFFERED_SYNC_INTERVAL);
             }
-        }
-    }
-
-    /// Waits [`COMMIT_DELAY`] for more commits to share the coming sync, or less: until every paid request in
-    /// flight waits for it, or the journal stops.
-    fn gather(&self) {
-        let delay = std::time::Duration::from_micros(self.commit_delay_us.load(SeqCst));
-        let deadline = std::time::Instant::now() + delay;
-        let mut wake = lock(&self.wake);
-        loop {
-            if wake.stop || self.waiting.load(SeqCst) >= self.requests.load(SeqCst) {
-                return;
-            }
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                return;
-            }
-            wake = self
-                .wakeup
-                .wait_timeout(wake, deadline - now)
-                .map_or_else(|p| p.into_inner().0, |(guard, _)| guard);
         }
     }
 
