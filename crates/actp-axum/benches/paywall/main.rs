@@ -126,10 +126,11 @@ async fn main() {
     // default), one for a paywall whose commits are buffered by the operating system.
     let price = Amount::from_base_units(100_000);
     let sizes = Sizes {
-        // 500 calls per session by default: 3,200 calls per round over 5 rounds, each long enough (about half
-        // a second) that one hiccup of this shared machine does not decide it, and enough of them that the
-        // median does not follow one either.
-        closed: env("ACTP_BENCH_SESSION_CALLS", 500),
+        // 1,500 calls per session by default: 9,600 calls per round over 5 rounds, each long enough (about
+        // 0.2 s unpaid and 1 s from sessions here) that one hiccup of this shared machine does not decide it,
+        // and enough of them that the median does not follow one either. (With 500, an unpaid round lasted
+        // 70 ms, and the rounds' ratios spread from 0.17 to 0.30.)
+        closed: env("ACTP_BENCH_SESSION_CALLS", 1_500),
         // 250 per session: 8,000 calls in each open-loop run, so that its p99 is not decided by a handful of
         // calls.
         paced: env("ACTP_BENCH_PACED", 250),
