@@ -2,8 +2,9 @@
 //! use two trees: `claims` maps a txId to its [`Claim`]; `outbox` maps a sequence number to a delivery still to
 //! be put on chain. Every change goes through the write-ahead journal: serving a request writes both in
 //! one batch, and the batch is committed (one `fdatasync` shared by every request waiting) before the response
-//! leaves, so a crash after serving never loses the delivery. Sessions are in [`sessions`]: their accounts are
-//! the paywall's own type, an [`Account`].
+//! leaves, so a crash after serving never loses the delivery. Sessions are in `sessions.rs`: their accounts are
+//! the paywall's own type, an [`Account`], and their tree is deferred in the journal (a charge is journaled;
+//! sled gets the account's latest value at the next checkpoint, or before the next write to another tree).
 
 mod sessions;
 
