@@ -43,26 +43,11 @@ impl Journal {
         if w.deferred.is_empty() {
             return Ok(());
         }
-        let mut touched = vec![false; self.trees.len()];
-        for ((tree, key), value) in &w.deferred {
-            let index = usize::from(*tree);
-            let handle = self
-                .trees
-                .get(index)
-                .ok_or_else(|| StoreError::Journal(format!("no tree {tree} in this journal")))?;
-            match value {
-                Some(value) => handle.insert(key.as_slice(), value.as_slice())?,
-                None => handle.remove(key.as_slice())?,
-            };
-            if let Some(t) = touched.get_mut(index) {
-                *t = true;
-            }
-        }
-        for (index, touched) in touched.into_iter().enumerate() {
-            if touched {
-                self.marks.insert([mark_key(index)?], &upto.to_be_bytes())?;
-            }
-        }
+        let writes = w
+            .deferred
+            .iter()
+            .map(|((tree, key), value)| (*tree, key.as_slice(), value.as_deref()));
+        apply_writes(&self.trees, &self.marks, writes, upto)?;
         w.deferred.clear();
         Ok(())
     }
@@ -107,18 +92,30 @@ pub(super) fn apply(
     batch: &Batch,
     lsn: u64,
 ) -> Result<(), StoreError> {
+    let writes = batch.ops.iter().map(|op| match op {
+        Op::Put { tree, key, value } => (*tree, key.as_slice(), Some(value.as_slice())),
+        Op::Remove { tree, key } => (*tree, key.as_slice(), None),
+    });
+    apply_writes(trees, marks, writes, lsn)
+}
+
+/// Sets (or, with no value, removes) each key in its tree, then records `lsn` in `marks` for each tree
+/// written.
+fn apply_writes<'a>(
+    trees: &[sled::Tree],
+    marks: &sled::Tree,
+    writes: impl Iterator<Item = (u8, &'a [u8], Option<&'a [u8]>)>,
+    lsn: u64,
+) -> Result<(), StoreError> {
     let mut touched = vec![false; trees.len()];
-    for op in &batch.ops {
-        let index = usize::from(op.tree());
-        let tree = trees.get(index).ok_or_else(|| {
-            StoreError::Journal(format!(
-                "journal names tree {} that does not exist",
-                op.tree()
-            ))
+    for (tree, key, value) in writes {
+        let index = usize::from(tree);
+        let handle = trees.get(index).ok_or_else(|| {
+            StoreError::Journal(format!("journal names tree {tree} that does not exist"))
         })?;
-        match op {
-            Op::Put { key, value, .. } => tree.insert(key.as_slice(), value.as_slice())?,
-            Op::Remove { key, .. } => tree.remove(key.as_slice())?,
+        match value {
+            Some(value) => handle.insert(key, value)?,
+            None => handle.remove(key)?,
         };
         if let Some(t) = touched.get_mut(index) {
             *t = true;
