@@ -85,7 +85,7 @@ pub use actp_core::meter::{Meter, Usage};
 pub use metrics::{DELIVERY_OUTCOMES, Metrics, REQUEST_OUTCOMES};
 pub use paywall::{
     CLOSE_HEADER, ClaimMode, Payment, Paywall, PaywallBuilder, PaywallError, PaywallLayer,
-    PaywallService, ResponseFuture, SessionConfig,
+    PaywallService, ResponseFuture, SessionConfig, Signatures,
 };
 pub use refusal::Refusal;
 pub use route::{Price, PriceError, PriceRequest, Route, RouteError};

@@ -366,7 +366,7 @@ async fn served_body_hashes_to_the_proof_recorded_on_chain() {
         actp_core::proof::aip4::did(31337, consumer.signer.address())
     );
     assert_eq!(
-        signed.binding.unwrap().request_hash,
+        signed.binding.as_ref().unwrap().request_hash,
         actp_core::authorization::request_hash("POST", "/v1/echo?lang=en", content_hash(b"hello"))
     );
     assert_eq!(signed.signer(&domain).unwrap(), server.paywall.provider());

@@ -336,9 +336,18 @@ async fn one_hundred_concurrent_calls_on_a_session_that_covers_37_serve_exactly_
     .await;
     let mut served = 0;
     let mut used_up = 0;
-    for response in responses {
+    let mut receipts = Vec::new();
+    for (response, body) in responses.into_iter().zip(&bodies) {
         match response.status().as_u16() {
-            200 => served += 1,
+            200 => {
+                served += 1;
+                let receipt = SignedReceipt::from_header(
+                    response.headers()[RECEIPT_HEADER].to_str().unwrap(),
+                )
+                .unwrap();
+                let answer = response.bytes().await.unwrap();
+                receipts.push((receipt, body, answer));
+            }
             402 => {
                 let (_, body) = refusal(response).await;
                 assert_eq!(body.code, "session_used_up", "{}", body.message);
@@ -353,6 +362,33 @@ async fn one_hundred_concurrent_calls_on_a_session_that_covers_37_serve_exactly_
         }
     }
     assert_eq!((served, used_up), (37, 63));
+    // The receipts of calls answered together share signatures (each with its path to the batch signed), and
+    // in the order of the chain every one checks as the provider's.
+    receipts.sort_by_key(|(r, _, _)| r.receipt.seq);
+    let mut chain = ReceiptChain::new(
+        id,
+        w.provider.signer_address().unwrap(),
+        w.provider.domain(),
+    );
+    for (receipt, body, answer) in &receipts {
+        let request_hash = actp_core::authorization::request_hash(
+            "POST",
+            "/v1/echo",
+            content_hash(body.as_bytes()),
+        );
+        chain
+            .accept(
+                receipt,
+                U256::from(100 * ECHO_PRICE),
+                request_hash,
+                content_hash(answer),
+            )
+            .unwrap();
+    }
+    assert_eq!(chain.charged(), U256::from(37 * ECHO_PRICE));
+    let signatures = w.paywall.signatures();
+    assert_eq!(signatures.hashes, 37);
+    assert!((1..=37).contains(&signatures.made), "{signatures:?}");
     // Used up: the provider closes it by itself, claiming exactly the 37 calls.
     actp_e2e::eventually("the used-up session is closed", || async {
         w.state(id).await == State::Delivered

@@ -10,10 +10,12 @@
 //! - [`checksum`]: EIP-55 checksummed addresses in JSON;
 //! - [`proof`]: content hashes (also streaming), EIP-712 delivery proofs, the 64-byte on-chain proof;
 //! - [`authorization`]: the requester's EIP-712 authorization of one HTTP request;
-//! - [`session`]: sessions: the requester's vouchers and the provider's chained receipts.
+//! - [`session`]: sessions: the requester's vouchers and the provider's chained receipts;
+//! - [`batch`]: one provider signature over many receipts and request bindings (a Merkle root).
 
 pub mod amount;
 pub mod authorization;
+pub mod batch;
 pub mod canonical;
 pub mod checksum;
 pub mod ecdsa;

@@ -225,6 +225,7 @@ async fn main() {
     // transaction was learned from events) without the chain also mining its deliveries, in rounds beside the
     // transaction read the paywall once made per request, alone, at the same concurrency.
     let reader = devnet.kernel(0).await.unwrap();
+    let signed = (paywall.signatures(), buffered.signatures());
     let per_call = percall::run(
         &reader,
         &ids,
@@ -234,6 +235,10 @@ async fn main() {
         clients,
     )
     .await;
+    let bindings_per_signature = (
+        sessions::per_signature(signed.0, paywall.signatures()),
+        sessions::per_signature(signed.1, buffered.signatures()),
+    );
     let deferred = per_call.merged(false);
     let deferred_buffered = per_call.merged(true);
     let reads_per_second = median(per_call.reads.clone());
@@ -352,11 +357,12 @@ async fn main() {
         };
         println!("{name}:");
         println!(
-            "  session/unpaid throughput {ratio:.3} (rounds {}): {:.0}/s against {:.0}/s; {} syncs",
+            "  session/unpaid throughput {ratio:.3} (rounds {}): {:.0}/s against {:.0}/s; {} syncs; {:.1} receipts per signature",
             joined(&closed.ratios, 3),
             closed.session.rps(),
             closed.unpaid.rps(),
             runs.closed_syncs,
+            runs.closed_receipts_per_signature,
         );
         println!(
             "  closed loop, added p50 {:.2} ms, p99 {:.2} ms (mostly queueing)",
@@ -376,6 +382,7 @@ async fn main() {
             "session_rps": closed.session.rps(),
             "unpaid_rps": closed.unpaid.rps(),
             "closed_loop_syncs": runs.closed_syncs,
+            "closed_loop_receipts_per_signature": runs.closed_receipts_per_signature,
             "closed_loop_added_p50_ms": added(0.5),
             "closed_loop_added_p99_ms": added(0.99),
             "cpu_per_session_call_us": us(cpu),
@@ -447,9 +454,11 @@ async fn main() {
         us(median(per_call.cpu.iter().map(pick).collect()))
     };
     println!(
-        "CPU per request paid per call, outbox deferred (process, server and client), median of the rounds: synced {:.0} us, buffered {:.0} us",
+        "CPU per request paid per call, outbox deferred (process, server and client), median of the rounds: synced {:.0} us, buffered {:.0} us; request bindings per signature: synced {:.1}, buffered {:.1}",
         cpu(|c| c.0),
-        cpu(|c| c.1)
+        cpu(|c| c.1),
+        bindings_per_signature.0,
+        bindings_per_signature.1,
     );
     println!(
         "outbox: every delivery mined {:.1}s after the last response ({:.1}s after the first request; {} start + deliver transactions)",
@@ -465,6 +474,7 @@ async fn main() {
         "sessions": modes,
         "paid_rps": paid.rps(),
         "paid_outbox_deferred_rps": deferred.rps(),
+        "bindings_per_signature": { "synced": bindings_per_signature.0, "buffered": bindings_per_signature.1 },
         "paid_sending_over_deferred": ratio,
         "paid_outbox_deferred_over_reads": per_call.median_ratio(false),
         "paid_outbox_deferred_over_reads_rounds": per_call.ratios(false),

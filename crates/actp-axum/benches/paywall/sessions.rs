@@ -112,6 +112,8 @@ pub(crate) struct SessionRuns {
     pub(crate) closed: Alternated,
     /// Journal syncs during the closed-loop rounds.
     pub(crate) closed_syncs: u64,
+    /// Receipts signed during the closed-loop rounds, per signature made.
+    pub(crate) closed_receipts_per_signature: f64,
     pub(crate) paced: Vec<Paced>,
     /// The extra process CPU of a session call over an unpaid one at the same rate (the fixed open-loop rate),
     /// each kind run alone: the scheduling and batching of both are then alike, where a closed loop runs
@@ -133,8 +135,10 @@ pub(crate) async fn run(
 ) -> SessionRuns {
     let calls_per_run: usize = lanes.paced[0].iter().map(Vec::len).sum();
     let syncs = paywall.disk_flushes();
+    let signed = paywall.signatures();
     let closed = alternate(web, lanes.closed, rounds).await;
     let closed_syncs = paywall.disk_flushes() - syncs;
+    let closed_receipts_per_signature = per_signature(signed, paywall.signatures());
     let mut paced = Vec::new();
     let [fixed, half, cpu_lanes] = lanes.paced;
     for (rate, lanes_paid) in [(fixed_rate, fixed), (closed.session.rps() / 2.0, half)] {
@@ -193,9 +197,15 @@ pub(crate) async fn run(
     SessionRuns {
         closed,
         closed_syncs,
+        closed_receipts_per_signature,
         paced,
         cpu_at_rate,
         direct,
         single: Comparison::of(&unpaid_single, &session_single),
     }
+}
+
+/// Hashes signed per signature made between `before` and `after`.
+pub(crate) fn per_signature(before: actp_axum::Signatures, after: actp_axum::Signatures) -> f64 {
+    (after.hashes - before.hashes) as f64 / (after.made - before.made).max(1) as f64
 }

@@ -16,7 +16,7 @@ use actp_core::{
 use bytes::Bytes;
 use tokio::sync::{Notify, watch};
 
-use super::{ClaimMode, Inner, Paywall, PaywallError, SessionConfig, closer, follow};
+use super::{ClaimMode, Inner, Paywall, PaywallError, SessionConfig, closer, follow, sign};
 use crate::{
     clock::ChainClock,
     metrics::Metrics,
@@ -302,7 +302,7 @@ impl PaywallBuilder {
                 ),
                 "Sign RequestAuthorization(bytes32 txId,string method,string path,bytes32 bodyHash,uint256 expiresAt) as the requester, EIP-712 domain {name: \"AGIRAILS\", version: \"1\", chainId, verifyingContract: kernel}; bodyHash is keccak256 of the raw body.".into(),
                 "Send the request with X-AGIRAILS-TX-ID: <txId> and X-AGIRAILS-AUTHORIZATION: exp=<expiresAt>; sig=0x<signature>.".into(),
-                "The response carries X-AGIRAILS-PROOF-HASH and X-AGIRAILS-DELIVERY-PROOF: base64url JSON with `proof`, the AIP-4 DeliveryProof wire message the ACTP SDKs verify (EIP-712 domain version \"1\"), and `requestHash` with `binding`, the provider's signature over ActpDelivery(bytes32 txId,bytes32 deliveryProof,bytes32 requestHash), whose signing hash is the proof hash recorded on chain with DELIVERED. Check it, then release the escrow or let the dispute window pass.".into(),
+                "The response carries X-AGIRAILS-PROOF-HASH and X-AGIRAILS-DELIVERY-PROOF: base64url JSON with `proof`, the AIP-4 DeliveryProof wire message the ACTP SDKs verify (EIP-712 domain version \"1\"), and `requestHash` with `binding`, the provider's signature over ActpDelivery(bytes32 txId,bytes32 deliveryProof,bytes32 requestHash), whose signing hash is the proof hash recorded on chain with DELIVERED; with `bindingBatch`, the signature is over HashBatch(bytes32 root), the Merkle root (keccak256 of sorted pairs) that hash reaches through the listed siblings. Check it, then release the escrow or let the dispute window pass.".into(),
             ];
         if let Some(offer) = &terms.session {
             instructions.extend([
@@ -311,7 +311,7 @@ impl PaywallBuilder {
                     offer.min_deposit, offer.service_hash, offer.grace
                 ),
                 "Send each call with X-AGIRAILS-TX-ID: <session id> and X-AGIRAILS-VOUCHER: cum=<cumulative>; exp=<expiresAt>; sig=0x<signature>, the requester's signature over SessionVoucher(bytes32 txId,uint256 cumulative,bytes32 requestHash,uint256 expiresAt) in the same domain; cumulative covers everything charged so far plus the maximum of every call in flight, this one included; requestHash is keccak256(abi.encode(keccak256(METHOD), keccak256(path), bodyHash)).".into(),
-                "Each response carries X-AGIRAILS-RECEIPT: the provider's signed SessionReceipt (charge, total charged, remaining, request and result hashes, previous receipt's hash). The provider closes the session with the last receipt's hash as proof hash: check the claim against the receipts, then release or dispute.".into(),
+                "Each response carries X-AGIRAILS-RECEIPT: the provider's signed SessionReceipt (charge, total charged, remaining, request and result hashes, previous receipt's hash); with `batch`, the signature is over HashBatch(bytes32 root), the Merkle root (keccak256 of sorted pairs) the receipt's hash reaches through the listed siblings. The provider closes the session with the last receipt's hash as proof hash: check the claim against the receipts, then release or dispute.".into(),
             ]);
         }
         let pricing = PricingDocument {
@@ -371,9 +371,11 @@ impl PaywallBuilder {
                 every,
             )
         });
+        let domain = actp_domain(self.kernel.chain_id(), self.kernel.address());
         let paywall = Paywall {
             inner: Arc::new(Inner {
-                domain: actp_domain(self.kernel.chain_id(), self.kernel.address()),
+                batch_signer: sign::BatchSigner::start(signer.clone(), domain.clone()),
+                domain,
                 kernel: self.kernel,
                 signer,
                 routes,

@@ -3,9 +3,9 @@
 //! before the response leaves.
 
 use actp_core::{
-    B256,
+    B256, eip712,
     http::{DELIVERY_PROOF_HEADER, PROOF_HASH_HEADER, TX_ID_HEADER},
-    proof::{SignedDeliveryProof, aip4::DeliveryProof, content_hash},
+    proof::{ActpDelivery, SignedDeliveryProof, aip4::DeliveryProof, content_hash},
 };
 use axum::{
     body::Body,
@@ -19,23 +19,28 @@ use super::{BoxError, Inner, Payment};
 use crate::refusal::Refusal;
 
 impl Inner {
-    /// The AIP-4 proof signed as the SDKs sign it, then bound to the request served: two signatures, one
-    /// the SDKs check and one this project's requesters (and the chain) check.
+    /// The AIP-4 proof signed as the SDKs sign it, and bound to the request served: two signatures, one the
+    /// SDKs check and one this project's requesters (and the chain) check. The binding's is shared with the
+    /// other calls answered at the same moment (see [`super::sign`]), and is made while the proof is signed.
     async fn sign_delivery(
         &self,
         proof: DeliveryProof,
         request_hash: B256,
     ) -> actp_client::Result<SignedDeliveryProof> {
-        let signature = self
-            .signer
-            .sign_hash(&proof.signing_hash(&self.domain))
-            .await?;
-        let mut signed = SignedDeliveryProof::new(proof, signature);
-        let binding = self
-            .signer
-            .sign_hash(&signed.binding_hash(&self.domain, request_hash))
-            .await?;
-        signed.bind(request_hash, binding);
+        let proof_hash = proof.signing_hash(&self.domain);
+        let binding = ActpDelivery {
+            txId: proof.txId,
+            deliveryProof: proof_hash,
+            requestHash: request_hash,
+        };
+        let (signature, bound) = tokio::join!(
+            self.signer.sign_hash(&proof_hash),
+            self.batch_signer
+                .sign(eip712::signing_hash(&binding, &self.domain))
+        );
+        let mut signed = SignedDeliveryProof::new(proof, signature?);
+        let bound = bound?;
+        signed.bind_in_batch(request_hash, bound.signature, bound.path);
         Ok(signed)
     }
 

@@ -5,6 +5,7 @@
 //! - [`verify`]: the checks a paid request must pass, and the claim;
 //! - [`session`]: calls paid from a session: the voucher, the hold, the charge and its receipt, the close;
 //! - [`deliver`]: the delivery proof, the durable delivery, and giving a claim back when the handler fails;
+//! - [`sign`]: the provider's signatures over receipts and request bindings, one per batch of calls;
 //! - [`closer`]: closing sessions by themselves (idle, deadline near, ended on chain);
 //! - [`follow`]: what the kernel's events teach it: funded transactions (no chain read per request) and
 //!   requests to end a session.
@@ -15,11 +16,13 @@ mod deliver;
 mod follow;
 mod service;
 mod session;
+mod sign;
 mod verify;
 
 pub use builder::PaywallBuilder;
 pub use service::{PaywallLayer, PaywallService, ResponseFuture};
 pub use session::CLOSE_HEADER;
+pub use sign::Signatures;
 
 use std::{
     collections::HashMap,
@@ -149,6 +152,8 @@ enum LookupFailure {
 struct Inner {
     kernel: Kernel,
     signer: Signer,
+    /// Signs receipts and request bindings in batches.
+    batch_signer: sign::BatchSigner,
     domain: Eip712Domain,
     routes: Routes,
     store: Store,
@@ -259,6 +264,12 @@ impl Paywall {
     /// share one (group commit), so under load this grows slower than the requests served.
     pub fn disk_flushes(&self) -> u64 {
         self.inner.store.flushes()
+    }
+
+    /// How many signatures the paywall made over receipts and request bindings, and how many it covered:
+    /// calls answered at about the same moment share one (see [`actp_core::batch`]).
+    pub fn signatures(&self) -> Signatures {
+        self.inner.batch_signer.signatures()
     }
 
     /// How many funded transactions the paywall has learned from the kernel's events and not used yet

@@ -327,9 +327,10 @@ impl Inner {
         {
             tracing::error!(error = %e, "could not queue the session's close");
         }
-        // The charge and the receipt chain are durable before the receipt leaves. The receipt is signed while
-        // the journal syncs (the commit asks for its sync when first polled).
-        let (flushed, signature) = tokio::join!(self.store.flush(), self.signer.sign_hash(&hash));
+        // The charge and the receipt chain are durable before the receipt leaves. The receipt is signed (in a
+        // batch with the other calls answered now) while the journal syncs (the commit asks for its sync when
+        // first polled).
+        let (flushed, signature) = tokio::join!(self.store.flush(), self.batch_signer.sign(hash));
         if let Err(e) = flushed {
             return self.storage_failed(&e).into_response();
         }
@@ -337,7 +338,11 @@ impl Inner {
             self.outbox.notify.notify_one();
         }
         let signed = match signature {
-            Ok(signature) => SignedReceipt { receipt, signature },
+            Ok(signed) => SignedReceipt {
+                receipt,
+                signature: signed.signature,
+                path: signed.path,
+            },
             Err(e) => {
                 // Charged and chained already: the receipt can be signed again; the call is not repeated.
                 tracing::error!(error = %e, "could not sign the receipt");

@@ -101,13 +101,16 @@ pub enum DeliveryMismatch {
     },
 }
 
-/// The provider's signature binding a proof to the request it answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The provider's signature binding a proof to the request it answered, alone or in a batch (see
+/// [`crate::batch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestBinding {
     /// The request served.
     pub request_hash: B256,
-    /// The provider's signature over the [`ActpDelivery`] signing hash.
+    /// The provider's signature over the [`ActpDelivery`] signing hash, or over the batch `path` leads to.
     pub signature: Signature,
+    /// The binding hash's path to the root of the batch signed (empty: signed alone).
+    pub path: Vec<B256>,
 }
 
 /// An AIP-4 delivery proof with the provider's signature, and (from this project's paywall) its binding to
@@ -131,6 +134,9 @@ struct HeaderJson {
     request_hash: Option<B256>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     binding: Option<String>,
+    /// The binding's path to the batch signed; absent when it was signed alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    binding_batch: Vec<B256>,
 }
 
 impl SignedDeliveryProof {
@@ -171,9 +177,15 @@ impl SignedDeliveryProof {
 
     /// Adds the provider's binding signature over [`Self::binding_hash`].
     pub fn bind(&mut self, request_hash: B256, signature: Signature) {
+        self.bind_in_batch(request_hash, signature, Vec::new());
+    }
+
+    /// Adds the provider's signature over a batch holding [`Self::binding_hash`], reached through `path`.
+    pub fn bind_in_batch(&mut self, request_hash: B256, signature: Signature, path: Vec<B256>) {
         self.binding = Some(RequestBinding {
             request_hash,
             signature,
+            path,
         });
     }
 
@@ -200,13 +212,18 @@ impl SignedDeliveryProof {
     pub fn to_json(&self) -> String {
         let json = HeaderJson {
             proof: self.wire_proof(),
-            request_hash: self.binding.map(|b| b.request_hash),
-            binding: self.binding.map(|b| {
+            request_hash: self.binding.as_ref().map(|b| b.request_hash),
+            binding: self.binding.as_ref().map(|b| {
                 format!(
                     "0x{}",
                     alloy_primitives::hex::encode(b.signature.as_bytes())
                 )
             }),
+            binding_batch: self
+                .binding
+                .as_ref()
+                .map(|b| b.path.clone())
+                .unwrap_or_default(),
         };
         serde_json::to_string(&json).unwrap_or_default()
     }
@@ -234,15 +251,23 @@ impl SignedDeliveryProof {
         if parsed.get("proof").is_some() {
             let header: HeaderJson = serde_json::from_value(parsed).map_err(malformed)?;
             let (proof, signature) = header.proof.into_parts()?;
+            if header.binding_batch.len() > crate::batch::MAX_PATH {
+                return Err(ProofError::Malformed(format!(
+                    "the binding's batch path of {} hashes is longer than the {} of any batch",
+                    header.binding_batch.len(),
+                    crate::batch::MAX_PATH
+                )));
+            }
             let binding = match (header.request_hash, header.binding) {
                 (Some(request_hash), Some(signature)) => Some(RequestBinding {
                     request_hash,
                     signature: parse_signature(&signature)?,
+                    path: header.binding_batch,
                 }),
-                (None, None) => None,
+                (None, None) if header.binding_batch.is_empty() => None,
                 _ => {
                     return Err(ProofError::Malformed(
-                        "requestHash and binding come together".into(),
+                        "requestHash, binding and bindingBatch come together".into(),
                     ));
                 }
             };
@@ -337,7 +362,16 @@ pub fn verify_delivery(
         }
     }
     if let Some(binding) = &signed.binding {
-        let hash = signed.binding_hash(domain, binding.request_hash);
+        if binding.path.len() > crate::batch::MAX_PATH {
+            return Err(DeliveryMismatch::Signature(ProofError::Malformed(
+                "the binding's batch path is longer than any batch".into(),
+            )));
+        }
+        let hash = crate::batch::signing_hash(
+            signed.binding_hash(domain, binding.request_hash),
+            &binding.path,
+            domain,
+        );
         let bound_by = recover(&binding.signature, &hash).map_err(DeliveryMismatch::Signature)?;
         if bound_by != provider {
             return Err(DeliveryMismatch::Signer {
@@ -472,6 +506,48 @@ mod tests {
         assert_eq!(
             verify_delivery(&parsed, b"body", tx, provider.address(), &domain, None),
             Ok(signed.proof.signing_hash(&domain))
+        );
+    }
+
+    #[test]
+    fn a_binding_signed_in_a_batch_checks_and_keeps_its_path_on_the_wire() {
+        let (provider, domain, mut signed, tx) = setup();
+        let request = B256::repeat_byte(3);
+        let leaf = signed.binding_hash(&domain, request);
+        let others = [B256::repeat_byte(5), B256::repeat_byte(6)];
+        let (root, paths) = crate::batch::tree(&[others[0], leaf, others[1]], &domain).unwrap();
+        let signature = provider.sign_hash_sync(&root).unwrap();
+        signed.bind_in_batch(request, signature, paths[1].clone());
+        let parsed = SignedDeliveryProof::from_header_value(&signed.to_header_value()).unwrap();
+        assert_eq!(parsed, signed);
+        assert!(signed.to_json().contains("\"bindingBatch\":[\"0x"));
+        // The proof hash on chain is the binding's own hash, whatever batch signed it.
+        let hash = verify_delivery(&parsed, b"body", tx, provider.address(), &domain, None);
+        assert_eq!(hash, Ok(leaf));
+        // Another leaf's path does not make the batch's signature a binding of this proof.
+        let mut wrong = signed.clone();
+        wrong.binding.as_mut().unwrap().path = paths[0].clone();
+        assert!(matches!(
+            verify_delivery(&wrong, b"body", tx, provider.address(), &domain, None),
+            Err(DeliveryMismatch::Signer { .. } | DeliveryMismatch::Signature(_))
+        ));
+        // A batch path without a binding is malformed.
+        let json = signed
+            .to_json()
+            .replace(
+                &format!(
+                    "\"binding\":\"0x{}\",",
+                    alloy_primitives::hex::encode(signature.as_bytes())
+                ),
+                "",
+            )
+            .replace(&format!("\"requestHash\":\"{request}\","), "");
+        assert!(
+            matches!(
+                SignedDeliveryProof::from_header_value(&json),
+                Err(ProofError::Malformed(_))
+            ),
+            "{json}"
         );
     }
 

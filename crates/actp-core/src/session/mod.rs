@@ -14,7 +14,9 @@
 //! - [`SignedReceipt`] comes back in `X-AGIRAILS-RECEIPT`: the provider's signature over what this call cost, the
 //!   total charged, what remains, and the proof fields. Receipts are chained (each names the hash of the one
 //!   before), so the last receipt's hash, which the provider records on chain when it closes the session,
-//!   commits to every receipt in order; [`ReceiptChain`] checks them as they arrive.
+//!   commits to every receipt in order; [`ReceiptChain`] checks them as they arrive. Under load the provider
+//!   signs the receipts of calls answered at the same moment at once: the receipt then carries `batch`, its
+//!   hash's path to the root the provider signed (see [`crate::batch`]); the check costs the same.
 //!
 //! ```
 //! use actp_core::session::{ReceiptChain, SessionReceipt, SessionVoucher, SignedReceipt, VoucherHeader};

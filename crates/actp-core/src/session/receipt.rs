@@ -152,13 +152,15 @@ pub enum ReceiptError {
     Signing(String),
 }
 
-/// A receipt with the provider's signature over its hash.
+/// A receipt with the provider's signature over its hash, alone or in a batch (see [`crate::batch`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedReceipt {
     /// The receipt.
     pub receipt: SessionReceipt,
-    /// The provider's signature over [`SessionReceipt::hash`].
+    /// The provider's signature over [`SessionReceipt::hash`], or over the batch `path` leads to.
     pub signature: Signature,
+    /// The receipt hash's path to the root of the batch signed (empty: the receipt was signed alone).
+    pub path: Vec<B256>,
 }
 
 impl SignedReceipt {
@@ -171,7 +173,11 @@ impl SignedReceipt {
         let signature = provider
             .sign_hash_sync(&receipt.hash(domain))
             .map_err(|e| ReceiptError::Signing(e.to_string()))?;
-        Ok(SignedReceipt { receipt, signature })
+        Ok(SignedReceipt {
+            receipt,
+            signature,
+            path: Vec::new(),
+        })
     }
 
     /// The receipt's hash.
@@ -181,7 +187,7 @@ impl SignedReceipt {
 
     /// Who signed it.
     pub fn signer(&self, domain: &Eip712Domain) -> Result<Address, ReceiptError> {
-        crate::ecdsa::recover(&self.hash(domain), &self.signature)
+        crate::batch::recover(self.hash(domain), &self.path, &self.signature, domain)
             .map_err(|e| ReceiptError::BadSignature(e.to_string()))
     }
 
@@ -201,6 +207,7 @@ impl SignedReceipt {
                 "0x{}",
                 alloy_primitives::hex::encode(self.signature.as_bytes())
             ),
+            batch: self.path.clone(),
         };
         serde_json::to_string(&wire).unwrap_or_default()
     }
@@ -222,6 +229,13 @@ impl SignedReceipt {
             .map_err(|_| ReceiptError::Malformed("signature is not hex".into()))?;
         let signature = Signature::try_from(bytes.as_slice())
             .map_err(|_| ReceiptError::Malformed("signature is not 65 bytes".into()))?;
+        if wire.batch.len() > crate::batch::MAX_PATH {
+            return Err(ReceiptError::Malformed(format!(
+                "batch path of {} hashes is longer than the {} of any batch",
+                wire.batch.len(),
+                crate::batch::MAX_PATH
+            )));
+        }
         Ok(SignedReceipt {
             receipt: SessionReceipt {
                 txId: wire.tx_id,
@@ -234,6 +248,7 @@ impl SignedReceipt {
                 previous: wire.previous,
             },
             signature,
+            path: wire.batch,
         })
     }
 }
@@ -250,6 +265,9 @@ struct Wire {
     result_hash: B256,
     previous: B256,
     signature: String,
+    /// The path to the batch signed; absent when the receipt was signed alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    batch: Vec<B256>,
 }
 
 /// A consumer's check of one session's receipts, in order, as they arrive: each is the provider's, follows the
@@ -312,17 +330,23 @@ impl ReceiptChain {
     ) -> Result<(), ReceiptError> {
         let r = &signed.receipt;
         // At most one recovery per provider: later receipts verify against its key.
-        crate::ecdsa::check(&signed.hash(&self.domain), &signed.signature, self.provider).map_err(
-            |e| match e {
-                crate::ecdsa::CheckError::Unrecoverable(e) => {
-                    ReceiptError::BadSignature(e.to_string())
-                }
-                crate::ecdsa::CheckError::OtherSigner { signer, .. } => ReceiptError::WrongSigner {
-                    signer,
-                    provider: self.provider,
-                },
+        crate::batch::check(
+            signed.hash(&self.domain),
+            &signed.path,
+            &signed.signature,
+            self.provider,
+            &self.domain,
+        )
+        .map_err(|e| match e {
+            crate::batch::BatchError::Signature(crate::ecdsa::CheckError::OtherSigner {
+                signer,
+                ..
+            }) => ReceiptError::WrongSigner {
+                signer,
+                provider: self.provider,
             },
-        )?;
+            other => ReceiptError::BadSignature(other.to_string()),
+        })?;
         if r.txId != self.tx_id {
             return Err(ReceiptError::WrongSession {
                 got: r.txId,

@@ -234,3 +234,64 @@ fn a_resumed_chain_continues_where_it_stopped() {
         .unwrap();
     assert_eq!(resumed.charged(), u(1_000));
 }
+
+/// Signs `receipts` as one batch: the signature over the root, each receipt with its path.
+fn sign_batch(f: &Fixture, receipts: Vec<SessionReceipt>) -> Vec<SignedReceipt> {
+    let leaves: Vec<B256> = receipts.iter().map(|r| r.hash(&f.domain)).collect();
+    let (signed, paths) = crate::batch::tree(&leaves, &f.domain).unwrap();
+    let signature = f.provider.sign_hash_sync(&signed).unwrap();
+    receipts
+        .into_iter()
+        .zip(paths)
+        .map(|(receipt, path)| SignedReceipt {
+            receipt,
+            signature,
+            path,
+        })
+        .collect()
+}
+
+#[test]
+fn receipts_signed_in_one_batch_are_each_accepted_and_keep_their_path_on_the_wire() {
+    let mut f = Fixture::new();
+    // Receipts of this session and of two other calls' answers (stand-ins for other sessions' receipts)
+    // signed at once.
+    let mine = f.receipt(400, 1);
+    let others = [
+        SessionReceipt::first(B256::repeat_byte(7), u(1), u(2), B256::ZERO, B256::ZERO),
+        SessionReceipt::first(B256::repeat_byte(8), u(3), u(4), B256::ZERO, B256::ZERO),
+    ];
+    let batch = sign_batch(&f, vec![others[0].clone(), mine, others[1].clone()]);
+    let signed = &batch[1];
+    assert!(!signed.path.is_empty());
+    let header = signed.to_header();
+    assert!(header.contains("\"batch\":[\"0x"), "{header}");
+    let parsed = SignedReceipt::from_header(&header).unwrap();
+    assert_eq!(&parsed, signed);
+    assert_eq!(parsed.signer(&f.domain).unwrap(), f.provider.address());
+    f.accept(&parsed, 1_000, 1).unwrap();
+    assert_eq!(f.chain.charged(), u(400));
+    // Another batch's path, or none, does not make the signature the provider's for this receipt.
+    let next = f.receipt(100, 2);
+    let mut forged = sign_batch(&f, vec![next, others[0].clone()]).remove(0);
+    forged.path = batch[0].path.clone();
+    assert!(matches!(
+        f.accept(&forged, 2_000, 2),
+        Err(ReceiptError::WrongSigner { .. } | ReceiptError::BadSignature(_))
+    ));
+    forged.path.clear();
+    assert!(f.accept(&forged, 2_000, 2).is_err());
+    assert_eq!(f.chain.charged(), u(400));
+    // A path longer than any batch is refused as malformed.
+    let long = header.replace(
+        "\"batch\":[",
+        &format!(
+            "\"batch\":[{}",
+            "\"0x0000000000000000000000000000000000000000000000000000000000000000\",".repeat(32)
+        ),
+    );
+    assert!(matches!(
+        SignedReceipt::from_header(&long),
+        Err(ReceiptError::Malformed(_))
+    ));
+}
