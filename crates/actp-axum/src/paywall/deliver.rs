@@ -22,26 +22,27 @@ impl Inner {
     /// The AIP-4 proof signed as the SDKs sign it, and bound to the request served: two signatures, one the
     /// SDKs check and one this project's requesters (and the chain) check. The binding's is shared with the
     /// other calls answered at the same moment (see [`super::sign`]), and is made while the proof is signed.
+    /// Returns the signed proof and its proof hash (the binding's signing hash).
     async fn sign_delivery(
         &self,
         proof: DeliveryProof,
         request_hash: B256,
-    ) -> actp_client::Result<SignedDeliveryProof> {
-        let proof_hash = proof.signing_hash(&self.domain);
+    ) -> actp_client::Result<(SignedDeliveryProof, B256)> {
+        let aip4_hash = proof.signing_hash(&self.domain);
         let binding = ActpDelivery {
             txId: proof.txId,
-            deliveryProof: proof_hash,
+            deliveryProof: aip4_hash,
             requestHash: request_hash,
         };
+        let proof_hash = eip712::signing_hash(&binding, &self.domain);
         let (signature, bound) = tokio::join!(
-            self.signer.sign_hash(&proof_hash),
-            self.batch_signer
-                .sign(eip712::signing_hash(&binding, &self.domain))
+            self.signer.sign_hash(&aip4_hash),
+            self.batch_signer.sign(proof_hash)
         );
         let mut signed = SignedDeliveryProof::new(proof, signature?);
         let bound = bound?;
         signed.bind_in_batch(request_hash, bound.signature, bound.path);
-        Ok(signed)
+        Ok((signed, proof_hash))
     }
 
     /// A proof number larger than any this paywall gave before, also across restarts: the microseconds of
@@ -103,7 +104,7 @@ impl Inner {
         )
         .with_result_hash(content_hash(&bytes))
         .delivered_at(self.clock.now(), self.next_proof_nonce());
-        let signed = match self.sign_delivery(proof, request_hash).await {
+        let (signed, proof_hash) = match self.sign_delivery(proof, request_hash).await {
             Ok(signed) => signed,
             Err(e) => {
                 tracing::error!(error = %e, "could not sign the delivery proof");
@@ -114,7 +115,6 @@ impl Inner {
                 .into_response();
             }
         };
-        let proof_hash = signed.proof_hash(&self.domain);
         if let Err(e) = self.store.serve(tx_id, proof_hash, started).await {
             self.give_back(tx_id, "handler_failed").await;
             return self.storage_failed(&e).into_response();
