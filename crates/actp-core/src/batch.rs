@@ -120,11 +120,8 @@ pub fn tree(leaves: &[B256], domain: &Eip712Domain) -> Option<(B256, Vec<Vec<B25
             })
             .collect();
     }
-    let top = *level.first()?;
-    let signed = match leaves {
-        [single] => *single,
-        _ => crate::eip712::signing_hash(&HashBatch { root: top }, domain),
-    };
+    // What is signed is what a checker rebuilds from any leaf and its path.
+    let signed = signing_hash(*leaves.first()?, paths.first()?, domain);
     Some((signed, paths))
 }
 

@@ -29,11 +29,7 @@ impl Inner {
         request_hash: B256,
     ) -> actp_client::Result<(SignedDeliveryProof, B256)> {
         let aip4_hash = proof.signing_hash(&self.domain);
-        let binding = ActpDelivery {
-            txId: proof.txId,
-            deliveryProof: aip4_hash,
-            requestHash: request_hash,
-        };
+        let binding = ActpDelivery::new(proof.txId, aip4_hash, request_hash);
         let proof_hash = eip712::signing_hash(&binding, &self.domain);
         let (signature, bound) = tokio::join!(
             self.signer.sign_hash(&aip4_hash),

@@ -32,6 +32,18 @@ sol! {
     }
 }
 
+impl ActpDelivery {
+    /// The binding of transaction `tx_id`'s AIP-4 proof, whose EIP-712 signing hash is `delivery_proof`, to
+    /// the request `request_hash`.
+    pub fn new(tx_id: B256, delivery_proof: B256, request_hash: B256) -> Self {
+        ActpDelivery {
+            txId: tx_id,
+            deliveryProof: delivery_proof,
+            requestHash: request_hash,
+        }
+    }
+}
+
 /// Errors reading or checking a delivery proof.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProofError {
@@ -163,11 +175,11 @@ impl SignedDeliveryProof {
 
     /// The [`ActpDelivery`] binding this proof to `request_hash`.
     pub fn binding_for(&self, domain: &Eip712Domain, request_hash: B256) -> ActpDelivery {
-        ActpDelivery {
-            txId: self.proof.txId,
-            deliveryProof: self.proof.signing_hash(domain),
-            requestHash: request_hash,
-        }
+        ActpDelivery::new(
+            self.proof.txId,
+            self.proof.signing_hash(domain),
+            request_hash,
+        )
     }
 
     /// The hash the provider signs to bind this proof to `request_hash`.
