@@ -8,8 +8,9 @@
 //! sessions add at p50 and p99 (closed loop, where it is mostly queueing; open loop at 1,000 session calls/s
 //! and at half the sessions' rate, each interleaved with as many unpaid calls; one client alone); and the CPU
 //! per session call as a multiple of the crypto floor (one signature recovery, one signature, and the hashing
-//! one call needs, timed alone in the same run), for the whole process over HTTP (server and client) and, on
-//! the synced paywall, for the paywall alone, its router called in process; beside them, the disk's own sync.
+//! one call needs, timed in the same run in CPU time, as the paywall's cost is read), for the whole process
+//! over HTTP (server and client) and, on the synced paywall, for the paywall alone, its router called in
+//! process, against the floor timed after each of those rounds; beside them, the disk's own sync.
 //! Per call: the rate against the bare chain-read rate (median of rounds, each reading then paying on both
 //! paywalls), and how long the outbox takes to get every delivery mined.
 //!
@@ -36,18 +37,18 @@ use actp_core::{
     Amount, B256, U256,
     authorization::{AuthorizationHeader, RequestAuthorization},
     proof::content_hash,
-    session::{SessionReceipt, SessionVoucher, VoucherHeader},
 };
 use axum::{Router, routing::post};
 
+mod cpu;
+mod floor;
 mod percall;
 mod sessions;
 mod support;
 
+use floor::Floor;
 use sessions::Sizes;
-use support::{
-    BODY, Headers, Target, drive, env, fund, joined, lanes, median, ms, open_sessions, time_each,
-};
+use support::{BODY, Headers, Target, drive, env, fund, joined, lanes, median, ms, open_sessions};
 
 /// The allocator the `actp` binary (and so `actp gateway`) uses.
 #[global_allocator]
@@ -134,7 +135,8 @@ async fn main() {
         // 250 per session: 8,000 calls in each open-loop run, so that its p99 is not decided by a handful of
         // calls.
         paced: env("ACTP_BENCH_PACED", 250),
-        direct: env("ACTP_BENCH_DIRECT", 60),
+        // 150 per session: 4,800 calls in process, about 1,000 per round, whose CPU is read to the nanosecond.
+        direct: env("ACTP_BENCH_DIRECT", 150),
         single: 300,
     };
     let deposit = price.to_u256() * U256::from(sizes.calls_per_deposit());
@@ -203,9 +205,20 @@ async fn main() {
     // same rounds in process, without HTTP (the paywall's own CPU per session call), and one client alone.
     let session_rounds = env("ACTP_BENCH_ROUNDS", 5).clamp(1, sizes.closed);
     let fixed_rate = env("ACTP_BENCH_RATE", 1_000) as f64;
+    let floor = Floor::new(
+        synced_sessions[0],
+        price.to_u256(),
+        deposit,
+        &requester,
+        devnet.signer(1),
+        domain.clone(),
+        handler(BODY.to_owned()).await,
+        expires,
+        consumer.chain_time().await.unwrap(),
+    );
     let synced = sessions::run(
         &web,
-        Some(&in_process),
+        Some((&in_process, &floor)),
         &paywall,
         synced_lanes,
         session_rounds,
@@ -282,52 +295,16 @@ async fn main() {
         (n + deferred.ok) as u64
     );
 
-    // The crypto floor of one session call, timed alone: the voucher's recovery, the receipt's signature,
-    // and the hashing (request body, response body, the voucher's and the receipt's EIP-712 hashes).
-    let session = synced_sessions[0];
-    let provider_signer = devnet.signer(1);
-    let voucher_header: VoucherHeader = first_voucher(&session, &requester, &domain, expires).await;
-    let rebuilt = voucher_header.voucher(session, "POST", "/paid", content_hash(BODY.as_bytes()));
-    let answer = handler(BODY.to_owned()).await;
-    let receipt = SessionReceipt::first(
-        session,
-        price.to_u256(),
-        deposit - price.to_u256(),
-        rebuilt.requestHash,
-        content_hash(answer.as_bytes()),
-    );
-    let now = consumer.chain_time().await.unwrap();
-    let rounds = 2_000;
-    let recover = time_each(rounds, || async {
-        voucher_header
-            .verify(&rebuilt, &domain, requester.address(), now, 300)
-            .unwrap();
-    })
-    .await;
-    let sign = time_each(rounds, || async {
-        provider_signer
-            .sign_hash(&receipt.hash(&domain))
-            .await
-            .unwrap();
-    })
-    .await;
-    let hashing = time_each(rounds, || async {
-        std::hint::black_box((
-            content_hash(BODY.as_bytes()),
-            content_hash(answer.as_bytes()),
-            rebuilt.signing_hash(&domain),
-            receipt.hash(&domain),
-        ));
-    })
-    .await;
-    let floor = recover + sign + hashing;
+    // The crypto floor of one session call, timed alone (see `floor`).
+    let parts = floor.time(2_000).await;
+    let floor = parts.total();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(
         "\ncrypto floor per session call: {:.1} us (recover {:.1}, sign {:.1}, hashing {:.1})",
         us(floor),
-        us(recover),
-        us(sign),
-        us(hashing),
+        us(parts.recover),
+        us(parts.sign),
+        us(parts.hashing),
     );
 
     // The disk's own sync, alone: what every answer of the synced paywall waits for at least once.
@@ -399,14 +376,19 @@ async fn main() {
         });
         if let Some(direct) = &runs.direct {
             let cpu = median(direct.cpu.clone());
+            let multiples = direct.floor_multiples();
+            let multiple = median(multiples.clone());
             println!(
-                "  in process, without HTTP: the paywall's CPU per session call {:.1} us = {:.2}x the floor",
+                "  in process, without HTTP: the paywall's CPU per session call {:.1} us = {multiple:.2}x the floor timed beside each round (median; rounds {}; floor {:.1} us)",
                 us(cpu),
-                cpu.as_secs_f64() / floor.as_secs_f64()
+                joined(&multiples, 2),
+                us(median(direct.floors.clone())),
             );
             row["in_process_cpu_per_session_call_us"] = serde_json::json!(us(cpu));
-            row["in_process_floor_multiple"] =
-                serde_json::json!(cpu.as_secs_f64() / floor.as_secs_f64());
+            row["in_process_floor_multiple"] = serde_json::json!(multiple);
+            row["in_process_floor_multiple_rounds"] = serde_json::json!(multiples);
+            row["in_process_floor_us_rounds"] =
+                serde_json::json!(direct.floors.iter().map(|f| us(*f)).collect::<Vec<_>>());
         }
         for p in &runs.paced {
             println!(
@@ -512,26 +494,4 @@ async fn serve(paywall: &Paywall, clients: usize) -> (Target, Target) {
         .build()
         .unwrap();
     (Target::Http(http, url), in_process)
-}
-
-/// A voucher for the first call of session `id`, as the session runs send it.
-async fn first_voucher(
-    id: &B256,
-    requester: &actp_client::Signer,
-    domain: &alloy_sol_types::Eip712Domain,
-    expires: u64,
-) -> VoucherHeader {
-    let voucher = SessionVoucher::for_request(
-        *id,
-        U256::from(100_000u64),
-        "POST",
-        "/paid",
-        content_hash(BODY.as_bytes()),
-        expires,
-    );
-    let signature = requester
-        .sign_hash(&voucher.signing_hash(domain))
-        .await
-        .unwrap();
-    VoucherHeader::from_signature(&voucher, signature)
 }

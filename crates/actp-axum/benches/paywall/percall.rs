@@ -13,7 +13,8 @@ use std::{
 use actp_core::B256;
 use futures::{StreamExt, stream};
 
-use crate::support::{Headers, Run, Target, cpu_time, drive, lanes, median};
+use crate::cpu::cpu_time;
+use crate::support::{Headers, Run, Target, drive, lanes, median};
 
 /// The rounds of one run: reads per second, and the paid runs on each paywall.
 pub(crate) struct PerCall {

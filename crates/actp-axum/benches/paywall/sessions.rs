@@ -2,6 +2,8 @@
 //! calls, open loop at two rates beside as many unpaid calls, optionally the same rounds in process, and one
 //! client alone.
 
+use std::time::Duration;
+
 use actp_axum::Paywall;
 use actp_client::Signer;
 use actp_core::{
@@ -11,10 +13,9 @@ use actp_core::{
 };
 use alloy_sol_types::Eip712Domain;
 
-use super::support::{
-    Alternated, BODY, Call, Comparison, Headers, Run, Target, alternate, cpu_time, drive,
-    drive_paced,
-};
+use super::cpu::cpu_time;
+use super::floor::Floor;
+use super::support::{BODY, Call, Comparison, Headers, Run, Target, drive, drive_paced, lanes};
 
 /// How many calls each part of the runs takes from a session.
 #[derive(Clone, Copy)]
@@ -59,23 +60,10 @@ pub(crate) fn sign(
         (0..calls)
             .map(|k| {
                 let cumulative = price.to_u256() * U256::from(k + 1);
-                let voucher = SessionVoucher::for_request(
-                    id,
-                    cumulative,
-                    "POST",
-                    "/paid",
-                    content_hash(BODY.as_bytes()),
-                    expires,
-                );
-                let signature =
-                    futures::executor::block_on(requester.sign_hash(&voucher.signing_hash(domain)))
-                        .unwrap();
+                let header = voucher_header(id, cumulative, requester, domain, expires);
                 vec![
                     ("X-AGIRAILS-TX-ID", id.to_string()),
-                    (
-                        "X-AGIRAILS-VOUCHER",
-                        VoucherHeader::from_signature(&voucher, signature).to_string(),
-                    ),
+                    ("X-AGIRAILS-VOUCHER", header.to_string()),
                 ]
             })
             .collect()
@@ -118,16 +106,39 @@ pub(crate) struct SessionRuns {
     /// The extra process CPU of a session call over an unpaid one at the same rate (the fixed open-loop rate),
     /// each kind run alone: the scheduling and batching of both are then alike, where a closed loop runs
     /// unpaid calls several times faster than session calls.
-    pub(crate) cpu_at_rate: std::time::Duration,
+    pub(crate) cpu_at_rate: Duration,
     pub(crate) direct: Option<Alternated>,
     pub(crate) single: Comparison,
 }
 
-/// Runs `lanes` against `paywall` behind `web` (and `in_process`, if given): the closed-loop rounds, then
-/// open loop at `fixed_rate` and at half the rate the rounds reached, then in process, then one client alone.
+/// The voucher of a call of session `id` (`POST /paid` with [`BODY`]) that raises its cumulative to
+/// `cumulative`, signed by `requester`.
+pub(crate) fn voucher_header(
+    id: B256,
+    cumulative: U256,
+    requester: &Signer,
+    domain: &Eip712Domain,
+    expires: u64,
+) -> VoucherHeader {
+    let voucher = SessionVoucher::for_request(
+        id,
+        cumulative,
+        "POST",
+        "/paid",
+        content_hash(BODY.as_bytes()),
+        expires,
+    );
+    let signature =
+        futures::executor::block_on(requester.sign_hash(&voucher.signing_hash(domain))).unwrap();
+    VoucherHeader::from_signature(&voucher, signature)
+}
+
+/// Runs `lanes` against `paywall` behind `web` (and `in_process`, if given, with the floor timed after each
+/// of its rounds): the closed-loop rounds, then open loop at `fixed_rate` and at half the rate the rounds
+/// reached, then in process, then one client alone.
 pub(crate) async fn run(
     web: &Target,
-    in_process: Option<&Target>,
+    in_process: Option<(&Target, &Floor)>,
     paywall: &Paywall,
     lanes: Lanes,
     rounds: usize,
@@ -136,7 +147,7 @@ pub(crate) async fn run(
     let calls_per_run: usize = lanes.paced[0].iter().map(Vec::len).sum();
     let syncs = paywall.disk_flushes();
     let signed = paywall.signatures();
-    let closed = alternate(web, lanes.closed, rounds).await;
+    let closed = alternate(web, lanes.closed, rounds, None).await;
     let closed_syncs = paywall.disk_flushes() - syncs;
     let closed_receipts_per_signature = per_signature(signed, paywall.signatures());
     let mut paced = Vec::new();
@@ -183,10 +194,10 @@ pub(crate) async fn run(
     let cpu_at_rate =
         session_cpu.saturating_sub(unpaid_cpu) / u32::try_from(cpu_calls.max(1)).unwrap_or(1);
     let direct = match in_process {
-        Some(target) => {
+        Some((target, floor)) => {
             // A mark for a profiler to attach at.
             println!("sessions in process: starting");
-            Some(alternate(target, lanes.direct, rounds).await)
+            Some(alternate(target, lanes.direct, rounds, Some(floor)).await)
         }
         None => None,
     };
@@ -209,3 +220,74 @@ pub(crate) async fn run(
 pub(crate) fn per_signature(before: actp_axum::Signatures, after: actp_axum::Signatures) -> f64 {
     (after.hashes - before.hashes) as f64 / (after.made - before.made).max(1) as f64
 }
+
+/// Unpaid and from sessions in turn.
+pub(crate) struct Alternated {
+    pub(crate) unpaid: Run,
+    pub(crate) session: Run,
+    /// Session over unpaid requests per second, per round.
+    pub(crate) ratios: Vec<f64>,
+    /// The process's extra CPU per session call over an unpaid one, per round.
+    pub(crate) cpu: Vec<Duration>,
+    /// The crypto floor timed right after each round (when asked for).
+    pub(crate) floors: Vec<Duration>,
+}
+
+impl Alternated {
+    /// The extra CPU per session call over the floor timed beside it, per round.
+    pub(crate) fn floor_multiples(&self) -> Vec<f64> {
+        self.cpu
+            .iter()
+            .zip(&self.floors)
+            .map(|(cpu, floor)| cpu.as_secs_f64() / floor.as_secs_f64())
+            .collect()
+    }
+}
+
+/// Runs unpaid calls and session calls in turn, `rounds` times, on `target`: each round takes the next part of
+/// every session's calls (in order), and as many unpaid calls from as many clients. With a `floor`, the crypto
+/// floor is timed after each round.
+pub(crate) async fn alternate(
+    target: &Target,
+    sessions: Vec<Vec<Headers>>,
+    rounds: usize,
+    floor: Option<&Floor>,
+) -> Alternated {
+    let clients = sessions.len();
+    let mut chunks: Vec<Vec<Vec<Headers>>> = vec![Vec::new(); rounds];
+    for lane in sessions {
+        let size = lane.len().div_ceil(rounds).max(1);
+        for (r, chunk) in lane.chunks(size).enumerate() {
+            chunks[r].push(chunk.to_vec());
+        }
+    }
+    let mut out = Alternated {
+        unpaid: Run::default(),
+        session: Run::default(),
+        ratios: Vec::new(),
+        cpu: Vec::new(),
+        floors: Vec::new(),
+    };
+    for chunk in chunks {
+        let calls: usize = chunk.iter().map(Vec::len).sum();
+        let cpu = cpu_time();
+        let u = drive(target, "/unpaid", lanes(vec![vec![]; calls], clients)).await;
+        let unpaid_cpu = cpu_time().saturating_sub(cpu);
+        let cpu = cpu_time();
+        let p = drive(target, "/paid", chunk).await;
+        let session_cpu = cpu_time().saturating_sub(cpu);
+        assert_eq!(p.ok, calls, "every session request must be served");
+        out.ratios.push(p.rps() / u.rps());
+        out.cpu
+            .push(session_cpu.saturating_sub(unpaid_cpu) / u32::try_from(calls).unwrap_or(1));
+        out.unpaid.merge(u);
+        out.session.merge(p);
+        if let Some(floor) = floor {
+            out.floors.push(floor.time(FLOOR_RUNS).await.total());
+        }
+    }
+    out
+}
+
+/// The runs of each part of the floor timed after a round.
+const FLOOR_RUNS: u32 = 2_000;

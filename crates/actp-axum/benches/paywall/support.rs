@@ -1,6 +1,6 @@
 //! The paywall benchmark's tools: load drivers (closed and open loop), lanes, CPU time, timing, funding.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actp_client::{Kernel, OpenSession};
 use actp_core::{Amount, B256, U256, ids::service_hash, model::CreateParams};
@@ -166,55 +166,6 @@ async fn drive_at(
     runs
 }
 
-/// Unpaid and from sessions in turn.
-pub(crate) struct Alternated {
-    pub(crate) unpaid: Run,
-    pub(crate) session: Run,
-    /// Session over unpaid requests per second, per round.
-    pub(crate) ratios: Vec<f64>,
-    /// The process's extra CPU per session call over an unpaid one, per round.
-    pub(crate) cpu: Vec<Duration>,
-}
-
-/// Runs unpaid calls and session calls in turn, `rounds` times, on `target`: each round takes the next part of
-/// every session's calls (in order), and as many unpaid calls from as many clients.
-pub(crate) async fn alternate(
-    target: &Target,
-    sessions: Vec<Vec<Headers>>,
-    rounds: usize,
-) -> Alternated {
-    let clients = sessions.len();
-    let mut chunks: Vec<Vec<Vec<Headers>>> = vec![Vec::new(); rounds];
-    for lane in sessions {
-        let size = lane.len().div_ceil(rounds).max(1);
-        for (r, chunk) in lane.chunks(size).enumerate() {
-            chunks[r].push(chunk.to_vec());
-        }
-    }
-    let mut out = Alternated {
-        unpaid: Run::default(),
-        session: Run::default(),
-        ratios: Vec::new(),
-        cpu: Vec::new(),
-    };
-    for chunk in chunks {
-        let calls: usize = chunk.iter().map(Vec::len).sum();
-        let cpu = cpu_time();
-        let u = drive(target, "/unpaid", lanes(vec![vec![]; calls], clients)).await;
-        let unpaid_cpu = cpu_time().saturating_sub(cpu);
-        let cpu = cpu_time();
-        let p = drive(target, "/paid", chunk).await;
-        let session_cpu = cpu_time().saturating_sub(cpu);
-        assert_eq!(p.ok, calls, "every session request must be served");
-        out.ratios.push(p.rps() / u.rps());
-        out.cpu
-            .push(session_cpu.saturating_sub(unpaid_cpu) / u32::try_from(calls).unwrap_or(1));
-        out.unpaid.merge(u);
-        out.session.merge(p);
-    }
-    out
-}
-
 /// `requests` dealt round-robin into `clients` lanes.
 pub(crate) fn lanes(requests: Vec<Headers>, clients: usize) -> Vec<Vec<Headers>> {
     let mut lanes = vec![Vec::new(); clients];
@@ -222,35 +173,6 @@ pub(crate) fn lanes(requests: Vec<Headers>, clients: usize) -> Vec<Vec<Headers>>
         lanes[i % clients].push(r);
     }
     lanes
-}
-
-/// CPU time this process has used (user + system), from `/proc/self/stat` (clock ticks of 10 ms).
-pub(crate) fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
-/// Average time of `f` over `n` runs.
-pub(crate) async fn time_each<F, Fut>(n: u32, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let t = Instant::now();
-    for _ in 0..n {
-        f().await;
-    }
-    t.elapsed() / n
 }
 
 pub(crate) async fn fund(consumer: &Kernel, provider: actp_core::Address, n: usize) -> Vec<B256> {
