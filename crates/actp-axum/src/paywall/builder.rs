@@ -374,7 +374,7 @@ impl PaywallBuilder {
         let domain = actp_domain(self.kernel.chain_id(), self.kernel.address());
         let paywall = Paywall {
             inner: Arc::new(Inner {
-                batch_signer: sign::BatchSigner::start(signer.clone(), domain.clone()),
+                batch_signer: sign::BatchSigner::new(signer.clone(), domain.clone()),
                 domain,
                 kernel: self.kernel,
                 signer,

@@ -1,22 +1,31 @@
 //! The provider's signatures over receipts and request bindings, made in batches (see
-//! [`actp_core::batch`]): one task signs, for every hash waiting, the root of a Merkle tree over them, and
-//! each waiting call gets the signature with its hash's path.
+//! [`actp_core::batch`]): one signature over the root of a Merkle tree of every hash waiting, and each waiting
+//! call gets the signature with its hash's path.
 //!
-//! The task takes the first hash that arrives, then yields once to the scheduler, so that every call ready to
-//! run gets to add its hash before the batch is cut. Under load a batch is every call that reached this point
-//! in one turn of the scheduler, and one signature serves them all; a call alone waits one yield and is
-//! signed by itself, the form it had before batches. The AIP-4 delivery proof, which the ACTP SDKs check as
-//! a plain signature, is not signed here.
+//! The calls combine their work themselves, the way a group commit does, with no task of its own: the first
+//! call to arrive leads. It yields once to the scheduler, so that every call ready to run can queue its hash
+//! behind it, then takes the queue as its batch, signs, and answers each call it took. A call that arrives
+//! while a batch is being signed queues for the next one, whose leader is the first call queued, woken when
+//! the batch before it is answered. Under load a batch is every call that reached this point in one turn of
+//! the scheduler; a call alone waits one yield and is signed by itself, the form it had before batches. No
+//! thread is woken to sign, which a task of its own cost on every batch.
+//!
+//! A leader that is dropped (its request cancelled) hands the lead to the next call queued, and the calls it
+//! had taken ask again. The AIP-4 delivery proof, which the ACTP SDKs check as a plain signature, is not
+//! signed here.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    collections::VecDeque,
+    sync::{
+        Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use actp_client::{ClientError, Signer};
 use actp_core::{B256, Signature, batch};
 use alloy_sol_types::Eip712Domain;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// The most hashes one signature covers (a path of at most 10 hashes).
 const MAX_BATCH: usize = 1_024;
@@ -37,89 +46,161 @@ pub struct Signatures {
     pub hashes: u64,
 }
 
+/// A queued call: its hash, and where its answer goes.
 struct Job {
     leaf: B256,
-    answer: oneshot::Sender<Result<Signed, String>>,
+    answer: oneshot::Sender<Answer>,
+}
+
+enum Answer {
+    Signed(Result<Signed, String>),
+    /// The batch before is answered: lead the next one.
+    Lead,
 }
 
 #[derive(Default)]
-struct Counts {
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// A call is leading a batch (from its yield to its answers).
+    leading: bool,
+}
+
+/// Signs hashes in batches for one provider key (see the module's documentation).
+pub(super) struct BatchSigner {
+    signer: Signer,
+    domain: Eip712Domain,
+    queue: Mutex<Queue>,
     made: AtomicU64,
     hashes: AtomicU64,
 }
 
-/// The handle of the signing task; the task ends when the last handle is dropped.
-pub(super) struct BatchSigner {
-    jobs: mpsc::UnboundedSender<Job>,
-    counts: Arc<Counts>,
-}
-
 impl BatchSigner {
-    /// Starts the signing task for `signer` in `domain` (inside a Tokio runtime).
-    pub(super) fn start(signer: Signer, domain: Eip712Domain) -> Self {
-        let (jobs, queue) = mpsc::unbounded_channel();
-        let counts = Arc::new(Counts::default());
-        tokio::spawn(run(signer, domain, queue, Arc::clone(&counts)));
-        BatchSigner { jobs, counts }
+    /// A signer for `signer`'s key in `domain`.
+    pub(super) fn new(signer: Signer, domain: Eip712Domain) -> Self {
+        BatchSigner {
+            signer,
+            domain,
+            queue: Mutex::default(),
+            made: AtomicU64::new(0),
+            hashes: AtomicU64::new(0),
+        }
     }
 
     /// Signs `leaf` (an EIP-712 signing hash), alone or in a batch.
     pub(super) async fn sign(&self, leaf: B256) -> actp_client::Result<Signed> {
-        let (answer, signed) = oneshot::channel();
-        self.jobs
-            .send(Job { leaf, answer })
-            .map_err(|_| ClientError::Signer("the signing task stopped".into()))?;
-        match signed.await {
-            Ok(result) => result.map_err(ClientError::Signer),
-            Err(_) => Err(ClientError::Signer("the signing task stopped".into())),
+        loop {
+            let queued = {
+                let mut queue = self.queue();
+                if queue.leading {
+                    let (answer, queued) = oneshot::channel();
+                    queue.jobs.push_back(Job { leaf, answer });
+                    Some(queued)
+                } else {
+                    queue.leading = true;
+                    None
+                }
+            };
+            let Some(answer) = queued else {
+                return self.lead(leaf).await;
+            };
+            let mut waiting = Waiting {
+                signer: self,
+                answer,
+            };
+            match (&mut waiting.answer).await {
+                Ok(Answer::Signed(signed)) => return signed.map_err(ClientError::Signer),
+                Ok(Answer::Lead) => return self.lead(leaf).await,
+                // The leader that took this call was dropped before answering: queue again.
+                Err(_) => continue,
+            }
         }
     }
 
     /// What was signed so far.
     pub(super) fn signatures(&self) -> Signatures {
         Signatures {
-            made: self.counts.made.load(Ordering::Relaxed),
-            hashes: self.counts.hashes.load(Ordering::Relaxed),
+            made: self.made.load(Ordering::Relaxed),
+            hashes: self.hashes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // The queue is changed only by whole pushes and takes, so a panic elsewhere leaves it whole.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Signs `leaf` with every call queued after one yield, answers them, and hands the lead on.
+    async fn lead(&self, leaf: B256) -> actp_client::Result<Signed> {
+        let _lead = Lead(self);
+        // Let the calls that are ready to run queue their hashes behind this one.
+        tokio::task::yield_now().await;
+        let jobs: Vec<Job> = {
+            let mut queue = self.queue();
+            let n = queue.jobs.len().min(MAX_BATCH - 1);
+            queue.jobs.drain(..n).collect()
+        };
+        let leaves: Vec<B256> = std::iter::once(leaf)
+            .chain(jobs.iter().map(|job| job.leaf))
+            .collect();
+        let Some((hash, mut paths)) = batch::tree(&leaves, &self.domain) else {
+            // Not reached: the batch holds at least `leaf`.
+            return Err(ClientError::Signer("an empty batch".into()));
+        };
+        let signature = self
+            .signer
+            .sign_hash(&hash)
+            .await
+            .map_err(|e| e.to_string());
+        self.made.fetch_add(1, Ordering::Relaxed);
+        self.hashes
+            .fetch_add(leaves.len() as u64, Ordering::Relaxed);
+        let own = paths.remove(0);
+        for (job, path) in jobs.into_iter().zip(paths) {
+            // A call that gave up no longer waits for its answer.
+            let _ = job.answer.send(Answer::Signed(
+                signature
+                    .clone()
+                    .map(|signature| Signed { signature, path }),
+            ));
+        }
+        signature
+            .map(|signature| Signed {
+                signature,
+                path: own,
+            })
+            .map_err(ClientError::Signer)
+    }
+}
+
+/// A queued call's wait for its answer. A call dropped after the lead was passed to it, and before it took it,
+/// passes it on.
+struct Waiting<'a> {
+    signer: &'a BatchSigner,
+    answer: oneshot::Receiver<Answer>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Ok(Answer::Lead) = self.answer.try_recv() {
+            drop(Lead(self.signer));
         }
     }
 }
 
-async fn run(
-    signer: Signer,
-    domain: Eip712Domain,
-    mut queue: mpsc::UnboundedReceiver<Job>,
-    counts: Arc<Counts>,
-) {
-    let mut jobs = Vec::new();
-    while let Some(first) = queue.recv().await {
-        jobs.push(first);
-        // Let the calls that are ready to run add their hashes to this batch.
-        tokio::task::yield_now().await;
-        while jobs.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
+/// The lead of a batch, held by its leader: when it ends (answered, or the leader dropped), the first call still
+/// queued leads the next batch, or no call leads.
+struct Lead<'a>(&'a BatchSigner);
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        let mut queue = self.0.queue();
+        while let Some(job) = queue.jobs.pop_front() {
+            // A call that gave up cannot lead: pass to the next.
+            if job.answer.send(Answer::Lead).is_ok() {
+                return;
             }
         }
-        let leaves: Vec<B256> = jobs.iter().map(|job| job.leaf).collect();
-        let Some((hash, paths)) = batch::tree(&leaves, &domain) else {
-            // Not reached: the batch holds at least the first job.
-            jobs.clear();
-            continue;
-        };
-        let signature = signer.sign_hash(&hash).await.map_err(|e| e.to_string());
-        counts.made.fetch_add(1, Ordering::Relaxed);
-        counts
-            .hashes
-            .fetch_add(leaves.len() as u64, Ordering::Relaxed);
-        for (job, path) in jobs.drain(..).zip(paths) {
-            // A call that gave up no longer waits for its answer.
-            let _ = job.answer.send(
-                signature
-                    .clone()
-                    .map(|signature| Signed { signature, path }),
-            );
-        }
+        queue.leading = false;
     }
 }
 
@@ -129,12 +210,13 @@ mod tests {
     use super::*;
     use actp_core::Address;
     use actp_core::proof::content_hash as keccak256;
+    use std::sync::Arc;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_hashes_share_signatures_and_each_checks_against_the_provider() {
         let provider = Signer::random();
         let domain = actp_core::eip712::actp_domain(31337, Address::repeat_byte(0xee));
-        let signer = Arc::new(BatchSigner::start(provider.clone(), domain.clone()));
+        let signer = Arc::new(BatchSigner::new(provider.clone(), domain.clone()));
         let leaves: Vec<B256> = (0..200u32).map(|i| keccak256(&i.to_be_bytes())).collect();
         let signed = futures::future::join_all(leaves.iter().map(|leaf| {
             let signer = Arc::clone(&signer);
@@ -163,7 +245,7 @@ mod tests {
     async fn a_hash_alone_is_signed_as_itself() {
         let provider = Signer::random();
         let domain = actp_core::eip712::actp_domain(31337, Address::repeat_byte(0xee));
-        let signer = BatchSigner::start(provider.clone(), domain);
+        let signer = BatchSigner::new(provider.clone(), domain);
         let leaf = keccak256(b"alone");
         let signed = signer.sign(leaf).await.unwrap();
         assert!(signed.path.is_empty());
@@ -172,5 +254,42 @@ mod tests {
             provider.address()
         );
         assert_eq!(signer.signatures(), Signatures { made: 1, hashes: 1 });
+    }
+
+    #[tokio::test]
+    async fn calls_dropped_while_leading_or_handed_the_lead_pass_it_on() {
+        let provider = Signer::random();
+        let domain = actp_core::eip712::actp_domain(31337, Address::repeat_byte(0xee));
+        let signer = BatchSigner::new(provider.clone(), domain.clone());
+        let leaves: Vec<B256> = (0..4u32).map(|i| keccak256(&i.to_be_bytes())).collect();
+        let mut leader = Box::pin(signer.sign(leaves[0]));
+        let mut handed = Box::pin(signer.sign(leaves[1]));
+        let mut last = Box::pin(signer.sign(leaves[2]));
+        // The first leads and waits in its yield; the others queue behind it.
+        assert!(futures::poll!(&mut leader).is_pending());
+        assert!(futures::poll!(&mut handed).is_pending());
+        assert!(futures::poll!(&mut last).is_pending());
+        assert_eq!(signer.queue().jobs.len(), 2);
+        // The leader's request is cancelled: the lead passes to the first queued call, which is cancelled in
+        // turn before it takes it; the last call then leads, and is signed.
+        drop(leader);
+        drop(handed);
+        let signed = tokio::time::timeout(std::time::Duration::from_secs(30), last)
+            .await
+            .expect("the lead reached the last call")
+            .unwrap();
+        batch::check(
+            leaves[2],
+            &signed.path,
+            &signed.signature,
+            provider.address(),
+            &domain,
+        )
+        .unwrap();
+        // Nothing leads any longer: a new call leads at once.
+        assert!(!signer.queue().leading);
+        let signed = signer.sign(leaves[3]).await.unwrap();
+        assert!(signed.path.is_empty());
+        assert_eq!(signer.signatures(), Signatures { made: 2, hashes: 2 });
     }
 }
