@@ -51,6 +51,7 @@ pub(crate) use record::Batch;
 #[cfg(test)]
 use record::HEADER;
 use record::{Op, read_records};
+pub use sync::DiskSyncs;
 use sync::{Chunk, Files, Shared, Synced};
 
 /// The key under which each tree recorded, in the first layout, the number of the last journal record applied
@@ -66,10 +67,11 @@ const MARKS: &str = "journal-marks";
 pub(crate) const FILE_CAPACITY: u64 = 8 << 20;
 /// How far ahead of the records a file is filled with zeros.
 const GROW: u64 = 1 << 20;
-/// With more than this many paid requests in flight, a sync waits [`COMMIT_DELAY`] first, so that it covers
-/// the commits those requests are about to ask for (PostgreSQL's `commit_siblings` and `commit_delay`). Each
-/// sync costs about 70 us of CPU here: under load, fewer syncs leave the CPU to the requests, and a request's
-/// latency is then mostly queueing anyway. With few requests in flight, a commit is synced at once.
+/// With more than this many paid requests in flight, a sync waits first, at most [`COMMIT_DELAY`], so that it
+/// covers the commits those requests are about to ask for (PostgreSQL's `commit_siblings` and `commit_delay`).
+/// The wait ends as soon as every request in flight waits for a commit: no other commit can join. Each sync
+/// costs about 70 us of CPU here: under load, fewer syncs leave the CPU to the requests. With few requests in
+/// flight, a commit is synced at once.
 const COMMIT_SIBLINGS: usize = 8;
 const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(1_000);
 /// Under [`Durability::Buffered`], the longest a written batch waits for its background sync: what a crash of
@@ -229,7 +231,11 @@ impl Journal {
                 failed: None,
             }),
             syncs: AtomicU64::new(0),
+            times: sync::SyncTimes::default(),
             requests,
+            waiting: AtomicUsize::new(0),
+            delaying: AtomicBool::new(false),
+            commit_delay: AtomicU64::new(COMMIT_DELAY.as_micros() as u64),
             durability,
         });
         let syncer = {
@@ -392,6 +398,7 @@ impl Journal {
         let mut synced = self.shared.synced.subscribe();
         let done = |s: &Synced| s.durable >= target || s.failed.is_some();
         if !done(&synced.borrow()) {
+            let _waiting = self.shared.waiting();
             self.want_sync();
             synced
                 .wait_for(done)
@@ -416,6 +423,11 @@ impl Journal {
         self.shared.syncs.load(SeqCst)
     }
 
+    /// The syncs so far, and how many were slow.
+    pub(crate) fn sync_times(&self) -> DiskSyncs {
+        self.shared.times.read(self.syncs())
+    }
+
     /// The number of the last batch written.
     #[cfg(test)]
     pub(crate) fn last_written(&self) -> u64 {
@@ -426,6 +438,14 @@ impl Journal {
     #[cfg(test)]
     pub(crate) fn hold_sync(&self) -> MutexGuard<'_, impl Sized> {
         lock(&self.shared.state)
+    }
+
+    /// Sets the longest a sync waits for the commits of the requests in flight.
+    #[cfg(test)]
+    pub(crate) fn set_commit_delay(&self, delay: std::time::Duration) {
+        self.shared
+            .commit_delay
+            .store(delay.as_micros() as u64, SeqCst);
     }
 
     /// The highest number durable on disk.

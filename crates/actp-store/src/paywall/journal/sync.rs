@@ -6,13 +6,14 @@ use std::{
     os::unix::fs::FileExt,
     sync::{
         Arc, Condvar, Mutex, MutexGuard,
-        atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst},
     },
+    time::{Duration, Instant},
 };
 
-use super::{
-    BUFFERED_SYNC_INTERVAL, COMMIT_DELAY, COMMIT_SIBLINGS, Durability, GROW, Writer, lock,
-};
+#[cfg(doc)]
+use super::COMMIT_DELAY;
+use super::{BUFFERED_SYNC_INTERVAL, COMMIT_SIBLINGS, Durability, GROW, Writer, lock};
 use crate::StoreError;
 
 /// What the journal files hold, guarded by the lock every write to them takes.
@@ -49,8 +50,14 @@ pub(super) struct Shared {
     /// The highest number on disk, or why the journal can no longer be written.
     pub(super) synced: tokio::sync::watch::Sender<Synced>,
     pub(super) syncs: AtomicU64,
-    /// Paid requests in flight (see [`COMMIT_SIBLINGS`]).
+    pub(super) times: SyncTimes,
+    /// Paid requests in flight, and commits waiting for a sync (see [`COMMIT_SIBLINGS`]).
     pub(super) requests: Arc<AtomicUsize>,
+    pub(super) waiting: AtomicUsize,
+    /// The sync thread is in its delay.
+    pub(super) delaying: AtomicBool,
+    /// The longest delay, in microseconds ([`COMMIT_DELAY`]; longer in tests).
+    pub(super) commit_delay: AtomicU64,
     pub(super) durability: Durability,
 }
 
@@ -101,15 +108,14 @@ impl Shared {
                 while !wake.wanted && !wake.stop {
                     wake = self.wakeup.wait(wake).unwrap_or_else(|p| p.into_inner());
                 }
+                if self.durability == Durability::Synced
+                    && self.requests.load(SeqCst) > COMMIT_SIBLINGS
+                {
+                    wake = self.delay(wake);
+                }
                 wake.wanted = false;
                 wake.stop
             };
-            if !stop
-                && self.durability == Durability::Synced
-                && self.requests.load(SeqCst) > COMMIT_SIBLINGS
-            {
-                std::thread::sleep(COMMIT_DELAY);
-            }
             if let Err(e) = self.sync() {
                 return self.fail(&e);
             }
@@ -122,6 +128,38 @@ impl Shared {
         }
     }
 
+    /// Waits, at most [`COMMIT_DELAY`] (`commit_delay`), until every paid request in flight waits for a commit (or the journal
+    /// stops), so that the sync that follows covers the commits those requests were about to ask for.
+    fn delay<'a>(&self, mut wake: MutexGuard<'a, Wake>) -> MutexGuard<'a, Wake> {
+        let deadline = Instant::now() + Duration::from_micros(self.commit_delay.load(SeqCst));
+        self.delaying.store(true, SeqCst);
+        while !wake.stop && self.waiting.load(SeqCst) < self.requests.load(SeqCst) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            wake = self
+                .wakeup
+                .wait_timeout(wake, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        self.delaying.store(false, SeqCst);
+        wake
+    }
+
+    /// Counts a commit waiting for a sync until the guard drops. The last of the requests in flight to wait
+    /// ends the sync thread's delay.
+    pub(super) fn waiting(&self) -> Waiting<'_> {
+        if self.waiting.fetch_add(1, SeqCst) + 1 >= self.requests.load(SeqCst)
+            && self.delaying.load(SeqCst)
+        {
+            let _wake = lock(&self.wake);
+            self.wakeup.notify_one();
+        }
+        Waiting(&self.waiting)
+    }
+
     /// Writes what is pending, then syncs every file written since its last sync (outside the lock, so that
     /// buffered commits go on writing meanwhile) and publishes what is now durable.
     fn sync(&self) -> Result<(), StoreError> {
@@ -130,6 +168,7 @@ impl Shared {
             self.write_pending(&mut files)?;
             (std::mem::take(&mut files.dirty), files.written)
         };
+        let started = Instant::now();
         for (file, dirty) in self.files.iter().zip(dirty) {
             if dirty {
                 file.sync_data().map_err(io_error)?;
@@ -137,9 +176,65 @@ impl Shared {
         }
         if dirty != [false; 2] {
             self.syncs.fetch_add(1, SeqCst);
+            self.times.record(started.elapsed());
         }
         self.synced.send_modify(|s| s.durable = s.durable.max(upto));
         Ok(())
+    }
+}
+
+/// How long the sync thread's syncs took: how many took longer than 1, 10 and 100 ms, and the longest.
+#[derive(Debug, Default)]
+pub(super) struct SyncTimes {
+    over: [AtomicU64; 3],
+    longest_us: AtomicU64,
+}
+
+impl SyncTimes {
+    pub(super) fn record(&self, took: Duration) {
+        for (over, ms) in self.over.iter().zip([1, 10, 100]) {
+            if took > Duration::from_millis(ms) {
+                over.fetch_add(1, SeqCst);
+            }
+        }
+        self.longest_us
+            .fetch_max(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), SeqCst);
+    }
+
+    pub(super) fn read(&self, count: u64) -> DiskSyncs {
+        let over = |i: usize| self.over[i].load(SeqCst);
+        DiskSyncs {
+            count,
+            over_1ms: over(0),
+            over_10ms: over(1),
+            over_100ms: over(2),
+            longest: Duration::from_micros(self.longest_us.load(SeqCst)),
+        }
+    }
+}
+
+/// The journal's syncs to disk so far, and how many were slow: what a synced response waits for, and where
+/// a latency tail that is the disk's shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskSyncs {
+    /// Syncs made.
+    pub count: u64,
+    /// Those that took longer than 1 ms.
+    pub over_1ms: u64,
+    /// Longer than 10 ms.
+    pub over_10ms: u64,
+    /// Longer than 100 ms.
+    pub over_100ms: u64,
+    /// The longest.
+    pub longest: Duration,
+}
+
+/// A commit waiting for a sync ([`Shared::waiting`]).
+pub(super) struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
     }
 }
 
