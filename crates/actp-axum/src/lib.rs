@@ -90,6 +90,6 @@ pub use paywall::{
 pub use refusal::Refusal;
 pub use route::{Price, PriceError, PriceRequest, Route, RouteError};
 pub use store::{
-    Claim, ClaimStatus, CloseReason, Durability, SessionState, SessionStatus, SessionVoucherRecord,
-    StoreError,
+    Claim, ClaimStatus, CloseReason, DiskSyncs, Durability, SessionState, SessionStatus,
+    SessionVoucherRecord, StoreError,
 };

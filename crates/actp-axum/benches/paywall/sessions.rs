@@ -91,8 +91,9 @@ pub(crate) fn sign(
 pub(crate) struct Paced {
     pub(crate) rate: f64,
     pub(crate) comparison: Comparison,
-    /// Journal syncs during the run.
+    /// Journal syncs during the run, and how many of them took longer than 10 ms and 100 ms.
     pub(crate) syncs: u64,
+    pub(crate) slow_syncs: (u64, u64),
 }
 
 /// What the session runs of one paywall measured.
@@ -163,16 +164,20 @@ pub(crate) async fn run(
                     .collect()
             })
             .collect();
-        let syncs = paywall.disk_flushes();
+        let before = paywall.disk_syncs();
         let mut runs = drive_paced(web, mixed, 2.0 * rate).await;
-        let syncs = paywall.disk_flushes() - syncs;
+        let after = paywall.disk_syncs();
         let unpaid = runs.remove("/unpaid").unwrap_or_default();
         let session = runs.remove("/paid").unwrap_or_default();
         assert_eq!(session.ok, calls_per_run, "every session call is served");
         paced.push(Paced {
             rate,
             comparison: Comparison::of(&unpaid, &session),
-            syncs,
+            syncs: after.count - before.count,
+            slow_syncs: (
+                after.over_10ms - before.over_10ms,
+                after.over_100ms - before.over_100ms,
+            ),
         });
     }
     let cpu_calls: usize = cpu_lanes.iter().map(Vec::len).sum();

@@ -47,7 +47,7 @@ use crate::{
     outbox::Outbox,
     refusal::Refusal,
     route::{Route, RouteError, Routes},
-    store::{Claim, Store, StoreError},
+    store::{Claim, DiskSyncs, Store, StoreError},
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -264,6 +264,12 @@ impl Paywall {
     /// share one (group commit), so under load this grows slower than the requests served.
     pub fn disk_flushes(&self) -> u64 {
         self.inner.store.flushes()
+    }
+
+    /// The store's syncs to disk so far, and how many took longer than 1, 10 and 100 ms: a synced response
+    /// waits for one, so a latency tail that is the disk's shows here.
+    pub fn disk_syncs(&self) -> DiskSyncs {
+        self.inner.store.disk_syncs()
     }
 
     /// How many signatures the paywall made over receipts and request bindings, and how many it covered:

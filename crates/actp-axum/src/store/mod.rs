@@ -26,7 +26,7 @@ use std::{
 
 use actp_core::{B256, U256};
 
-pub use actp_store::paywall::{Claim, ClaimStatus, Durability};
+pub use actp_store::paywall::{Claim, ClaimStatus, DiskSyncs, Durability};
 pub(crate) use actp_store::paywall::{ClaimOutcome, Delivery};
 pub(crate) use sessions::{CallHold, HoldRefusal};
 pub use sessions::{CloseReason, SessionState, SessionStatus, SessionVoucherRecord};
@@ -213,6 +213,14 @@ impl Store {
         match self {
             Store::Embedded(s) => s.flushes(),
             Store::Shared(_) => 0,
+        }
+    }
+
+    /// The embedded store's journal syncs, and how many were slow (none for a shared store).
+    pub(crate) fn disk_syncs(&self) -> DiskSyncs {
+        match self {
+            Store::Embedded(s) => s.disk_syncs(),
+            Store::Shared(_) => DiskSyncs::default(),
         }
     }
 

@@ -31,7 +31,7 @@ pub mod sled;
 use actp_core::B256;
 use serde::{Deserialize, Serialize};
 
-pub use journal::{BUFFERED_SYNC_INTERVAL, Durability};
+pub use journal::{BUFFERED_SYNC_INTERVAL, DiskSyncs, Durability};
 pub use pg::{Hold, Leased, PaywallStore, SessionTx};
 
 /// Where a transaction's one request stands at this provider.

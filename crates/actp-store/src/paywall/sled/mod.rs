@@ -258,6 +258,11 @@ impl<S: Account> SledPaywall<S> {
     pub fn flushes(&self) -> u64 {
         self.journal.syncs()
     }
+
+    /// The journal's syncs so far, and how many were slow.
+    pub fn disk_syncs(&self) -> crate::paywall::DiskSyncs {
+        self.journal.sync_times()
+    }
 }
 
 #[cfg(test)]
