@@ -6,14 +6,14 @@ use std::{
     os::unix::fs::FileExt,
     sync::{
         Arc, Condvar, Mutex, MutexGuard,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst},
+        atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst},
     },
     time::{Duration, Instant},
 };
 
-#[cfg(doc)]
-use super::COMMIT_DELAY;
-use super::{BUFFERED_SYNC_INTERVAL, COMMIT_SIBLINGS, Durability, GROW, Writer, lock};
+use super::{
+    BUFFERED_SYNC_INTERVAL, COMMIT_DELAY, COMMIT_SIBLINGS, Durability, GROW, Writer, lock,
+};
 use crate::StoreError;
 
 /// What the journal files hold, guarded by the lock every write to them takes.
@@ -51,13 +51,8 @@ pub(super) struct Shared {
     pub(super) synced: tokio::sync::watch::Sender<Synced>,
     pub(super) syncs: AtomicU64,
     pub(super) times: SyncTimes,
-    /// Paid requests in flight, and commits waiting for a sync (see [`COMMIT_SIBLINGS`]).
+    /// Paid requests in flight (see [`COMMIT_SIBLINGS`]).
     pub(super) requests: Arc<AtomicUsize>,
-    pub(super) waiting: AtomicUsize,
-    /// The sync thread is in its delay.
-    pub(super) delaying: AtomicBool,
-    /// The longest delay, in microseconds ([`COMMIT_DELAY`]; longer in tests).
-    pub(super) commit_delay: AtomicU64,
     pub(super) durability: Durability,
 }
 
@@ -108,14 +103,15 @@ impl Shared {
                 while !wake.wanted && !wake.stop {
                     wake = self.wakeup.wait(wake).unwrap_or_else(|p| p.into_inner());
                 }
-                if self.durability == Durability::Synced
-                    && self.requests.load(SeqCst) > COMMIT_SIBLINGS
-                {
-                    wake = self.delay(wake);
-                }
                 wake.wanted = false;
                 wake.stop
             };
+            if !stop
+                && self.durability == Durability::Synced
+                && self.requests.load(SeqCst) > COMMIT_SIBLINGS
+            {
+                std::thread::sleep(COMMIT_DELAY);
+            }
             if let Err(e) = self.sync() {
                 return self.fail(&e);
             }
@@ -126,38 +122,6 @@ impl Shared {
                 std::thread::sleep(BUFFERED_SYNC_INTERVAL);
             }
         }
-    }
-
-    /// Waits, at most [`COMMIT_DELAY`] (`commit_delay`), until every paid request in flight waits for a commit (or the journal
-    /// stops), so that the sync that follows covers the commits those requests were about to ask for.
-    fn delay<'a>(&self, mut wake: MutexGuard<'a, Wake>) -> MutexGuard<'a, Wake> {
-        let deadline = Instant::now() + Duration::from_micros(self.commit_delay.load(SeqCst));
-        self.delaying.store(true, SeqCst);
-        while !wake.stop && self.waiting.load(SeqCst) < self.requests.load(SeqCst) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            wake = self
-                .wakeup
-                .wait_timeout(wake, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        self.delaying.store(false, SeqCst);
-        wake
-    }
-
-    /// Counts a commit waiting for a sync until the guard drops. The last of the requests in flight to wait
-    /// ends the sync thread's delay.
-    pub(super) fn waiting(&self) -> Waiting<'_> {
-        if self.waiting.fetch_add(1, SeqCst) + 1 >= self.requests.load(SeqCst)
-            && self.delaying.load(SeqCst)
-        {
-            let _wake = lock(&self.wake);
-            self.wakeup.notify_one();
-        }
-        Waiting(&self.waiting)
     }
 
     /// Writes what is pending, then syncs every file written since its last sync (outside the lock, so that
@@ -227,15 +191,6 @@ pub struct DiskSyncs {
     pub over_100ms: u64,
     /// The longest.
     pub longest: Duration,
-}
-
-/// A commit waiting for a sync ([`Shared::waiting`]).
-pub(super) struct Waiting<'a>(&'a AtomicUsize);
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, SeqCst);
-    }
 }
 
 fn io_error(e: std::io::Error) -> StoreError {

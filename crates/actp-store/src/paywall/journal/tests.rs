@@ -22,17 +22,6 @@ fn open_deferring(
     durability: Durability,
     deferred: &[u8],
 ) -> (sled::Db, Journal) {
-    open_counting(dir, capacity, durability, deferred, Arc::default())
-}
-
-/// The same, the paid requests in flight counted in `requests`.
-fn open_counting(
-    dir: &Path,
-    capacity: u64,
-    durability: Durability,
-    deferred: &[u8],
-    requests: Arc<AtomicUsize>,
-) -> (sled::Db, Journal) {
     let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let db = loop {
         match sled::Config::new().path(dir).flush_every_ms(None).open() {
@@ -50,7 +39,7 @@ fn open_counting(
         deferred,
         dir,
         capacity,
-        requests,
+        Arc::default(),
         durability,
     )
     .unwrap();
@@ -361,43 +350,6 @@ async fn buffered_commits_are_in_the_files_and_synced_soon_after() {
         journal.durable() == 200
     })
     .await;
-}
-
-/// With more paid requests in flight than [`COMMIT_SIBLINGS`], a sync waits for their commits, and stops
-/// waiting once every one of them waits: here the delay is far longer than the test's deadline, so the
-/// commits return only because the last to arrive ended it, and one sync covers them all.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delayed_sync_ends_when_every_request_in_flight_waits() {
-    let dir = tempfile::tempdir().unwrap();
-    let requests = Arc::new(AtomicUsize::new(COMMIT_SIBLINGS + 4));
-    let (_db, journal) = open_counting(
-        dir.path(),
-        FILE_CAPACITY,
-        Durability::Synced,
-        &[],
-        Arc::clone(&requests),
-    );
-    journal.set_commit_delay(std::time::Duration::from_secs(3_600));
-    let journal = Arc::new(journal);
-    let before = journal.syncs();
-    let commits: Vec<_> = (0..COMMIT_SIBLINGS + 4)
-        .map(|i| {
-            let journal = Arc::clone(&journal);
-            tokio::spawn(async move {
-                put(&journal, 0, &i.to_be_bytes(), b"v");
-                journal.commit().await.unwrap();
-            })
-        })
-        .collect();
-    tokio::time::timeout(std::time::Duration::from_secs(60), async {
-        for commit in commits {
-            commit.await.unwrap();
-        }
-    })
-    .await
-    .expect("the last commit to wait ends the delay");
-    assert_eq!(journal.syncs() - before, 1);
-    assert_eq!(journal.durable(), journal.last_written());
 }
 
 /// A deferred tree's writes stay out of sled, read from the journal, until a batch on another tree: they
