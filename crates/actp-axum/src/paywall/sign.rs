@@ -10,8 +10,8 @@
 //! the scheduler; a call alone waits one yield and is signed by itself, the form it had before batches. No
 //! thread is woken to sign, which a task of its own cost on every batch.
 //!
-//! A leader that is dropped (its request cancelled) hands the lead to the next call queued, and the calls it
-//! had taken ask again. The AIP-4 delivery proof, which the ACTP SDKs check as a plain signature, is not
+//! A leader that is dropped (its request cancelled) puts the calls it had taken back at the head of the queue
+//! and hands the lead to the first of them. The AIP-4 delivery proof, which the ACTP SDKs check as a plain signature, is not
 //! signed here.
 
 use std::{
@@ -110,7 +110,7 @@ impl BatchSigner {
             match (&mut waiting.answer).await {
                 Ok(Answer::Signed(signed)) => return signed.map_err(ClientError::Signer),
                 Ok(Answer::Lead) => return self.lead(leaf).await,
-                // The leader that took this call was dropped before answering: queue again.
+                // Not reached: a leader dropped puts the calls it took back in the queue. Queue again.
                 Err(_) => continue,
             }
         }
@@ -131,16 +131,19 @@ impl BatchSigner {
 
     /// Signs `leaf` with every call queued after one yield, answers them, and hands the lead on.
     async fn lead(&self, leaf: B256) -> actp_client::Result<Signed> {
-        let _lead = Lead(self);
+        let mut lead = Lead {
+            signer: self,
+            taken: Vec::new(),
+        };
         // Let the calls that are ready to run queue their hashes behind this one.
         tokio::task::yield_now().await;
-        let jobs: Vec<Job> = {
+        lead.taken = {
             let mut queue = self.queue();
             let n = queue.jobs.len().min(MAX_BATCH - 1);
             queue.jobs.drain(..n).collect()
         };
         let leaves: Vec<B256> = std::iter::once(leaf)
-            .chain(jobs.iter().map(|job| job.leaf))
+            .chain(lead.taken.iter().map(|job| job.leaf))
             .collect();
         let Some((hash, mut paths)) = batch::tree(&leaves, &self.domain) else {
             // Not reached: the batch holds at least `leaf`.
@@ -151,11 +154,13 @@ impl BatchSigner {
             .sign_hash(&hash)
             .await
             .map_err(|e| e.to_string());
-        self.made.fetch_add(1, Ordering::Relaxed);
-        self.hashes
-            .fetch_add(leaves.len() as u64, Ordering::Relaxed);
+        if signature.is_ok() {
+            self.made.fetch_add(1, Ordering::Relaxed);
+            self.hashes
+                .fetch_add(leaves.len() as u64, Ordering::Relaxed);
+        }
         let own = paths.remove(0);
-        for (job, path) in jobs.into_iter().zip(paths) {
+        for (job, path) in std::mem::take(&mut lead.taken).into_iter().zip(paths) {
             // A call that gave up no longer waits for its answer.
             let _ = job.answer.send(Answer::Signed(
                 signature
@@ -181,19 +186,32 @@ struct Waiting<'a> {
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
+        // Closed first, so that a lead sent from now on fails to arrive (and goes to the next call) instead
+        // of being dropped with the channel; one that arrived before is taken here.
+        self.answer.close();
         if let Ok(Answer::Lead) = self.answer.try_recv() {
-            drop(Lead(self.signer));
+            drop(Lead {
+                signer: self.signer,
+                taken: Vec::new(),
+            });
         }
     }
 }
 
-/// The lead of a batch, held by its leader: when it ends (answered, or the leader dropped), the first call still
-/// queued leads the next batch, or no call leads.
-struct Lead<'a>(&'a BatchSigner);
+/// The lead of a batch, held by its leader with the calls it took: when it ends (answered, or the leader
+/// dropped, which puts the calls it took back at the head of the queue), the first call still queued leads
+/// the next batch, or no call leads.
+struct Lead<'a> {
+    signer: &'a BatchSigner,
+    taken: Vec<Job>,
+}
 
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
-        let mut queue = self.0.queue();
+        let mut queue = self.signer.queue();
+        for job in std::mem::take(&mut self.taken).into_iter().rev() {
+            queue.jobs.push_front(job);
+        }
         while let Some(job) = queue.jobs.pop_front() {
             // A call that gave up cannot lead: pass to the next.
             if job.answer.send(Answer::Lead).is_ok() {
@@ -291,5 +309,66 @@ mod tests {
         let signed = signer.sign(leaves[3]).await.unwrap();
         assert!(signed.path.is_empty());
         assert_eq!(signer.signatures(), Signatures { made: 2, hashes: 2 });
+    }
+
+    /// Calls cancelled at random moments on two threads, leaders and queued calls alike, never leave the lead
+    /// with no one: after rounds of them, every call that was not cancelled is signed, and a new call is too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_cancelled_on_two_threads_never_strand_the_lead() {
+        let provider = Signer::random();
+        let domain = actp_core::eip712::actp_domain(31337, Address::repeat_byte(0xee));
+        let signer = Arc::new(BatchSigner::new(provider.clone(), domain.clone()));
+        let deadline = std::time::Duration::from_secs(60);
+        for round in 0..50u32 {
+            let calls: Vec<_> = (0..64u32)
+                .map(|i| {
+                    let signer = Arc::clone(&signer);
+                    let leaf = keccak256(&[round.to_be_bytes(), i.to_be_bytes()].concat());
+                    (
+                        i,
+                        leaf,
+                        tokio::spawn(async move { signer.sign(leaf).await }),
+                    )
+                })
+                .collect();
+            // Cancel once calls are queued (or all are done), so that some are cancelled while they wait.
+            while signer.queue().jobs.is_empty() && calls.iter().any(|(_, _, c)| !c.is_finished()) {
+                tokio::task::yield_now().await;
+            }
+            let mut kept = Vec::new();
+            for (i, leaf, call) in calls {
+                if i % 3 == round % 3 {
+                    call.abort();
+                } else {
+                    kept.push((leaf, call));
+                }
+            }
+            for (leaf, call) in kept {
+                let signed = tokio::time::timeout(deadline, call)
+                    .await
+                    .expect("a call that was not cancelled is signed")
+                    .unwrap()
+                    .unwrap();
+                assert_signed_by(&provider, &domain, leaf, &signed);
+            }
+        }
+        let leaf = keccak256(b"after");
+        let signed = tokio::time::timeout(deadline, signer.sign(leaf))
+            .await
+            .expect("the lead is free")
+            .unwrap();
+        assert_signed_by(&provider, &domain, leaf, &signed);
+        assert!(!signer.queue().leading);
+    }
+
+    fn assert_signed_by(provider: &Signer, domain: &Eip712Domain, leaf: B256, signed: &Signed) {
+        batch::check(
+            leaf,
+            &signed.path,
+            &signed.signature,
+            provider.address(),
+            domain,
+        )
+        .unwrap();
     }
 }
