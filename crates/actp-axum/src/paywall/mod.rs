@@ -263,7 +263,7 @@ impl Paywall {
     /// How many times the store's journal was synced to disk. Requests that wait for a sync at the same time
     /// share one (group commit), so under load this grows slower than the requests served.
     pub fn disk_flushes(&self) -> u64 {
-        self.inner.store.flushes()
+        self.disk_syncs().count
     }
 
     /// The store's syncs to disk so far, and how many took longer than 1, 10 and 100 ms: a synced response

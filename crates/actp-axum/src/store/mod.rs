@@ -208,14 +208,6 @@ impl Store {
         }
     }
 
-    /// How many times the embedded store synced its journal to disk.
-    pub(crate) fn flushes(&self) -> u64 {
-        match self {
-            Store::Embedded(s) => s.flushes(),
-            Store::Shared(_) => 0,
-        }
-    }
-
     /// The embedded store's journal syncs, and how many were slow (none for a shared store).
     pub(crate) fn disk_syncs(&self) -> DiskSyncs {
         match self {
