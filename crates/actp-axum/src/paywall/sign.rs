@@ -243,15 +243,7 @@ mod tests {
         }))
         .await;
         for (leaf, signed) in leaves.iter().zip(signed) {
-            let signed = signed.unwrap();
-            batch::check(
-                *leaf,
-                &signed.path,
-                &signed.signature,
-                provider.address(),
-                &domain,
-            )
-            .unwrap();
+            assert_signed_by(&provider, &domain, *leaf, &signed.unwrap());
         }
         let counts = signer.signatures();
         assert_eq!(counts.hashes, 200);
@@ -296,14 +288,7 @@ mod tests {
             .await
             .expect("the lead reached the last call")
             .unwrap();
-        batch::check(
-            leaves[2],
-            &signed.path,
-            &signed.signature,
-            provider.address(),
-            &domain,
-        )
-        .unwrap();
+        assert_signed_by(&provider, &domain, leaves[2], &signed);
         // Nothing leads any longer: a new call leads at once.
         assert!(!signer.queue().leading);
         let signed = signer.sign(leaves[3]).await.unwrap();
