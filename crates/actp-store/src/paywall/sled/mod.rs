@@ -254,11 +254,6 @@ impl<S: Account> SledPaywall<S> {
         self.journal.commit().await
     }
 
-    /// How many times the store synced its journal to disk.
-    pub fn flushes(&self) -> u64 {
-        self.journal.syncs()
-    }
-
     /// The journal's syncs so far, and how many were slow.
     pub fn disk_syncs(&self) -> crate::paywall::DiskSyncs {
         self.journal.sync_times()
@@ -333,12 +328,12 @@ mod tests {
             store.journal.last_written() == 40
         })
         .await;
-        assert_eq!(store.flushes(), 0);
+        assert_eq!(store.disk_syncs().count, 0);
         drop(sync);
         for task in waiting {
             task.await.unwrap();
         }
-        assert_eq!(store.flushes(), 1, "one flush for all twenty");
+        assert_eq!(store.disk_syncs().count, 1, "one flush for all twenty");
         assert_eq!(store.pending().unwrap().len(), 20);
         // A request alone still gets its own flush.
         store.claim(B256::repeat_byte(99), B256::ZERO).unwrap();
@@ -346,6 +341,6 @@ mod tests {
             .serve(B256::repeat_byte(99), B256::ZERO, false)
             .await
             .unwrap();
-        assert_eq!(store.flushes(), 2);
+        assert_eq!(store.disk_syncs().count, 2);
     }
 }
