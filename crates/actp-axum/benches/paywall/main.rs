@@ -371,8 +371,9 @@ async fn main() {
                 let mut row = p.comparison.to_json();
                 row["rate"] = serde_json::json!(p.rate);
                 row["syncs"] = serde_json::json!(p.syncs);
-                row["syncs_over_10ms"] = serde_json::json!(p.slow_syncs.0);
-                row["syncs_over_100ms"] = serde_json::json!(p.slow_syncs.1);
+                row["syncs_over_1ms"] = serde_json::json!(p.slow_syncs[0]);
+                row["syncs_over_10ms"] = serde_json::json!(p.slow_syncs[1]);
+                row["syncs_over_100ms"] = serde_json::json!(p.slow_syncs[2]);
                 row
             }).collect::<Vec<_>>(),
         });
@@ -394,8 +395,8 @@ async fn main() {
         }
         for p in &runs.paced {
             println!(
-                "  open loop, {:.0} of each per second: {}; {} syncs for {paced_requests} session calls ({} over 10 ms, {} over 100 ms)",
-                p.rate, p.comparison, p.syncs, p.slow_syncs.0, p.slow_syncs.1
+                "  open loop, {:.0} of each per second: {}; {} syncs for {paced_requests} session calls ({} over 1 ms, {} over 10 ms, {} over 100 ms)",
+                p.rate, p.comparison, p.syncs, p.slow_syncs[0], p.slow_syncs[1], p.slow_syncs[2]
             );
         }
         println!(

@@ -91,9 +91,9 @@ pub(crate) fn sign(
 pub(crate) struct Paced {
     pub(crate) rate: f64,
     pub(crate) comparison: Comparison,
-    /// Journal syncs during the run, and how many of them took longer than 10 ms and 100 ms.
+    /// Journal syncs during the run, and how many of them took longer than 1, 10 and 100 ms.
     pub(crate) syncs: u64,
-    pub(crate) slow_syncs: (u64, u64),
+    pub(crate) slow_syncs: [u64; 3],
 }
 
 /// What the session runs of one paywall measured.
@@ -174,10 +174,11 @@ pub(crate) async fn run(
             rate,
             comparison: Comparison::of(&unpaid, &session),
             syncs: after.count - before.count,
-            slow_syncs: (
+            slow_syncs: [
+                after.over_1ms - before.over_1ms,
                 after.over_10ms - before.over_10ms,
                 after.over_100ms - before.over_100ms,
-            ),
+            ],
         });
     }
     let cpu_calls: usize = cpu_lanes.iter().map(Vec::len).sum();
