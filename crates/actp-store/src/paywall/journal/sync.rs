@@ -96,6 +96,9 @@ impl Shared {
     /// The sync thread: whenever a commit wants it, writes everything pending and syncs what was written, so
     /// the commits that arrive while one sync runs share the next. Under [`Durability::Buffered`] the syncs
     /// are at least [`BUFFERED_SYNC_INTERVAL`] apart. Writes and syncs what is left when told to stop.
+    ///
+    /// One thread, one sync at a time: a second `fdatasync` started while one runs would wait for its device
+    /// flush anyway (the block layer sends one at a time), so a commit arriving mid-sync would wait as long.
     pub(super) fn run(&self) {
         loop {
             let stop = {
