@@ -7,7 +7,9 @@
 //!
 //! | check | status | code |
 //! |---|---|---|
-//! | body larger than the limit | 413 | `body_too_large` |
+//! | a variant of a paid route's path (trailing slash, dot segments, percent-escapes, case) | 404 | `non_canonical_path` |
+//! | a method no route declares on a paid path | 405 + `Allow` | `method_not_allowed` |
+//! | body larger than the limit, or unreadable | 413, 400 | `body_too_large`, `body_unreadable` |
 //! | dynamic price refused | 400 | `unpriceable` |
 //! | no `X-AGIRAILS-TX-ID` | 402 | `payment_required` (with the route's payment instructions) |
 //! | malformed txId or authorization header | 400 | `malformed_tx_id`, `malformed_authorization` |
@@ -21,7 +23,7 @@
 //! | serviceHash not the route's | 402 | `service_mismatch` |
 //! | a session's transaction sent with `X-AGIRAILS-AUTHORIZATION` | 400 | `voucher_required` |
 //! | lost the claim race | 409 | `already_used` |
-//! | chain unreachable or slow | 503 + `Retry-After` | `chain_unavailable` |
+//! | chain unreachable or slow; the provider's store failing | 503 + `Retry-After` | `chain_unavailable`, `storage_unavailable` |
 //!
 //! The "already used" check runs before the state check so that a transaction this provider is serving
 //! reads as used even while the chain still says COMMITTED.
@@ -36,7 +38,8 @@
 //! | sessions not taken here, or not on this route | 402 | `sessions_not_accepted` |
 //! | not a session (unknown, or a per-call transaction) | 400 | `not_a_session` |
 //! | another provider's session | 403 | `wrong_provider` |
-//! | first call: deposit below the minimum, serviceHash not the sessions', grace too short, deadline too close, end already asked | 402 | `session_terms_refused` |
+//! | first call: deposit below the minimum | 402 | `deposit_too_small` (with `required`, `provided`) |
+//! | first call: serviceHash not the sessions', grace too short, deadline too close, end already asked | 402 | `session_terms_refused` |
 //! | voucher expired, too long-lived, not the requester's, or for another request | 401 | `unauthorized` |
 //! | the best voucher does not cover charged + held + this call's maximum | 402 | `voucher_below_owed` (with `required`, `provided`) |
 //! | the deposit cannot cover this call's maximum beside the calls in flight (after re-reading it for a top-up) | 402 | `session_used_up` (with `required`, `provided`) |
@@ -82,7 +85,7 @@ mod route;
 mod store;
 
 pub use actp_core::meter::{Meter, Usage};
-pub use metrics::{DELIVERY_OUTCOMES, Metrics, REQUEST_OUTCOMES};
+pub use metrics::{DELIVERY_OUTCOMES, HANDLED_OUTCOMES, Metrics, request_outcomes};
 pub use paywall::{
     CLOSE_HEADER, ClaimMode, Payment, Paywall, PaywallBuilder, PaywallError, PaywallLayer,
     PaywallService, ResponseFuture, SessionConfig, Signatures,

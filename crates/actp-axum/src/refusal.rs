@@ -209,6 +209,18 @@ pub enum Refusal {
         /// Which term, and what is accepted.
         reason: String,
     },
+    /// The session's deposit is below the least this provider accepts.
+    #[error(
+        "session {tx_id} holds {deposit} base units, below the {minimum} this provider accepts: open a session with a deposit of at least {minimum} (GET /pricing lists the session terms)"
+    )]
+    DepositTooSmall {
+        /// The id sent.
+        tx_id: B256,
+        /// The session's deposit, in base units.
+        deposit: String,
+        /// The least deposit accepted, in base units.
+        minimum: String,
+    },
     /// What remains of the session cannot cover this call's maximum.
     #[error(
         "session {tx_id} has {remaining} base units left for new calls, but this call may cost up to {needed}: {}",
@@ -277,42 +289,9 @@ impl Refusal {
             | ServiceMismatch { .. }
             | SessionsNotAccepted { .. }
             | SessionTermsRefused { .. }
+            | DepositTooSmall { .. }
             | SessionUsedUp { .. }
             | VoucherBelowOwed { .. } => StatusCode::PAYMENT_REQUIRED,
-        }
-    }
-
-    /// The stable machine-readable code.
-    pub fn code(&self) -> &'static str {
-        use Refusal::*;
-        match self {
-            PaymentRequired { .. } => "payment_required",
-            MalformedTxId => "malformed_tx_id",
-            MalformedAuthorization(_) => "malformed_authorization",
-            BodyTooLarge { .. } => "body_too_large",
-            BodyUnreadable => "body_unreadable",
-            Unpriceable(_) => "unpriceable",
-            UnknownTransaction { .. } => "unknown_transaction",
-            WrongProvider { .. } => "wrong_provider",
-            MissingAuthorization => "missing_authorization",
-            Unauthorized(_) => "unauthorized",
-            InvalidState { .. } => "invalid_state",
-            InsufficientAmount { .. } => "insufficient_amount",
-            DeadlinePassed { .. } => "deadline_passed",
-            DeadlineTooClose { .. } => "deadline_too_close",
-            ServiceMismatch { .. } => "service_mismatch",
-            AlreadyUsed { .. } => "already_used",
-            ChainUnavailable { .. } => "chain_unavailable",
-            StorageUnavailable { .. } => "storage_unavailable",
-            MethodNotAllowed { .. } => "method_not_allowed",
-            NonCanonicalPath { .. } => "non_canonical_path",
-            NotASession { .. } => "not_a_session",
-            VoucherRequired { .. } => "voucher_required",
-            SessionsNotAccepted { .. } => "sessions_not_accepted",
-            SessionTermsRefused { .. } => "session_terms_refused",
-            SessionUsedUp { .. } => "session_used_up",
-            VoucherBelowOwed { .. } => "voucher_below_owed",
-            SessionClosed { .. } => "session_closed",
         }
     }
 
@@ -341,6 +320,12 @@ impl Refusal {
             } => {
                 body.required = Some(needed.clone());
                 body.provided = Some(remaining.clone());
+            }
+            DepositTooSmall {
+                deposit, minimum, ..
+            } => {
+                body.required = Some(minimum.clone());
+                body.provided = Some(deposit.clone());
             }
             VoucherBelowOwed {
                 owed, cumulative, ..
@@ -374,6 +359,56 @@ impl Refusal {
             _ => None,
         }
     }
+}
+
+/// Each refusal's stable code, declared once: [`Refusal::code`] (a match the compiler checks is exhaustive) and
+/// [`Refusal::CODES`] (what the metrics count and the crate's documentation tables list) both come from this
+/// list.
+macro_rules! codes {
+    ($($variant:ident => $code:literal,)*) => {
+        impl Refusal {
+            /// Every refusal's code, in declaration order.
+            pub const CODES: &'static [&'static str] = &[$($code),*];
+
+            /// The stable machine-readable code.
+            pub fn code(&self) -> &'static str {
+                match self {
+                    $(Refusal::$variant { .. } => $code,)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    PaymentRequired => "payment_required",
+    MalformedTxId => "malformed_tx_id",
+    MalformedAuthorization => "malformed_authorization",
+    BodyTooLarge => "body_too_large",
+    BodyUnreadable => "body_unreadable",
+    Unpriceable => "unpriceable",
+    UnknownTransaction => "unknown_transaction",
+    WrongProvider => "wrong_provider",
+    MissingAuthorization => "missing_authorization",
+    Unauthorized => "unauthorized",
+    InvalidState => "invalid_state",
+    InsufficientAmount => "insufficient_amount",
+    DeadlinePassed => "deadline_passed",
+    DeadlineTooClose => "deadline_too_close",
+    ServiceMismatch => "service_mismatch",
+    AlreadyUsed => "already_used",
+    ChainUnavailable => "chain_unavailable",
+    StorageUnavailable => "storage_unavailable",
+    MethodNotAllowed => "method_not_allowed",
+    NonCanonicalPath => "non_canonical_path",
+    NotASession => "not_a_session",
+    VoucherRequired => "voucher_required",
+    SessionsNotAccepted => "sessions_not_accepted",
+    SessionTermsRefused => "session_terms_refused",
+    DepositTooSmall => "deposit_too_small",
+    SessionUsedUp => "session_used_up",
+    VoucherBelowOwed => "voucher_below_owed",
+    SessionClosed => "session_closed",
 }
 
 impl IntoResponse for Refusal {
@@ -426,5 +461,44 @@ mod tests {
             assert_eq!(body.code, r.code());
             assert_eq!(body.error, r.status().canonical_reason().unwrap_or(""));
         }
+    }
+
+    /// The crate's documentation tables (the checks before a handler runs, per call and per session) name
+    /// every code, and only codes that exist.
+    #[test]
+    fn the_documentation_tables_list_every_code_and_no_other() {
+        let docs = include_str!("lib.rs");
+        let mut listed = std::collections::BTreeSet::new();
+        for row in docs.lines().filter(|l| l.starts_with("//! |")) {
+            // The code column, without what it notes in parentheses (`(with `required`, ...)`).
+            let last = row
+                .trim_end_matches('|')
+                .rsplit('|')
+                .next()
+                .unwrap_or_default();
+            let last = last.split('(').next().unwrap_or_default();
+            for (i, part) in last.split('`').enumerate() {
+                if i % 2 == 1 && part.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                    listed.insert(part);
+                }
+            }
+        }
+        listed.remove("code");
+        let codes: std::collections::BTreeSet<&str> = Refusal::CODES.iter().copied().collect();
+        assert_eq!(
+            codes.len(),
+            Refusal::CODES.len(),
+            "a code is declared twice"
+        );
+        assert_eq!(
+            codes.difference(&listed).collect::<Vec<_>>(),
+            Vec::<&&str>::new(),
+            "codes missing from the tables in lib.rs"
+        );
+        assert_eq!(
+            listed.difference(&codes).collect::<Vec<_>>(),
+            Vec::<&&str>::new(),
+            "the tables in lib.rs name codes that do not exist"
+        );
     }
 }

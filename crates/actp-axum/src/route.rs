@@ -1,6 +1,11 @@
 //! Paid routes and their prices.
 
-use std::{collections::HashMap, fmt, future::Future, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    future::Future,
+    sync::Arc,
+};
 
 use actp_core::{Amount, B256, http::RoutePrice, ids::service_hash, meter::Meter};
 
@@ -140,21 +145,26 @@ impl Route {
         service_hash(&self.service)
     }
 
-    pub(crate) fn describe(&self, sessions_offered: bool) -> RoutePrice {
-        let (pricing, amount, units) = match &self.price {
-            Price::Free => ("free", None, None),
-            Price::Flat(a) => ("flat", Some(*a), None),
-            Price::Metered(m) => (
-                "metered",
-                Some(m.max),
-                Some(
-                    m.rates
-                        .iter()
-                        .map(|(unit, price)| (unit.clone(), price.to_string()))
-                        .collect(),
-                ),
+    /// A metered route's price of each unit in tokens, by unit name (what the pricing document and a 402
+    /// advertise).
+    pub(crate) fn unit_prices(&self) -> Option<BTreeMap<String, String>> {
+        match &self.price {
+            Price::Metered(m) => Some(
+                m.rates
+                    .iter()
+                    .map(|(unit, price)| (unit.clone(), price.to_string()))
+                    .collect(),
             ),
-            Price::Dynamic(_) => ("dynamic", None, None),
+            Price::Free | Price::Flat(_) | Price::Dynamic(_) => None,
+        }
+    }
+
+    pub(crate) fn describe(&self, sessions_offered: bool) -> RoutePrice {
+        let (pricing, amount) = match &self.price {
+            Price::Free => ("free", None),
+            Price::Flat(a) => ("flat", Some(*a)),
+            Price::Metered(m) => ("metered", Some(m.max)),
+            Price::Dynamic(_) => ("dynamic", None),
         };
         RoutePrice {
             method: self.method.to_string(),
@@ -162,7 +172,7 @@ impl Route {
             pricing: pricing.into(),
             amount: amount.map(|a| a.base_units().to_string()),
             price: amount.map(|a| a.to_string()),
-            units,
+            units: self.unit_prices(),
             sessions: sessions_offered && self.sessions && !matches!(self.price, Price::Free),
             service: self.service.clone(),
             service_hash: self.service_hash(),

@@ -11,190 +11,21 @@
 
 use std::time::Duration;
 
-use actp_axum::{Paywall, Route, SessionConfig, Usage};
-use actp_client::{Devnet, Kernel, OpenSession, Signer};
+use actp_axum::SessionConfig;
 use actp_core::{
-    Amount, B256, State, U256,
+    Amount, State, U256,
     authorization::{AuthorizationHeader, RequestAuthorization},
-    http::{ErrorBody, PricingDocument, RECEIPT_HEADER, TX_ID_HEADER, VOUCHER_HEADER},
+    http::{PricingDocument, RECEIPT_HEADER, TX_ID_HEADER, VOUCHER_HEADER},
     ids::service_hash,
     model::CreateParams,
     proof::content_hash,
-    session::{ReceiptChain, SessionVoucher, SignedReceipt, VoucherHeader},
-};
-use axum::{
-    Router,
-    response::{IntoResponse, Response},
-    routing::post,
+    session::{ReceiptChain, SignedReceipt, VoucherHeader},
 };
 use futures::future::join_all;
 
-/// 0.001 per output "token" (a byte of the answer), at most 0.05 per call.
-const CHAT_METER: &str = "out=0.001,max=0.05";
-const CHAT_MAX: u64 = 50_000;
-/// A flat route: 0.01 per call.
-const ECHO_PRICE: u64 = 10_000;
+mod session_world;
 
-fn app() -> Router {
-    Router::new()
-        .route(
-            "/v1/chat",
-            post(|body: String| async move {
-                let answer = format!("answer to {body}");
-                let mut response: Response = answer.clone().into_response();
-                response
-                    .extensions_mut()
-                    .insert(Usage::new().with("out", answer.len() as u64));
-                response
-            }),
-        )
-        .route("/v1/echo", post(|body: String| async move { body }))
-}
-
-struct World {
-    devnet: Devnet,
-    provider: Kernel,
-    consumer: Kernel,
-    signer: Signer,
-    paywall: Paywall,
-    url: String,
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
-
-async fn world(min_deposit: Amount) -> World {
-    let devnet = Devnet::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let provider = devnet.kernel(1).await.unwrap();
-    let paywall = Paywall::builder(provider.clone())
-        .data_dir(dir.path())
-        .route(
-            Route::post("/v1/chat")
-                .metered(CHAT_METER.parse().unwrap())
-                .service("chat"),
-        )
-        .route(
-            Route::post("/v1/echo")
-                .flat(Amount::from_base_units(ECHO_PRICE.into()))
-                .service("echo"),
-        )
-        .sessions(Some(SessionConfig {
-            min_deposit,
-            check_every: Duration::from_millis(200),
-            used_up_close: Duration::from_secs(1),
-            ..SessionConfig::default()
-        }))
-        .build()
-        .await
-        .unwrap();
-    let url = actp_e2e::serve(app().layer(paywall.layer())).await;
-    World {
-        consumer: devnet.kernel(2).await.unwrap(),
-        signer: devnet.signer(2),
-        provider,
-        paywall,
-        url,
-        http: reqwest::Client::new(),
-        devnet,
-        _dir: dir,
-    }
-}
-
-impl World {
-    async fn open(&self, deposit: u64, service: &str) -> B256 {
-        let now = self.devnet.now().await.unwrap();
-        self.consumer
-            .pay_session(&OpenSession {
-                provider: self.provider.signer_address().unwrap(),
-                deposit: U256::from(deposit),
-                deadline: now + 86_400,
-                dispute_window: 3_600,
-                service_hash: service_hash(service),
-                grace: 600,
-            })
-            .await
-            .unwrap()
-    }
-
-    async fn voucher(
-        &self,
-        signer: &Signer,
-        id: B256,
-        cumulative: u64,
-        path: &str,
-        body: &str,
-    ) -> String {
-        let v = SessionVoucher::for_request(
-            id,
-            U256::from(cumulative),
-            "POST",
-            path,
-            content_hash(body.as_bytes()),
-            wall_clock() + 120,
-        );
-        let sig = signer
-            .sign_hash(&v.signing_hash(&self.provider.domain()))
-            .await
-            .unwrap();
-        VoucherHeader::from_signature(&v, sig).to_string()
-    }
-
-    async fn call(&self, id: B256, cumulative: u64, path: &str, body: &str) -> reqwest::Response {
-        self.call_as(&self.signer, id, cumulative, path, body).await
-    }
-
-    async fn call_as(
-        &self,
-        signer: &Signer,
-        id: B256,
-        cumulative: u64,
-        path: &str,
-        body: &str,
-    ) -> reqwest::Response {
-        let voucher = self.voucher(signer, id, cumulative, path, body).await;
-        self.http
-            .post(format!("{}{path}", self.url))
-            .header(TX_ID_HEADER, id.to_string())
-            .header(VOUCHER_HEADER, voucher)
-            .body(body.to_owned())
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn ask_close(&self, id: B256, cumulative: u64) -> reqwest::Response {
-        let voucher = self
-            .voucher(&self.signer, id, cumulative, "/sessions/close", "")
-            .await;
-        self.http
-            .post(format!("{}/sessions/close", self.url))
-            .header(TX_ID_HEADER, id.to_string())
-            .header(VOUCHER_HEADER, voucher)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn state(&self, id: B256) -> State {
-        self.consumer.get(id).await.unwrap().state
-    }
-}
-
-fn wall_clock() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-async fn refusal(response: reqwest::Response) -> (u16, ErrorBody) {
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")),
-    )
-}
+use session_world::{CHAT_MAX, ECHO_PRICE, refusal, terms, wall_clock, world, world_with};
 
 #[tokio::test]
 async fn a_session_pays_many_metered_calls_with_chained_receipts_and_closes_once() {
@@ -213,6 +44,7 @@ async fn a_session_pays_many_metered_calls_with_chained_receipts_and_closes_once
     let offer = pricing.terms.session.clone().unwrap();
     assert_eq!(offer.service_hash, service_hash("session"));
     assert_eq!(offer.min_deposit, "1000000");
+    assert_eq!(offer.grace, actp_core::session::MIN_GRACE);
     let chat = pricing
         .routes
         .iter()
@@ -234,7 +66,11 @@ async fn a_session_pays_many_metered_calls_with_chained_receipts_and_closes_once
     )
     .await;
     assert_eq!(status, 402);
-    assert_eq!(unpaid.payment.unwrap().terms.session.unwrap(), offer);
+    // The 402: the session terms, the most one call may cost, and the price of each unit.
+    let payment = unpaid.payment.unwrap();
+    assert_eq!(payment.terms.session.clone().unwrap(), offer);
+    assert_eq!((payment.amount.as_str(), payment.sessions), ("50000", true));
+    assert_eq!(payment.units, chat.units);
 
     let id = w.open(2_000_000, &offer.service).await;
     let mut chain = ReceiptChain::new(id, me, w.provider.domain());
@@ -299,7 +135,10 @@ async fn a_session_pays_many_metered_calls_with_chained_receipts_and_closes_once
     actp_e2e::eventually("the close is recorded", || async {
         matches!(
             w.paywall.session(id).await.unwrap().unwrap().status,
-            actp_axum::SessionStatus::Closed { tx: Some(_) }
+            actp_axum::SessionStatus::Closed {
+                tx: Some(_),
+                reason: Some(actp_axum::CloseReason::Asked)
+            }
         )
     })
     .await;
@@ -454,11 +293,25 @@ async fn a_voucher_with_the_other_recovery_bit_still_closes_on_chain() {
 /// Every session refusal, each against the devnet, in one table.
 #[tokio::test]
 async fn every_session_refusal_has_its_status_code_and_message() {
-    let w = world(Amount::from_base_units(100_000)).await;
+    // A used-up session stays open for a top-up for a minute: long enough for its refusal to say so.
+    let w = world_with(
+        SessionConfig {
+            used_up_close: Duration::from_secs(60),
+            ..terms(Amount::from_base_units(100_000))
+        },
+        true,
+    )
+    .await;
     let me = w.paywall.provider();
     let stranger = w.devnet.signer(3);
     let id = w.open(1_000_000, "session").await;
     let small = w.open(50_000, "session").await;
+    // Ten calls use up a deposit of 0.1 at 0.01 each.
+    let tight = w.open(100_000, "session").await;
+    for n in 1..=10 {
+        let paid = w.call(tight, n * ECHO_PRICE, "/v1/echo", "x").await;
+        assert_eq!(paid.status(), 200, "call {n}");
+    }
     let other_service = w.open(1_000_000, "chat").await;
     let now = w.devnet.now().await.unwrap();
     let per_call = w
@@ -484,7 +337,13 @@ async fn every_session_refusal_has_its_status_code_and_message() {
             "deposit below the minimum",
             w.call(small, ECHO_PRICE, "/v1/echo", "x").await,
             402,
-            "session_terms_refused",
+            "deposit_too_small",
+        ),
+        (
+            "session used up",
+            w.call(tight, 11 * ECHO_PRICE, "/v1/echo", "x").await,
+            402,
+            "session_used_up",
         ),
         (
             "session for another service",
@@ -577,12 +436,31 @@ async fn every_session_refusal_has_its_status_code_and_message() {
     let again: serde_json::Value = again.json().await.unwrap();
     assert_eq!(again["alreadyClosing"], true);
     cases.push((
-        "closed session",
+        "closing or closed session",
         w.call(id, 2 * ECHO_PRICE, "/v1/echo", "y").await,
         409,
         "session_closed",
     ));
+    actp_e2e::eventually("the session is closed on chain", || async {
+        w.state(id).await == State::Delivered
+    })
+    .await;
+    cases.push((
+        "session closed on chain",
+        w.call(id, 2 * ECHO_PRICE, "/v1/echo", "z").await,
+        409,
+        "session_closed",
+    ));
 
+    // What each message tells the consumer to do, where the code alone does not say it.
+    let advice = |what: &str| match what {
+        "deposit below the minimum" => Some("a deposit of at least 100000"),
+        "session used up" => Some("top it up (topUpSession)"),
+        "voucher signed by a stranger" => Some("not the transaction's requester"),
+        "voucher below the call's maximum" => Some("sign the voucher for at least"),
+        "session closed on chain" => Some("is closed"),
+        _ => None,
+    };
     for (what, response, status, code) in cases {
         let (got, body) = refusal(response).await;
         assert_eq!(
@@ -592,5 +470,14 @@ async fn every_session_refusal_has_its_status_code_and_message() {
             body.message
         );
         assert!(body.message.len() > 30, "{what}: {}", body.message);
+        if let Some(advice) = advice(what) {
+            assert!(body.message.contains(advice), "{what}: {}", body.message);
+        }
+        if code == "deposit_too_small" {
+            assert_eq!(
+                (body.required.as_deref(), body.provided.as_deref()),
+                (Some("100000"), Some("50000"))
+            );
+        }
     }
 }

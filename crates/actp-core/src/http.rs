@@ -179,6 +179,10 @@ pub struct PaymentInstructions {
     pub amount: String,
     /// The same price in tokens, e.g. `0.10`.
     pub price: String,
+    /// Metered routes: the price of each unit in tokens (12 decimals), by unit name; `amount` is then the
+    /// most one call may cost, and a call is charged `min(units x prices, amount)`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub units: Option<BTreeMap<String, String>>,
     /// The service name.
     pub service: String,
     /// The `serviceHash` to create the transaction with.
@@ -246,6 +250,7 @@ mod tests {
             path: "/v1/generate".into(),
             amount: "100000".into(),
             price: "0.10".into(),
+            units: None,
             service: "generate".into(),
             service_hash: crate::ids::service_hash("generate"),
             min_deadline: 1_700_000_300,

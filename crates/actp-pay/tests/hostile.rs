@@ -57,6 +57,7 @@ fn instructions(kernel: &Kernel, provider: Address, min_deadline: u64) -> Paymen
         path: "/v1/work".into(),
         amount: "100000".into(),
         price: "0.10".into(),
+        units: None,
         service: "work".into(),
         service_hash: service_hash("work"),
         min_deadline,

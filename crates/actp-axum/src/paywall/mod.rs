@@ -298,10 +298,18 @@ impl Paywall {
     }
 
     /// Runs the outbox until every handle of this paywall is dropped; for a paywall built with
-    /// `run_outbox(false)` whose deliveries another task should send.
+    /// `run_outbox(false)` whose deliveries another task should send. With sessions, it also looks for the
+    /// sessions due to close (idle, near their deadline, used up, ended by their requester) and queues their
+    /// closes, as the paywall does by itself when it runs its outbox.
     pub async fn run_outbox(&self) {
         let stopped = self.inner._stop.subscribe();
-        self.inner.outbox.clone().run(stopped).await;
+        let outbox = self.inner.outbox.clone().run(stopped.clone());
+        if self.inner.sessions.is_some() {
+            let closer = closer::run(Arc::downgrade(&self.inner), stopped);
+            futures::future::join(outbox, closer).await;
+        } else {
+            outbox.await;
+        }
     }
 
     /// Makes every change so far durable (each response already waits for its own; this is for shutdown).
@@ -325,6 +333,7 @@ impl Inner {
             path: target.to_owned(),
             amount: price.base_units().to_string(),
             price: price.to_string(),
+            units: route.unit_prices(),
             service: route.service.clone(),
             service_hash: route.service_hash(),
             min_deadline: now + self.min_time_to_deadline,

@@ -130,7 +130,10 @@ where
             Ok(bytes) => paywall.close_requested(&parts, &target, &bytes).await,
             Err(refusal) => Err(refusal),
         };
-        return Ok(outcome.unwrap_or_else(IntoResponse::into_response));
+        return Ok(outcome.unwrap_or_else(|refusal| {
+            paywall.metrics.request(refusal.code());
+            refusal.into_response()
+        }));
     }
     let matched = parts
         .extensions

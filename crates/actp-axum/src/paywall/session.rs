@@ -220,12 +220,11 @@ impl Inner {
             )));
         }
         if record.amount < config.min_deposit.to_u256() {
-            return Err(refuse(format!(
-                "its deposit of {} base units is below the {} ({}) this provider accepts",
-                record.amount,
-                config.min_deposit.base_units(),
-                config.min_deposit
-            )));
+            return Err(Refusal::DepositTooSmall {
+                tx_id,
+                deposit: record.amount.to_string(),
+                minimum: config.min_deposit.base_units().to_string(),
+            });
         }
         if terms.grace < config.min_grace.as_secs() {
             return Err(refuse(format!(

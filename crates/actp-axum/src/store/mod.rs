@@ -320,7 +320,9 @@ impl Store {
         outcome: Result<Option<B256>, String>,
     ) -> Result<bool, StoreError> {
         match self {
-            Store::Embedded(s) => Ok(s.finish_close(seq, tx_id, |st| st.status = closed(outcome))?),
+            Store::Embedded(s) => Ok(s.finish_close(seq, tx_id, |st| {
+                st.status = closed(outcome, &st.status);
+            })?),
             Store::Shared(s) => s.finish_session_close(seq, tx_id, outcome).await,
         }
     }
@@ -344,10 +346,20 @@ impl Store {
 #[cfg(test)]
 mod tests;
 
-/// What a session's close came to, as its status.
-pub(crate) fn closed(outcome: Result<Option<B256>, String>) -> SessionStatus {
+/// What a session's close came to, as its status; `closing` is its status while the close was queued (which
+/// says why).
+pub(crate) fn closed(
+    outcome: Result<Option<B256>, String>,
+    closing: &SessionStatus,
+) -> SessionStatus {
     match outcome {
-        Ok(tx) => SessionStatus::Closed { tx },
+        Ok(tx) => SessionStatus::Closed {
+            tx,
+            reason: match closing {
+                SessionStatus::Closing { reason } => Some(*reason),
+                _ => None,
+            },
+        },
         Err(reason) => SessionStatus::Failed { reason },
     }
 }

@@ -66,6 +66,9 @@ pub enum SessionStatus {
     Closed {
         /// The close transaction, once mined.
         tx: Option<B256>,
+        /// Why it was closed (absent from records written before it was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<CloseReason>,
     },
     /// The kernel refused the close (e.g. the requester cancelled after the grace period).
     Failed {

@@ -189,7 +189,7 @@ impl SharedStore {
         if !tx.finish_close(seq).await? {
             return Ok(false);
         }
-        state.status = super::closed(outcome);
+        state.status = super::closed(outcome, &state.status);
         tx.put(&serde_json::to_vec(&state)?).await?;
         tx.commit().await?;
         Ok(true)

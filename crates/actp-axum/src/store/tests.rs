@@ -203,7 +203,8 @@ async fn a_session_is_created_once_closed_once_and_read_back() {
         assert_eq!(
             store.session(id).await.unwrap().unwrap().status,
             SessionStatus::Closed {
-                tx: Some(B256::repeat_byte(9))
+                tx: Some(B256::repeat_byte(9)),
+                reason: Some(CloseReason::Asked),
             }
         );
         assert!(store.pending().await.unwrap().is_empty());
