@@ -342,7 +342,16 @@ async fn actp_call_pays_from_one_session_across_processes() {
     assert!(human.stdout.contains("sessions"), "{human:?}");
 
     // No --url: the ledger knows where the session was opened.
-    cli(&dev, 2, &["session", "close", &id]).ok();
+    let closing = cli(&dev, 2, &["session", "close", &id]).ok();
+    assert_eq!(
+        closing.stdout.trim(),
+        format!("{id} closing"),
+        "{closing:?}"
+    );
+    assert!(
+        closing.stderr.contains("the provider is closing"),
+        "{closing:?}"
+    );
     let consumer = Kernel::connect(
         &dev.str("rpc_url"),
         dev.str("kernel").parse::<Address>().unwrap(),
@@ -389,11 +398,35 @@ async fn a_requester_opens_tops_up_and_ends_a_session_from_the_command_line() {
     let id = opened["tx_id"].as_str().unwrap().to_owned();
     assert_eq!(opened["amount_base_units"], "2000000");
     assert_eq!(opened["grace"], 600);
-    cli(&dev, 2, &["--json", "session", "top-up", &id, "0.50"]).ok();
+    // Each command's human output, beside its JSON.
+    let listed = cli(&dev, 2, &["session", "list"]).ok();
+    assert!(
+        listed.stdout.contains(&id) && listed.stdout.contains("COMMITTED"),
+        "{listed:?}"
+    );
+    let listed = cli(&dev, 2, &["--json", "session", "list"]).ok().json();
+    assert_eq!(listed[0]["tx_id"], id.as_str());
+    let topped = cli(&dev, 2, &["session", "top-up", &id, "0.25"]).ok();
+    assert_eq!(
+        topped.stdout.trim(),
+        format!("{id} COMMITTED"),
+        "{topped:?}"
+    );
+    assert!(topped.stderr.contains("is now COMMITTED"), "{topped:?}");
+    cli(&dev, 2, &["--json", "session", "top-up", &id, "0.25"]).ok();
     let shown = cli(&dev, 2, &["--json", "session", "show", &id])
         .ok()
         .json();
     assert_eq!(shown["amount_base_units"], "2500000");
+    let shown = cli(&dev, 2, &["session", "show", &id]).ok();
+    for line in [
+        &format!("tx          {id}"),
+        "amount      2.50",
+        "grace       600s",
+        "end         not asked",
+    ] {
+        assert!(shown.stdout.contains(line), "{line}: {shown:?}");
+    }
     // Not a session: a clear usage error.
     cli(
         &dev,
@@ -407,6 +440,39 @@ async fn a_requester_opens_tops_up_and_ends_a_session_from_the_command_line() {
         .json();
     let close_by = ended["close_by"].as_u64().unwrap();
     assert!(close_by > 0);
+    let shown = cli(&dev, 2, &["session", "show", &id]).ok();
+    assert!(
+        shown.stdout.contains(&format!(
+            "end         asked; the provider may close until {close_by}"
+        )),
+        "{shown:?}"
+    );
+    // A second session, opened and ended in human output.
+    let second = cli(
+        &dev,
+        2,
+        &[
+            "session",
+            "open",
+            "--provider",
+            &provider,
+            "--deposit",
+            "1.00",
+        ],
+    )
+    .ok();
+    let second = second.stdout.trim().to_owned();
+    assert!(second.starts_with("0x") && second.len() == 66, "{second}");
+    let ended = cli(&dev, 2, &["session", "end", &second]).ok();
+    assert_eq!(
+        ended.stdout.trim(),
+        format!("{second} COMMITTED"),
+        "{ended:?}"
+    );
+    assert!(
+        ended.stderr.contains("the provider may close until"),
+        "{ended:?}"
+    );
     // Before the grace period ends the kernel refuses the reclaim (exit 3, the reason printed).
     let early = cli(&dev, 2, &["--json", "tx", "cancel", &id]).code(3);
     assert_eq!(
