@@ -1,15 +1,23 @@
-//! Closing sessions by themselves: a session nobody calls for the idle time, one whose deadline is near, one
-//! used up (what remains cannot pay for the cheapest call) and not topped up for a while, and one whose
-//! requester asked on chain to end it (the grace period runs) are closed through the outbox, once. A session
-//! whose consumer asks is closed where its request ends ([`super::session`]).
+//! Closing sessions, through the outbox, once: by themselves, a session nobody calls for the idle time, one
+//! whose deadline is near, one used up (what remains cannot pay for the cheapest call) and not topped up for a
+//! while, and one whose requester asked on chain to end it (the grace period runs); and one whose consumer
+//! asks, on the close path (a call with [`super::CLOSE_HEADER`] is closed after it: [`super::deliver_session`]).
 
 use std::sync::Weak;
 
-use actp_core::B256;
+use actp_core::{B256, http::TX_ID_HEADER, proof::content_hash};
+use axum::{
+    body::Body,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderValue, StatusCode, header, request::Parts};
 use tokio::sync::watch;
 
 use super::Inner;
-use crate::store::{CloseReason, SessionStatus};
+use crate::{
+    refusal::Refusal,
+    store::{CloseReason, SessionStatus},
+};
 
 /// While the kernel's events are followed, end requests arrive through them ([`super::follow`]); the chain
 /// is still asked on every this many passes (the first included), in case a node's logs lagged its head.
@@ -111,5 +119,76 @@ impl Inner {
             }
             self.outbox.notify.notify_one();
         }
+    }
+
+    /// Answers a `POST` on the close path: `202` with the session's close queued, or the refusal (counted).
+    pub(super) async fn answer_close_path<B>(&self, parts: &Parts, body: B) -> Response
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<super::BoxError>,
+    {
+        let target = super::verify::request_target(parts);
+        let outcome = match super::verify::read_body(body, self.body_limit).await {
+            Ok(bytes) => self.close_requested(parts, &target, &bytes).await,
+            Err(refusal) => Err(refusal),
+        };
+        outcome.unwrap_or_else(|refusal| {
+            self.metrics.request(refusal.code());
+            refusal.into_response()
+        })
+    }
+
+    /// `POST` on the close path: the requester asks (with a voucher over this request) to close its session.
+    async fn close_requested(
+        &self,
+        parts: &Parts,
+        target: &str,
+        body: &[u8],
+    ) -> Result<Response, Refusal> {
+        let tx_id = parts
+            .headers
+            .get(TX_ID_HEADER)
+            .and_then(super::verify::parse_tx_id)
+            .ok_or(Refusal::MalformedTxId)?;
+        let voucher = super::verify::voucher_header(parts)?.ok_or(Refusal::MissingAuthorization)?;
+        let state = match self.store.session(tx_id).await {
+            Ok(Some(state)) => state,
+            Ok(None) => return Err(Refusal::NotASession { tx_id }),
+            Err(e) => return Err(self.storage_failed(&e)),
+        };
+        let signed = voucher.voucher(tx_id, parts.method.as_str(), target, content_hash(body));
+        voucher
+            .verify(
+                &signed,
+                &self.domain,
+                state.requester,
+                self.clock.now(),
+                self.max_authorization_validity,
+            )
+            .map_err(Refusal::Unauthorized)?;
+        let queued = self
+            .store
+            .queue_session_close(tx_id, CloseReason::Asked)
+            .await
+            .map_err(|e| self.storage_failed(&e))?;
+        self.store
+            .flush()
+            .await
+            .map_err(|e| self.storage_failed(&e))?;
+        self.outbox.notify.notify_one();
+        let body = serde_json::json!({
+            "txId": tx_id,
+            "closing": true,
+            "alreadyClosing": !queued,
+            "charged": state.charged.to_string(),
+            "proofHash": state.head,
+        });
+        let mut response = Response::new(Body::from(body.to_string()));
+        *response.status_mut() = StatusCode::ACCEPTED;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Ok(response)
     }
 }

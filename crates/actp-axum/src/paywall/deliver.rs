@@ -1,6 +1,6 @@
 //! After the handler: a failed handler gives the claim back (the transaction can pay for a retry); a
 //! successful one has its body hashed as sent, a delivery proof signed, and the delivery queued durably
-//! before the response leaves.
+//! before the response leaves. A call paid from a session goes to [`super::deliver_session`].
 
 use actp_core::{
     B256, eip712,
@@ -15,10 +15,38 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
 
-use super::{BoxError, Inner, Payment};
+use super::{BoxError, Inner, Payment, session::SessionCall};
 use crate::refusal::Refusal;
 
 impl Inner {
+    /// The handler failed (an error, or a status that is not 2xx): the call's hold, or the transaction's
+    /// claim, goes back, and nothing is charged or delivered.
+    pub(super) async fn handler_failed(&self, tx_id: B256, session: Option<SessionCall>) {
+        match session {
+            Some(call) => self.give_back_hold(call.hold, "handler_failed").await,
+            None => self.give_back(tx_id, "handler_failed").await,
+        }
+    }
+
+    /// The handler succeeded: a session call is charged with its receipt, a per-call request delivered.
+    pub(super) async fn handler_succeeded<ResBody>(
+        &self,
+        payment: Payment,
+        session: Option<SessionCall>,
+        request_hash: B256,
+        started: bool,
+        response: Response<ResBody>,
+    ) -> Response
+    where
+        ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+        ResBody::Error: Into<BoxError>,
+    {
+        match session {
+            Some(call) => self.deliver_session(call, request_hash, response).await,
+            None => self.deliver(payment, request_hash, started, response).await,
+        }
+    }
+
     /// The AIP-4 proof signed as the SDKs sign it, and bound to the request served: two signatures, one the
     /// SDKs check and one this project's requesters (and the chain) check. The binding's is shared with the
     /// other calls answered at the same moment (see [`super::sign`]), and is made while the proof is signed.

@@ -1,18 +1,21 @@
 //! The paywall: [`Paywall`] (its shared state and handle). Its parts live in submodules, one job each:
 //! - [`builder`]: [`PaywallBuilder`], the configuration, and starting the background tasks;
 //! - [`service`]: [`PaywallLayer`], [`PaywallService`] and its [`ResponseFuture`], side by side; which route
-//!   a request is for, and nothing paid ever passes unpaid;
-//! - [`verify`]: the checks a paid request must pass, and the claim;
-//! - [`session`]: calls paid from a session: the voucher, the hold, the charge and its receipt, the close;
-//! - [`deliver`]: the delivery proof, the durable delivery, and giving a claim back when the handler fails;
+//!   a request is for (nothing paid ever passes unpaid), and its way through the steps below;
+//! - the checks that grant a request: [`verify`] (paid per call: the transaction, the authorization, the
+//!   claim) and [`session`] (paid from a session: the voucher, the session's terms, the hold);
+//! - delivery after the handler: [`deliver`] (the delivery proof and the durable delivery; a failed handler
+//!   gives the claim back) and [`deliver_session`] (the charge and its chained receipt; or the hold back);
 //! - [`sign`]: the provider's signatures over receipts and request bindings, one per batch of calls;
-//! - [`closer`]: closing sessions by themselves (idle, deadline near, ended on chain);
+//! - [`closer`]: closing sessions, by themselves (idle, deadline near, used up, ended on chain) or when their
+//!   consumer asks on the close path;
 //! - [`follow`]: what the kernel's events teach it: funded transactions (no chain read per request) and
 //!   requests to end a session.
 
 mod builder;
 mod closer;
 mod deliver;
+mod deliver_session;
 mod follow;
 mod service;
 mod session;
@@ -339,6 +342,17 @@ impl Inner {
             min_deadline: now + self.min_time_to_deadline,
             sessions: route.sessions && self.sessions.is_some(),
         }
+    }
+
+    /// The pricing document, as `GET` on the pricing path answers it.
+    pub(super) fn pricing_response(&self) -> axum::response::Response {
+        let mut response =
+            axum::response::Response::new(axum::body::Body::from(self.pricing_json.clone()));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        response
     }
 
     pub(super) fn storage_failed(&self, error: &StoreError) -> Refusal {

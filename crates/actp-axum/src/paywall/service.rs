@@ -19,7 +19,7 @@ use axum::{
 };
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use http::{HeaderValue, Method, Request, header};
+use http::{Method, Request};
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::{Instrument, field};
@@ -112,12 +112,7 @@ where
         .map_or_else(|| parts.uri.path().to_owned(), |o| o.0.path().to_owned());
     let is_get = parts.method == Method::GET || parts.method == Method::HEAD;
     if is_get && paywall.pricing_path.as_deref() == Some(original_path.as_str()) {
-        let mut response = Response::new(Body::from(paywall.pricing_json.clone()));
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        return Ok(response);
+        return Ok(paywall.pricing_response());
     }
     if parts.method == Method::POST
         && paywall
@@ -125,15 +120,7 @@ where
             .as_ref()
             .is_some_and(|c| c.close_path == original_path)
     {
-        let target = super::verify::request_target(&parts);
-        let outcome = match super::verify::read_body(body, paywall.body_limit).await {
-            Ok(bytes) => paywall.close_requested(&parts, &target, &bytes).await,
-            Err(refusal) => Err(refusal),
-        };
-        return Ok(outcome.unwrap_or_else(|refusal| {
-            paywall.metrics.request(refusal.code());
-            refusal.into_response()
-        }));
+        return Ok(paywall.answer_close_path(&parts, body).await);
     }
     let matched = parts
         .extensions
@@ -191,38 +178,26 @@ where
         request.extensions_mut().insert(granted.payment.clone());
         let outcome = service.call(request).await;
         span.record("handler_ms", handler_start.elapsed().as_millis() as u64);
-        let give_back = async |session: Option<super::session::SessionCall>| match session {
-            Some(call) => paywall.give_back_hold(call.hold, "handler_failed").await,
-            None => paywall.give_back(tx_id, "handler_failed").await,
-        };
         let response = match outcome {
             Ok(response) => response,
             Err(e) => {
-                give_back(granted.session).await;
+                paywall.handler_failed(tx_id, granted.session).await;
                 return Err(e);
             }
         };
         if !response.status().is_success() {
-            give_back(granted.session).await;
+            paywall.handler_failed(tx_id, granted.session).await;
             return Ok(response.map(Body::new));
         }
-        Ok(match granted.session {
-            Some(call) => {
-                paywall
-                    .deliver_session(call, granted.request_hash, response)
-                    .await
-            }
-            None => {
-                paywall
-                    .deliver(
-                        granted.payment,
-                        granted.request_hash,
-                        granted.started,
-                        response,
-                    )
-                    .await
-            }
-        })
+        Ok(paywall
+            .handler_succeeded(
+                granted.payment,
+                granted.session,
+                granted.request_hash,
+                granted.started,
+                response,
+            )
+            .await)
     }
     .instrument(span)
     .await
