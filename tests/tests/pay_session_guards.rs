@@ -1,7 +1,8 @@
 //! What guards a consumer paying from sessions, against real parts (anvil with the kernel, the paywall over
 //! loopback HTTP, the client's ledger on disk): a session's deposit is reserved against every cap before any
-//! escrow exists, and a receipt that does not check out retires the session, counts as nothing, and the
-//! provider's claim for that call is disputed.
+//! escrow exists; a receipt that does not check out retires the session, counts as nothing, and the
+//! provider's claim for that call is disputed; an answer lost after the charge (a proxy's 502) counts at the
+//! call's maximum, while a handler's failure, marked by the provider, counts as nothing and keeps the session.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -12,7 +13,9 @@
 
 use actp_core::{Amount, State, U256};
 use actp_e2e::eventually;
-use actp_pay::{BudgetError, CapKind, Ledger, PayError, PaymentState, SpendPolicy};
+use actp_pay::{
+    BudgetError, CapKind, Ledger, PayError, PayingClient, Payment, PaymentState, SpendPolicy,
+};
 
 mod paying_sessions;
 
@@ -92,16 +95,10 @@ async fn a_session_deposit_is_held_against_every_cap_before_any_escrow() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_receipt_that_does_not_check_out_retires_the_session_and_its_claim_is_disputed() {
-    let w = world_with(
-        true,
-        Wire {
-            tamper: Some(3),
-            ..Wire::default()
-        },
-    )
-    .await;
+/// A provider behind `wire`, and an agent that paid two echo calls from one session: what they charged, and
+/// the session.
+async fn two_calls_on(wire: Wire) -> (World, PayingClient, U256, Payment) {
+    let w = world_with(true, wire).await;
     w.allow_sessions(10).await;
     let client = w.client(config()).await;
     let mut charged = U256::ZERO;
@@ -110,6 +107,16 @@ async fn a_receipt_that_does_not_check_out_retires_the_session_and_its_claim_is_
         charged += response.receipt.as_ref().unwrap().charge;
     }
     let first = sessions(&client, w.agent()).await.remove(0);
+    (w, client, charged, first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_that_does_not_check_out_retires_the_session_and_its_claim_is_disputed() {
+    let (w, client, charged, first) = two_calls_on(Wire {
+        tamper: Some(3),
+        ..Wire::default()
+    })
+    .await;
 
     // The third call's receipt names a charge the provider did not sign.
     let bad = w.echo(&client, "three").await.unwrap_err();
@@ -147,4 +154,68 @@ async fn a_receipt_that_does_not_check_out_retires_the_session_and_its_claim_is_
     })
     .await;
     assert_eq!(w.consumer.get(tx_id).await.unwrap().state, State::Disputed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_lost_after_the_charge_counts_at_its_maximum_and_a_failed_handler_at_nothing() {
+    let (w, client, charged, first) = two_calls_on(Wire {
+        cut: Some(3),
+        ..Wire::default()
+    })
+    .await;
+
+    // The provider charged the third call; its answer became a 502 on the way. The agent cannot tell whether
+    // it was charged: it counts at its maximum, and the session takes no more calls.
+    let lost = w.echo(&client, "three").await.unwrap_err();
+    assert!(matches!(lost, PayError::BadReceipt { .. }), "{lost}");
+    let account = payment(&client, &first.key).await.session.unwrap();
+    assert_eq!(account.charged.to_u256(), charged);
+    assert_eq!(account.lost, Amount::from_base_units(ECHO_PRICE));
+    assert!(account.closing_since.is_some(), "{account:?}");
+
+    // A handler that fails is marked as charged nothing by the provider: the agent keeps its (new) session.
+    let failed = client
+        .post(format!("{}/v1/fail", w.url))
+        .body("x")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(failed, PayError::SessionRefused { status: 500, .. }),
+        "{failed}"
+    );
+    let second = sessions(&client, w.agent())
+        .await
+        .into_iter()
+        .find(|p| p.key != first.key)
+        .unwrap();
+    let account = second.session.clone().unwrap();
+    assert_eq!(
+        (account.lost, account.charged),
+        (Amount::ZERO, Amount::ZERO)
+    );
+    assert!(
+        account.closing_since.is_none() && account.pending.is_none(),
+        "{account:?}"
+    );
+    w.echo(&client, "four").await.unwrap();
+    assert_eq!(
+        sessions(&client, w.agent()).await.len(),
+        2,
+        "the second session served it"
+    );
+
+    // The first session closes for its receipts and the lost call: within what the agent counted, so it
+    // settles without a dispute.
+    let tx_id = first.tx_id.unwrap();
+    eventually("the first session is closed on chain", || async {
+        w.consumer.get(tx_id).await.unwrap().state == State::Delivered
+    })
+    .await;
+    let claimed = w.consumer.session_of(tx_id).await.unwrap().unwrap().claimed;
+    assert_eq!(claimed, charged + U256::from(ECHO_PRICE));
+    reconcile_until(&client, &first.key, "the first session settled", |p| {
+        p.state == PaymentState::Settled
+    })
+    .await;
 }

@@ -51,7 +51,7 @@
 //! (a flat or dynamic route: its price); the charge and the receipt chain are flushed to disk, and the
 //! response carries `X-AGIRAILS-RECEIPT`, the provider's signed
 //! [`SessionReceipt`](actp_core::session::SessionReceipt) chained to the one before. A failed handler gives
-//! the hold back. The session is closed through the outbox, once, when its consumer asks (`POST` on
+//! the hold back, and its response leaves marked `X-AGIRAILS-NOT-CHARGED: 1`. The session is closed through the outbox, once, when its consumer asks (`POST` on
 //! [`SessionConfig::close_path`] with a voucher over that request, or [`CLOSE_HEADER`] on a call), when it is
 //! idle, near its deadline, used up and not topped up, or ended by its requester on chain; the close waits for
 //! the calls in flight, then sends `closeSession` with what was charged, the best voucher, and the last

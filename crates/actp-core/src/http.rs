@@ -11,7 +11,7 @@ use alloy_primitives::{Address, B256};
 use serde::{Deserialize, Serialize};
 
 pub use crate::authorization::{AUTHORIZATION_HEADER, TX_ID_HEADER};
-pub use crate::session::{RECEIPT_HEADER, VOUCHER_HEADER};
+pub use crate::session::{NOT_CHARGED_HEADER, RECEIPT_HEADER, VOUCHER_HEADER};
 
 /// Response header carrying the delivery proof hash (`0x` + 64 hex), the value the provider records on chain.
 pub const PROOF_HASH_HEADER: &str = "x-agirails-proof-hash";

@@ -32,6 +32,7 @@ use axum::{
     Router,
     body::Body,
     extract::Request,
+    http::StatusCode,
     middleware::Next,
     response::{IntoResponse, Response},
     routing::post,
@@ -62,6 +63,9 @@ pub struct Wire {
     pub withheld: AtomicBool,
     /// The receipt of this call (1-based) reaches the consumer with another charge than the provider signed.
     pub tamper: Option<usize>,
+    /// The answer to this call (1-based) is lost after the paywall charged it: the consumer gets a 502, as
+    /// from a load balancer whose replica died mid-call.
+    pub cut: Option<usize>,
 }
 
 pub struct World {
@@ -74,8 +78,9 @@ pub struct World {
     pub _paywall: Paywall,
 }
 
-/// A provider with a metered chat route and a flat echo route, both payable from sessions. `closes`: whether
-/// it runs its outbox (closing sessions); `withhold`: a call whose response it keeps.
+/// A provider with a metered chat route, a flat echo route and a flat route whose handler always fails, all
+/// payable from sessions. `closes`: whether it runs its outbox (closing sessions); `withhold`: a call whose
+/// response it keeps.
 pub async fn world(closes: bool, withhold: Option<usize>) -> World {
     world_with(
         closes,
@@ -109,6 +114,11 @@ pub async fn world_with(closes: bool, wire: Wire) -> World {
                 .flat(Amount::from_base_units(ECHO_PRICE))
                 .service("echo"),
         )
+        .route(
+            Route::post("/v1/fail")
+                .flat(Amount::from_base_units(ECHO_PRICE))
+                .service("echo"),
+        )
         .sessions(Some(SessionConfig {
             min_deposit: Amount::from_base_units(100_000),
             check_every: Duration::from_millis(100),
@@ -133,6 +143,10 @@ pub async fn world_with(closes: bool, wire: Wire) -> World {
             }),
         )
         .route("/v1/echo", post(|body: String| async move { body }))
+        .route(
+            "/v1/fail",
+            post(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "the model is down") }),
+        )
         .layer(paywall.layer())
         .layer(axum::middleware::from_fn_with_state(wire.clone(), watch));
     let url = serve(app).await;
@@ -174,6 +188,9 @@ pub async fn watch(
         0
     };
     let mut response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    if paid_call && wire.cut == Some(n) {
+        return (StatusCode::BAD_GATEWAY, "replica failed: connection reset").into_response();
+    }
     if paid_call && wire.tamper == Some(n) {
         let receipt = response.headers()[RECEIPT_HEADER]
             .to_str()

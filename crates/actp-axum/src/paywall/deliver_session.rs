@@ -4,7 +4,7 @@
 
 use actp_core::{
     B256,
-    http::{RECEIPT_HEADER, TX_ID_HEADER},
+    http::{NOT_CHARGED_HEADER, RECEIPT_HEADER, TX_ID_HEADER},
     meter::Usage,
     proof::content_hash,
     session::SignedReceipt,
@@ -139,4 +139,16 @@ impl Inner {
         }
         .into_response()
     }
+}
+
+/// A failed handler's response as it leaves: on a session call, marked as charged nothing
+/// ([`NOT_CHARGED_HEADER`]), so that the consumer keeps its session (a failed response without the mark
+/// may have come from a proxy after a charge).
+pub(super) fn uncharged(mut response: Response, session: bool) -> Response {
+    if session {
+        response
+            .headers_mut()
+            .insert(NOT_CHARGED_HEADER, HeaderValue::from_static("1"));
+    }
+    response
 }

@@ -186,8 +186,12 @@ where
             }
         };
         if !response.status().is_success() {
+            let session = granted.session.is_some();
             paywall.handler_failed(tx_id, granted.session).await;
-            return Ok(response.map(Body::new));
+            return Ok(super::deliver_session::uncharged(
+                response.map(Body::new),
+                session,
+            ));
         }
         Ok(paywall
             .handler_succeeded(

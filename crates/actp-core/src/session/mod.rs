@@ -50,7 +50,9 @@
 mod receipt;
 mod voucher;
 
-pub use receipt::{RECEIPT_HEADER, ReceiptChain, ReceiptError, SessionReceipt, SignedReceipt};
+pub use receipt::{
+    NOT_CHARGED_HEADER, RECEIPT_HEADER, ReceiptChain, ReceiptError, SessionReceipt, SignedReceipt,
+};
 pub use voucher::{SessionVoucher, VOUCHER_HEADER, VoucherHeader};
 
 /// Shortest grace period the kernel accepts, in seconds: the time a provider has to close after the requester

@@ -9,6 +9,12 @@ use serde::{Deserialize, Serialize};
 /// Header carrying the receipt of a call paid from a session.
 pub const RECEIPT_HEADER: &str = "x-agirails-receipt";
 
+/// Header (value `1`) the provider sets on a session call's response when its handler failed (a status that
+/// is not 2xx): the call's hold was given back and nothing was charged. A failed response without it and
+/// without a refusal of the paywall's own came from something between the consumer and the provider (a load
+/// balancer's 502 when a replica died mid-call): whether the call was charged is unknown.
+pub const NOT_CHARGED_HEADER: &str = "x-agirails-not-charged";
+
 sol! {
     /// What one call paid from a session cost (EIP-712, ACTP domain), signed by the provider.
     #[derive(Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use actp_client::ClientError;
 use actp_core::{
     Amount,
     fee::fee_on,
-    http::{ErrorBody, TX_ID_HEADER, VOUCHER_HEADER},
+    http::{ErrorBody, NOT_CHARGED_HEADER, TX_ID_HEADER, VOUCHER_HEADER},
     proof::content_hash,
     session::{ReceiptChain, SessionVoucher, SignedReceipt, VoucherHeader},
 };
@@ -119,8 +119,15 @@ impl PayingClient {
                 .map(|b| b.code)
                 .unwrap_or_default();
             let message = crate::client::deliver::message_of(&response.body);
-            // The provider may have charged a call it answered without a receipt.
-            if response.status.is_success() || code == "storage_unavailable" {
+            // The provider may have charged a call it answered without a receipt, or one whose failed answer
+            // is neither its refusal nor its handler's (marked as charged nothing): a proxy's, when the
+            // replica serving the call died after charging it.
+            let not_charged = response
+                .headers
+                .get(NOT_CHARGED_HEADER)
+                .is_some_and(|v| v == "1");
+            let unknown = code.is_empty() && !not_charged;
+            if response.status.is_success() || code == "storage_unavailable" || unknown {
                 self.lose(&payment, "answered without a receipt").await?;
                 return Err(PayError::BadReceipt {
                     tx_id,

@@ -11,7 +11,9 @@
 //!    route, in one write with the session's new total.
 //!
 //! A call whose outcome is lost (no answer, a crash while it was in flight, an answer the provider may have
-//! charged without a receipt) counts at its maximum, and the session takes no more calls: the provider is
+//! charged without a receipt, a failed answer that is neither the paywall's refusal nor its handler's failure
+//! marked with [`NOT_CHARGED_HEADER`](actp_core::http::NOT_CHARGED_HEADER): a proxy's 502 when the replica
+//! serving it died after the charge) counts at its maximum, and the session takes no more calls: the provider is
 //! asked to close it, and the next call opens another. A receipt that does not check out is evidence: the
 //! session is closed the same way, and the bad call counts as nothing. If the provider then claims more on
 //! chain than the receipts (and the lost calls) add up to, [`PayingClient::reconcile`] disputes it.
