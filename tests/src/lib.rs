@@ -103,6 +103,25 @@ pub async fn serve(app: Router) -> String {
     format!("http://{addr}")
 }
 
+/// The handlers a session provider sells in the tests: `POST /v1/chat` answers `answer to <body>` and reports
+/// one `out` unit per byte of it (a [`Usage`](actp_core::meter::Usage) in the response's extensions, as a
+/// metered route charges); `POST /v1/echo` answers the body. The paywall's layer goes on top.
+pub fn chat_and_echo() -> Router {
+    Router::new()
+        .route(
+            "/v1/chat",
+            post(|body: String| async move {
+                let answer = format!("answer to {body}");
+                let mut response: Response = answer.clone().into_response();
+                response
+                    .extensions_mut()
+                    .insert(actp_core::meter::Usage::new().with("out", answer.len() as u64));
+                response
+            }),
+        )
+        .route("/v1/echo", post(|body: String| async move { body }))
+}
+
 /// A TCP forwarder to `upstream` that a test can cut and restore. Its port never changes.
 pub struct TcpProxy {
     addr: SocketAddr,

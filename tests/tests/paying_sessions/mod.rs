@@ -18,7 +18,7 @@ use std::{
     time::Duration,
 };
 
-use actp_axum::{Paywall, Route, SessionConfig, Usage};
+use actp_axum::{Paywall, Route, SessionConfig};
 use actp_client::{Devnet, DevnetOptions, Kernel};
 use actp_core::{
     Address, Amount,
@@ -29,7 +29,6 @@ use actp_e2e::{PATIENCE, serve};
 use actp_pay::{AfterDelivery, Ledger, PayConfig, PayError, PayingClient, Payment, SpendPolicy};
 use actp_store::StoreUrl;
 use axum::{
-    Router,
     body::Body,
     extract::Request,
     http::StatusCode,
@@ -130,19 +129,7 @@ pub async fn world_with(closes: bool, wire: Wire) -> World {
         .await
         .unwrap();
     let wire = Arc::new(wire);
-    let app = Router::new()
-        .route(
-            "/v1/chat",
-            post(|body: String| async move {
-                let answer = format!("answer to {body}");
-                let mut response: Response = answer.clone().into_response();
-                response
-                    .extensions_mut()
-                    .insert(Usage::new().with("out", answer.len() as u64));
-                response
-            }),
-        )
-        .route("/v1/echo", post(|body: String| async move { body }))
+    let app = actp_e2e::chat_and_echo()
         .route(
             "/v1/fail",
             post(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "the model is down") }),

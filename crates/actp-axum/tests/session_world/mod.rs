@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use actp_axum::{Paywall, Route, SessionConfig, Usage};
+use actp_axum::{Paywall, Route, SessionConfig};
 use actp_client::{Devnet, Kernel, OpenSession, Signer};
 use actp_core::{
     Amount, B256, State, U256,
@@ -13,11 +13,7 @@ use actp_core::{
     proof::content_hash,
     session::{SessionVoucher, VoucherHeader},
 };
-use axum::{
-    Router,
-    response::{IntoResponse, Response},
-    routing::post,
-};
+use axum::Router;
 
 /// 0.001 per output "token" (a byte of the answer), at most 0.05 per call.
 pub const CHAT_METER: &str = "out=0.001,max=0.05";
@@ -26,19 +22,7 @@ pub const CHAT_MAX: u64 = 50_000;
 pub const ECHO_PRICE: u64 = 10_000;
 
 pub fn app() -> Router {
-    Router::new()
-        .route(
-            "/v1/chat",
-            post(|body: String| async move {
-                let answer = format!("answer to {body}");
-                let mut response: Response = answer.clone().into_response();
-                response
-                    .extensions_mut()
-                    .insert(Usage::new().with("out", answer.len() as u64));
-                response
-            }),
-        )
-        .route("/v1/echo", post(|body: String| async move { body }))
+    actp_e2e::chat_and_echo()
 }
 
 pub struct World {
